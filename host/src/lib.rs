@@ -1,0 +1,5 @@
+//! Cairn host: a Raft-replicated log whose state machines are WebAssembly plugins.
+#![warn(missing_docs)]
+
+pub mod raft;
+pub mod state;

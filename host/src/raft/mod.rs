@@ -1,0 +1,3 @@
+//! Everything openraft: type config, durable log store, state-machine adapter, network.
+
+pub mod types;
