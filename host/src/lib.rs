@@ -1,5 +1,7 @@
 //! Cairn host: a Raft-replicated log whose state machines are WebAssembly plugins.
 #![warn(missing_docs)]
 
+pub mod plugins;
 pub mod raft;
+pub mod runtime;
 pub mod state;

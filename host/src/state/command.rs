@@ -21,6 +21,8 @@ pub enum Command {
         /// Fuel budget for each call of this plugin, fixed at deploy time so
         /// every node meters identically.
         fuel_per_call: u64,
+        /// Linear-memory cap of each instance, fixed at deploy time.
+        memory_limit_bytes: u64,
         /// Leader's wall clock when proposed (ms since the Unix epoch).
         timestamp_ms: u64,
     },
@@ -66,6 +68,8 @@ pub struct PluginInfo {
     pub sha256: String,
     /// Fuel budget per call.
     pub fuel_per_call: u64,
+    /// Linear-memory cap per instance.
+    pub memory_limit_bytes: u64,
     /// Log index at which this version took effect.
     pub deployed_at_index: u64,
     /// Size of the component in bytes.

@@ -1,5 +1,255 @@
-//! The replicated state: plugin registry, per-plugin ordered KV, idempotency table.
+//! The replicated state: plugin registry, code blobs, per-plugin ordered KV and
+//! the idempotency table; applying one command; the state hash.
+//!
+//! Everything here is a persistent (structurally shared) map, so cloning the
+//! whole state for a snapshot is O(1) and never stalls applies.
 
 mod command;
+mod hash;
+pub mod snapshot;
+
+use std::sync::Arc;
 
 pub use command::*;
+
+use crate::runtime::{CallContext, CallMode, Kv, Runtime};
+
+/// How many idempotency keys are remembered; the oldest are forgotten first.
+/// A constant, not a setting: it shapes replicated state, so every node must
+/// agree on it.
+pub const IDEMPOTENCY_KEYS_RETAINED: usize = 100_000;
+
+/// Longest plugin name.
+pub const MAX_PLUGIN_NAME_BYTES: usize = 64;
+
+/// A stored idempotency record: the result of the first attempt.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdempotencyRecord {
+    /// Index the command was first applied at.
+    pub index: u64,
+    /// Its result, returned again to every retry.
+    pub result: CommandResult,
+}
+
+/// The whole replicated state of one node.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    pub(crate) plugins: imbl::OrdMap<String, PluginInfo>,
+    /// Component bytes by hex sha256; only versions in the registry are kept.
+    pub(crate) code: imbl::OrdMap<String, Arc<Vec<u8>>>,
+    pub(crate) kv: imbl::OrdMap<String, Kv>,
+    /// `plugin \0 key` → first result.
+    pub(crate) idempotency: imbl::OrdMap<String, IdempotencyRecord>,
+    /// index → idempotency key, to forget the oldest deterministically.
+    pub(crate) idempotency_by_index: imbl::OrdMap<u64, String>,
+    pub(crate) applied_index: u64,
+    /// Timestamp of the last applied command: the clock queries see.
+    pub(crate) last_timestamp_ms: u64,
+}
+
+/// Checks a plugin name: 1–64 bytes of `[a-z0-9_-]`, starting with a letter or digit.
+pub fn validate_plugin_name(name: &str) -> Result<(), ErrorBody> {
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let ok_start = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if name.is_empty() || name.len() > MAX_PLUGIN_NAME_BYTES || !ok_chars || !ok_start {
+        return Err(ErrorBody::new(
+            "invalid-plugin-name",
+            format!("plugin names are 1-{MAX_PLUGIN_NAME_BYTES} characters of a-z, 0-9, '-' and '_', got {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn not_found(name: &str) -> ErrorBody {
+    ErrorBody::new("plugin-not-found", format!("no plugin named {name:?} is deployed"))
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Index of the last entry applied (commands, membership and blanks).
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// The registry, in name order.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        self.plugins.values().cloned().collect()
+    }
+
+    /// One registry entry.
+    pub fn plugin(&self, name: &str) -> Option<PluginInfo> {
+        self.plugins.get(name).cloned()
+    }
+
+    /// A plugin's committed KV (empty if unknown).
+    pub fn kv(&self, name: &str) -> Kv {
+        self.kv.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Records that a non-command entry (membership, blank) was applied.
+    pub fn advance(&mut self, index: u64) {
+        debug_assert!(index > self.applied_index || index == 0, "applied index must grow");
+        self.applied_index = self.applied_index.max(index);
+    }
+
+    /// Applies one committed command at log `index`. Deterministic: the same
+    /// state, index and command give the same result and new state on every node.
+    pub fn apply(&mut self, runtime: &Runtime, index: u64, cmd: &Command) -> CommandResult {
+        self.advance(index);
+        match cmd {
+            Command::Deploy { name, wasm, fuel_per_call, memory_limit_bytes, timestamp_ms } => {
+                self.last_timestamp_ms = *timestamp_ms;
+                self.deploy(runtime, index, name, wasm, *fuel_per_call, *memory_limit_bytes)
+            }
+            Command::Remove { name } => self.remove(name),
+            Command::Apply { plugin, input, timestamp_ms, idempotency_key } => {
+                self.last_timestamp_ms = *timestamp_ms;
+                let Some(key) = idempotency_key else {
+                    return self.apply_plugin(runtime, index, plugin, input, *timestamp_ms);
+                };
+                let full_key = format!("{plugin}\0{key}");
+                if let Some(rec) = self.idempotency.get(&full_key) {
+                    return rec.result.clone();
+                }
+                let result = self.apply_plugin(runtime, index, plugin, input, *timestamp_ms);
+                self.remember(index, full_key, result.clone());
+                result
+            }
+        }
+    }
+
+    /// The stored result for an idempotency key, if the command already ran.
+    pub fn idempotent_result(&self, plugin: &str, key: &str) -> Option<IdempotencyRecord> {
+        self.idempotency.get(&format!("{plugin}\0{key}")).cloned()
+    }
+
+    fn remember(&mut self, index: u64, full_key: String, result: CommandResult) {
+        self.idempotency.insert(full_key.clone(), IdempotencyRecord { index, result });
+        self.idempotency_by_index.insert(index, full_key);
+        while self.idempotency_by_index.len() > IDEMPOTENCY_KEYS_RETAINED {
+            let Some(&(index, _)) = self.idempotency_by_index.get_min() else { break };
+            if let Some(oldest) = self.idempotency_by_index.remove(&index) {
+                self.idempotency.remove(&oldest);
+            }
+        }
+    }
+
+    fn deploy(
+        &mut self,
+        runtime: &Runtime,
+        index: u64,
+        name: &str,
+        wasm: &[u8],
+        fuel_per_call: u64,
+        memory_limit_bytes: u64,
+    ) -> CommandResult {
+        if let Err(e) = validate_plugin_name(name) {
+            return CommandResult::Failed(e);
+        }
+        // The leader validated before proposing; validating again here keeps a
+        // hand-crafted log entry from installing garbage, identically everywhere.
+        let sha = match runtime.validate(wasm) {
+            Ok(sha) => sha,
+            Err(e) => return CommandResult::Failed(ErrorBody::new(e.code(), e.to_string())),
+        };
+        let version = self.plugins.get(name).map_or(1, |p| p.version + 1);
+        let previous = self.plugins.get(name).map(|p| p.sha256.clone());
+        let info = PluginInfo {
+            name: name.to_string(),
+            version,
+            sha256: sha.clone(),
+            fuel_per_call,
+            memory_limit_bytes,
+            deployed_at_index: index,
+            size_bytes: wasm.len() as u64,
+        };
+        self.code.entry(sha).or_insert_with(|| Arc::new(wasm.to_vec()));
+        self.plugins.insert(name.to_string(), info.clone());
+        self.kv.entry(name.to_string()).or_default();
+        if let Some(old) = previous {
+            self.drop_unreferenced_code(&old);
+        }
+        CommandResult::Deployed(info)
+    }
+
+    fn remove(&mut self, name: &str) -> CommandResult {
+        let Some(info) = self.plugins.remove(name) else {
+            return CommandResult::Failed(not_found(name));
+        };
+        self.kv.remove(name);
+        self.drop_unreferenced_code(&info.sha256);
+        CommandResult::Removed { name: name.to_string() }
+    }
+
+    fn drop_unreferenced_code(&mut self, sha: &str) {
+        if !self.plugins.values().any(|p| p.sha256 == sha) {
+            self.code.remove(sha);
+        }
+    }
+
+    fn apply_plugin(&mut self, runtime: &Runtime, index: u64, name: &str, input: &[u8], timestamp_ms: u64) -> CommandResult {
+        let Some(info) = self.plugins.get(name) else {
+            return CommandResult::Failed(not_found(name));
+        };
+        let Some(code) = self.code.get(&info.sha256).cloned() else {
+            return CommandResult::Failed(ErrorBody::new("host-error", "plugin code missing from state"));
+        };
+        let ctx = CallContext {
+            plugin: name,
+            log_index: index,
+            timestamp_ms,
+            fuel: info.fuel_per_call,
+            memory_limit_bytes: info.memory_limit_bytes as usize,
+        };
+        let base = self.kv.get(name).cloned().unwrap_or_default();
+        let outcome = runtime.call(&code, CallMode::Apply, input, &ctx, &base);
+        match outcome.result {
+            Ok(out) => {
+                let mut kv = base;
+                for (k, v) in outcome.writes {
+                    match v {
+                        Some(v) => kv.insert(k, v),
+                        None => kv.remove(&k),
+                    };
+                }
+                self.kv.insert(name.to_string(), kv);
+                CommandResult::Applied(out)
+            }
+            Err(e) => CommandResult::Failed(e.to_body()),
+        }
+    }
+
+    /// Runs a plugin's `query` against the current state; never mutates.
+    pub fn query(&self, runtime: &Runtime, name: &str, input: &[u8]) -> Result<Output, ErrorBody> {
+        let info = self.plugins.get(name).ok_or_else(|| not_found(name))?;
+        let code = self
+            .code
+            .get(&info.sha256)
+            .ok_or_else(|| ErrorBody::new("host-error", "plugin code missing from state"))?;
+        let ctx = CallContext {
+            plugin: name,
+            log_index: self.applied_index,
+            timestamp_ms: self.last_timestamp_ms,
+            fuel: info.fuel_per_call,
+            memory_limit_bytes: info.memory_limit_bytes as usize,
+        };
+        let base = self.kv.get(name).cloned().unwrap_or_default();
+        runtime.call(code, CallMode::Query, input, &ctx, &base).result.map_err(|e| e.to_body())
+    }
+
+    /// The state hash: sha256 over the registry, code, every KV entry and the
+    /// idempotency table, in a canonical order. Equal on every node at the same
+    /// applied index.
+    pub fn hash(&self) -> [u8; 32] {
+        hash::state_hash(self)
+    }
+
+    /// [`State::hash`] as lowercase hex.
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.hash())
+    }
+}

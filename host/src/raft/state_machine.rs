@@ -1,0 +1,207 @@
+//! The openraft state-machine adapter: applies committed entries through
+//! `state::State`, builds point-in-time snapshots, installs received ones.
+//!
+//! Applies never wait on a snapshot: the state is a persistent map, so the
+//! builder takes an O(1) clone under a short read lock and encodes it outside.
+
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use futures_util::{Stream, TryStreamExt};
+use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
+use tokio::sync::watch;
+
+use super::types::TypeConfig;
+use crate::runtime::Runtime;
+use crate::state::{CommandResult, State, snapshot};
+
+/// What a snapshot carries beyond the state itself.
+type Meta = SnapshotMetaOf<TypeConfig>;
+
+/// The applied state plus the Raft bookkeeping that must move with it.
+#[derive(Clone, Default)]
+pub struct Applied {
+    /// The replicated state.
+    pub state: State,
+    /// Last log id applied.
+    pub last_applied: Option<LogIdOf<TypeConfig>>,
+    /// Last membership applied.
+    pub membership: StoredMembershipOf<TypeConfig>,
+}
+
+struct Shared {
+    applied: RwLock<Applied>,
+    runtime: Arc<Runtime>,
+    snapshot_dir: PathBuf,
+    applied_index: watch::Sender<u64>,
+}
+
+/// The state machine openraft drives; clones share one state.
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+const SNAPSHOT_FILE: &str = "current.snap";
+
+impl StateMachine {
+    /// Opens the state machine, restoring the latest snapshot in `snapshot_dir`
+    /// if there is one; openraft then re-applies the log after it.
+    pub fn open(snapshot_dir: &Path, runtime: Arc<Runtime>) -> io::Result<Self> {
+        std::fs::create_dir_all(snapshot_dir)?;
+        let mut applied = Applied::default();
+        let path = snapshot_dir.join(SNAPSHOT_FILE);
+        if path.exists() {
+            let bytes = std::fs::read(&path)?;
+            let (state, meta) = decode(&bytes)?;
+            tracing::info!(index = state.applied_index(), "restored state from snapshot");
+            applied = Applied { state, last_applied: meta.last_log_id, membership: meta.last_membership };
+        }
+        let (tx, _) = watch::channel(applied.state.applied_index());
+        let shared = Shared { applied: RwLock::new(applied), runtime, snapshot_dir: snapshot_dir.to_path_buf(), applied_index: tx };
+        Ok(Self { shared: Arc::new(shared) })
+    }
+
+    /// A consistent O(1) copy of the applied state.
+    pub fn applied(&self) -> Applied {
+        self.shared.applied.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The runtime plugins run in.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.shared.runtime
+    }
+
+    /// Watches the last applied index (for `min_index` waits and readiness).
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.shared.applied_index.subscribe()
+    }
+
+    fn publish(&self, applied: Applied) {
+        let index = applied.state.applied_index();
+        *self.shared.applied.write().unwrap_or_else(|e| e.into_inner()) = applied;
+        self.shared.applied_index.send_replace(index);
+    }
+
+    /// Writes `bytes` as the current snapshot: temp file, fsync, rename, fsync
+    /// the directory — so a crash leaves either the old or the new snapshot.
+    fn persist(&self, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let dir = &self.shared.snapshot_dir;
+        let tmp = dir.join("current.snap.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+fn encode(applied: &Applied, meta: &Meta) -> io::Result<Vec<u8>> {
+    let meta = bincode::serde::encode_to_vec(meta, bincode::config::standard()).map_err(io_err)?;
+    Ok(snapshot::encode(&applied.state, &meta))
+}
+
+fn decode(bytes: &[u8]) -> io::Result<(State, Meta)> {
+    let (state, meta) = snapshot::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let (meta, _): (Meta, usize) =
+        bincode::serde::decode_from_slice(&meta, bincode::config::standard()).map_err(io_err)?;
+    Ok((state, meta))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Self::SnapshotData>, io::Error> {
+        let applied = self.applied();
+        let meta = Meta { last_log_id: applied.last_applied, last_membership: applied.membership.clone() };
+        let this = self.clone();
+        let meta2 = meta.clone();
+        // Encoding and fsync are slow for a large state; keep them off the
+        // async workers.
+        let bytes = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            let bytes = encode(&applied, &meta2)?;
+            this.persist(&bytes)?;
+            Ok(bytes)
+        })
+        .await
+        .map_err(io_err)??;
+        tracing::info!(index = ?meta.last_log_id.map(|l| l.index), size_bytes = bytes.len(), "built snapshot");
+        Ok(SnapshotOf::<TypeConfig, _> { meta, snapshot: Cursor::new(bytes) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
+        let a = self.shared.applied.read().unwrap_or_else(|e| e.into_inner());
+        Ok((a.last_applied, a.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        // Work on an O(1) copy and publish once per batch, so readers never see
+        // a half-applied batch and never wait on a plugin call.
+        let mut applied = self.applied();
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let index = entry.log_id.index;
+            let result = match &entry.payload {
+                EntryPayload::Blank => {
+                    applied.state.advance(index);
+                    CommandResult::Nothing
+                }
+                EntryPayload::Normal(cmd) => applied.state.apply(&self.shared.runtime, index, cmd),
+                EntryPayload::Membership(m) => {
+                    applied.state.advance(index);
+                    applied.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
+                    CommandResult::Nothing
+                }
+            };
+            applied.last_applied = Some(entry.log_id);
+            if let Some(r) = responder {
+                r.send(result);
+            }
+        }
+        self.publish(applied);
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Self::SnapshotData) -> Result<(), io::Error> {
+        let bytes = snapshot.into_inner();
+        let (state, _) = decode(&bytes)?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.persist(&bytes)).await.map_err(io_err)??;
+        tracing::info!(index = ?meta.last_log_id.map(|l| l.index), "installed snapshot");
+        self.publish(Applied { state, last_applied: meta.last_log_id, membership: meta.last_membership.clone() });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
+        let path = self.shared.snapshot_dir.join(SNAPSHOT_FILE);
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (_, meta) = decode(&bytes)?;
+        Ok(Some(SnapshotOf::<TypeConfig, _> { meta, snapshot: Cursor::new(bytes) }))
+    }
+}

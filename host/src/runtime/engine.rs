@@ -1,0 +1,33 @@
+//! The wasmtime engine in its deterministic configuration, with a pooling allocator.
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::RuntimeConfig;
+
+/// Builds the engine per DESIGN.md rules 3–4: fuel metering, NaN
+/// canonicalisation, deterministic relaxed SIMD, no threads, fixed stack.
+pub(super) fn build(cfg: &RuntimeConfig) -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.consume_fuel(true);
+    config.cranelift_nan_canonicalization(true);
+    config.relaxed_simd_deterministic(true);
+    // Threads are not compiled in (no `threads` cargo feature); shared memory
+    // cannot be created either way.
+    config.max_wasm_stack(cfg.max_stack_bytes);
+
+    // Each call instantiates afresh, so instantiation must be cheap: the pool
+    // pre-reserves slots. A Rust wasip2 component holds a few core instances
+    // (the program plus adapter shims), hence the per-component counts.
+    let instances = cfg.pooled_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances);
+    pool.total_core_instances(instances * 8);
+    pool.total_memories(instances * 2);
+    pool.total_tables(instances * 8);
+    pool.total_stacks(instances);
+    pool.max_memories_per_component(2);
+    pool.max_memory_size(cfg.memory_per_instance_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+}

@@ -1,0 +1,73 @@
+//! The per-call store data: the KV overlay, context, WASI context and limits.
+
+use std::collections::BTreeMap;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::Kv;
+use crate::state::Event;
+
+/// Whether a call may write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallMode {
+    /// `apply`: writes are buffered and committed on `Ok`.
+    Apply,
+    /// `query`: read-only; a write is refused and fails the call.
+    Query,
+}
+
+/// Enforces the per-instance memory cap and remembers that it was hit, so a
+/// memory-limit failure is reported as its own kind rather than a generic trap.
+pub(crate) struct Limiter {
+    pub(crate) memory_limit_bytes: usize,
+    pub(crate) table_elements_max: usize,
+    pub(crate) memory_limit_hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit_bytes {
+            self.memory_limit_hit = true;
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes exceeded (wanted {desired})",
+                self.memory_limit_bytes
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements_max)
+    }
+}
+
+/// Everything a host import can see during one call. Plain data, one per store.
+pub(crate) struct CallState {
+    pub(crate) mode: CallMode,
+    pub(crate) plugin: String,
+    pub(crate) log_index: u64,
+    pub(crate) timestamp_ms: u64,
+    /// The committed KV as of the start of the call (a cheap persistent clone).
+    pub(crate) base: Kv,
+    /// Writes of this call: `Some` = set, `None` = delete. Committed only on `Ok`.
+    pub(crate) overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) event_bytes: usize,
+    /// Set when a guest tried to write during `query`, so the call fails even
+    /// if a careless plugin ignored the error.
+    pub(crate) write_in_query: bool,
+    /// Number of `context.random-bytes` calls so far, so successive calls differ.
+    pub(crate) random_calls: u64,
+    pub(crate) limits: super::Limits,
+    pub(crate) limiter: Limiter,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

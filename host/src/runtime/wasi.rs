@@ -1,0 +1,149 @@
+//! WASI p2 virtualised for determinism: clocks, randomness and stdio that never
+//! reach the real host.
+//!
+//! Rust's std on wasm32-wasip2 imports clocks, random, environment, exit and
+//! stdio even for a plugin that does no I/O, so WASI must be linked. Every
+//! source of non-determinism is replaced here by a value derived from the log:
+//! both clocks read the leader's timestamp for the command, and both random
+//! sources are ChaCha20 streams seeded from (log index, plugin name).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chacha20::ChaCha20Rng;
+use chacha20::rand_core::SeedableRng;
+use sha2::{Digest, Sha256};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
+
+/// A clock frozen at the command's timestamp.
+struct FrozenClock {
+    since_epoch: Duration,
+}
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        self.since_epoch
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+    fn now(&self) -> u64 {
+        u64::try_from(self.since_epoch.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Derives a 32-byte seed for one purpose from the command's identity.
+pub(crate) fn seed(log_index: u64, plugin: &str, purpose: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"cairn-seed-v1");
+    h.update(log_index.to_be_bytes());
+    h.update((plugin.len() as u64).to_be_bytes());
+    h.update(plugin.as_bytes());
+    h.update(purpose.as_bytes());
+    h.finalize().into()
+}
+
+/// Guest stdout/stderr: kept in memory up to a cap, excess silently dropped.
+///
+/// Dropping (rather than failing the write) matters: Rust's `print!` panics on
+/// a write error, which would turn a chatty plugin into a trapping one.
+#[derive(Clone)]
+pub(crate) struct CapturedOutput {
+    buf: Arc<Mutex<Vec<u8>>>,
+    cap_bytes: usize,
+}
+
+impl CapturedOutput {
+    pub(crate) fn new(cap_bytes: usize) -> Self {
+        Self { buf: Arc::new(Mutex::new(Vec::new())), cap_bytes }
+    }
+
+    /// Everything captured so far (at most the cap).
+    pub(crate) fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.buf.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let room = self.cap_bytes.saturating_sub(buf.len());
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+impl IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CapturedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for CapturedOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for CapturedOutput {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.push(b);
+        Poll::Ready(Ok(b.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Builds the WASI context for one call: no files, no environment, no network,
+/// clocks frozen at `timestamp_ms`, randomness seeded from the command.
+pub(crate) fn build_ctx(log_index: u64, plugin: &str, timestamp_ms: u64, output: &CapturedOutput) -> WasiCtx {
+    let clock = || FrozenClock { since_epoch: Duration::from_millis(timestamp_ms) };
+    let insecure_seed = seed(log_index, plugin, "wasi-insecure-seed");
+    let mut seed16 = [0u8; 16];
+    seed16.copy_from_slice(&insecure_seed[..16]);
+    WasiCtxBuilder::new()
+        .wall_clock(clock())
+        .monotonic_clock(clock())
+        .secure_random(ChaCha20Rng::from_seed(seed(log_index, plugin, "wasi-secure")))
+        .insecure_random(ChaCha20Rng::from_seed(seed(log_index, plugin, "wasi-insecure")))
+        .insecure_random_seed(u128::from_be_bytes(seed16))
+        .stdout(output.clone())
+        .stderr(output.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}

@@ -1,0 +1,56 @@
+//! The canonical state hash: length-prefixed fields in map order, so two states
+//! hash equal exactly when their contents are equal.
+
+use sha2::{Digest, Sha256};
+
+use super::State;
+
+struct Hasher(Sha256);
+
+impl Hasher {
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.update((b.len() as u64).to_be_bytes());
+        self.0.update(b);
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.update(v.to_be_bytes());
+    }
+}
+
+pub(super) fn state_hash(state: &State) -> [u8; 32] {
+    let mut h = Hasher(Sha256::new());
+    h.bytes(b"cairn-state-hash-v1");
+    h.u64(state.plugins.len() as u64);
+    for (name, p) in &state.plugins {
+        h.bytes(name.as_bytes());
+        h.u64(p.version);
+        h.bytes(p.sha256.as_bytes());
+        h.u64(p.fuel_per_call);
+        h.u64(p.memory_limit_bytes);
+        h.u64(p.deployed_at_index);
+        h.u64(p.size_bytes);
+    }
+    h.u64(state.code.len() as u64);
+    for (sha, code) in &state.code {
+        h.bytes(sha.as_bytes());
+        h.bytes(code);
+    }
+    h.u64(state.kv.len() as u64);
+    for (name, kv) in &state.kv {
+        h.bytes(name.as_bytes());
+        h.u64(kv.len() as u64);
+        for (k, v) in kv {
+            h.bytes(k);
+            h.bytes(v);
+        }
+    }
+    h.u64(state.idempotency.len() as u64);
+    for (key, rec) in &state.idempotency {
+        h.bytes(key.as_bytes());
+        h.u64(rec.index);
+        // The record is plain data; its bincode encoding is canonical.
+        let enc = bincode::serde::encode_to_vec(&rec.result, bincode::config::standard()).unwrap_or_default();
+        h.bytes(&enc);
+    }
+    h.0.finalize().into()
+}

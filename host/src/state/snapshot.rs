@@ -1,0 +1,127 @@
+//! The snapshot file format: a versioned, checksummed encoding of the whole
+//! state plus an opaque metadata blob owned by the Raft layer.
+//!
+//! Layout (all integers big-endian):
+//! `"CAIRNSNP"` · format version `u32` · meta length `u64` · meta · body length
+//! `u64` · body (bincode of [`Body`]) · sha256 of everything before it.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{IdempotencyRecord, PluginInfo, State};
+
+const MAGIC: &[u8; 8] = b"CAIRNSNP";
+/// The snapshot format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why a snapshot could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Not a Cairn snapshot.
+    #[error("not a cairn snapshot (bad magic)")]
+    BadMagic,
+    /// Written by an incompatible version.
+    #[error("snapshot format version {0} is not supported (this build reads {FORMAT_VERSION})")]
+    UnsupportedVersion(u32),
+    /// Shorter than its header says.
+    #[error("snapshot is truncated")]
+    Truncated,
+    /// The checksum does not match: the file is corrupt.
+    #[error("snapshot checksum mismatch")]
+    Checksum,
+    /// The body did not decode.
+    #[error("snapshot body is malformed: {0}")]
+    Malformed(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body {
+    plugins: Vec<PluginInfo>,
+    code: Vec<(String, Vec<u8>)>,
+    kv: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>,
+    idempotency: Vec<(String, IdempotencyRecord)>,
+    applied_index: u64,
+    last_timestamp_ms: u64,
+}
+
+/// Encodes `state` with the Raft layer's `meta` into snapshot bytes.
+pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
+    let body = Body {
+        plugins: state.plugins.values().cloned().collect(),
+        code: state.code.iter().map(|(k, v)| (k.clone(), v.as_ref().clone())).collect(),
+        kv: state
+            .kv
+            .iter()
+            .map(|(name, kv)| (name.clone(), kv.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+            .collect(),
+        idempotency: state.idempotency.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        applied_index: state.applied_index,
+        last_timestamp_ms: state.last_timestamp_ms,
+    };
+    let body = bincode::serde::encode_to_vec(&body, bincode::config::standard()).expect("state encodes");
+    let mut out = Vec::with_capacity(8 + 4 + 16 + meta.len() + body.len() + 32);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+    out.extend_from_slice(&(meta.len() as u64).to_be_bytes());
+    out.extend_from_slice(meta);
+    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    out.extend_from_slice(&body);
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], SnapshotError> {
+    if buf.len() < n {
+        return Err(SnapshotError::Truncated);
+    }
+    let (head, rest) = buf.split_at(n);
+    *buf = rest;
+    Ok(head)
+}
+
+fn take_u64(buf: &mut &[u8]) -> Result<u64, SnapshotError> {
+    Ok(u64::from_be_bytes(take(buf, 8)?.try_into().expect("8 bytes")))
+}
+
+/// Decodes snapshot bytes into the state and the Raft layer's metadata.
+pub fn decode(bytes: &[u8]) -> Result<(State, Vec<u8>), SnapshotError> {
+    let mut buf = bytes;
+    if take(&mut buf, 8).map_err(|_| SnapshotError::BadMagic)? != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let version = u32::from_be_bytes(take(&mut buf, 4)?.try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(SnapshotError::UnsupportedVersion(version));
+    }
+    if bytes.len() < 32 + 12 {
+        return Err(SnapshotError::Truncated);
+    }
+    let (signed, sum) = bytes.split_at(bytes.len() - 32);
+    if Sha256::digest(signed).as_slice() != sum {
+        return Err(SnapshotError::Checksum);
+    }
+    let mut buf = &signed[12..];
+    let meta_len = take_u64(&mut buf)? as usize;
+    let meta = take(&mut buf, meta_len)?.to_vec();
+    let body_len = take_u64(&mut buf)? as usize;
+    let body = take(&mut buf, body_len)?;
+    let (body, _): (Body, usize) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+        .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    let mut state = State {
+        plugins: body.plugins.into_iter().map(|p| (p.name.clone(), p)).collect(),
+        code: body.code.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        kv: body.kv.into_iter().map(|(name, entries)| (name, entries.into_iter().collect::<crate::runtime::Kv>())).collect(),
+        idempotency: imbl::OrdMap::new(),
+        idempotency_by_index: imbl::OrdMap::new(),
+        applied_index: body.applied_index,
+        last_timestamp_ms: body.last_timestamp_ms,
+    };
+    for (key, rec) in body.idempotency {
+        state.idempotency_by_index.insert(rec.index, key.clone());
+        state.idempotency.insert(key, rec);
+    }
+    Ok((state, meta))
+}
