@@ -375,3 +375,6 @@ fn classify_trap(e: wasmtime::Error, fuel: u64, memory_limit_hit: bool, log: &[u
     }
     CallError::Trap(format!("{e:#}"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::Kv;
 use crate::state::Event;
 
+/// A call's pending writes: `Some` = set, `None` = delete.
+pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
 /// Whether a call may write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallMode {
@@ -52,7 +55,7 @@ pub(crate) struct CallState {
     /// The committed KV as of the start of the call (a cheap persistent clone).
     pub(crate) base: Kv,
     /// Writes of this call: `Some` = set, `None` = delete. Committed only on `Ok`.
-    pub(crate) overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub(crate) overlay: Overlay,
     pub(crate) events: Vec<Event>,
     pub(crate) event_bytes: usize,
     /// Set when a guest tried to write during `query`, so the call fails even
