@@ -1,0 +1,10 @@
+//! Tests of the durable log store: openraft's conformance suite, reopen, kill -9, and
+//! torn/corrupted tails.
+
+mod conformance;
+mod corrupt;
+mod crash;
+mod reopen;
+mod support;
+mod test_state_machine;
+mod throughput;
