@@ -45,13 +45,23 @@ pub(super) struct WalLogId {
 
 impl From<&RaftLogId> for WalLogId {
     fn from(id: &RaftLogId) -> Self {
-        Self { term: id.leader_id.term, node_id: id.leader_id.node_id, index: id.index }
+        Self {
+            term: id.leader_id.term,
+            node_id: id.leader_id.node_id,
+            index: id.index,
+        }
     }
 }
 
 impl From<WalLogId> for RaftLogId {
     fn from(id: WalLogId) -> Self {
-        RaftLogId { leader_id: LeaderId { term: id.term, node_id: id.node_id }, index: id.index }
+        RaftLogId {
+            leader_id: LeaderId {
+                term: id.term,
+                node_id: id.node_id,
+            },
+            index: id.index,
+        }
     }
 }
 
@@ -63,7 +73,11 @@ impl Encode for WalLogId {
 
 impl Decode for WalLogId {
     fn decode<R: io::Read>(mut r: R) -> io::Result<Self> {
-        Ok(Self { term: u64::decode(&mut r)?, node_id: u64::decode(&mut r)?, index: u64::decode(&mut r)? })
+        Ok(Self {
+            term: u64::decode(&mut r)?,
+            node_id: u64::decode(&mut r)?,
+            index: u64::decode(&mut r)?,
+        })
     }
 }
 
@@ -77,13 +91,23 @@ pub(super) struct WalVote {
 
 impl From<&RaftVote> for WalVote {
     fn from(v: &RaftVote) -> Self {
-        Self { term: v.leader_id.term, node_id: v.leader_id.node_id, committed: v.committed }
+        Self {
+            term: v.leader_id.term,
+            node_id: v.leader_id.node_id,
+            committed: v.committed,
+        }
     }
 }
 
 impl From<WalVote> for RaftVote {
     fn from(v: WalVote) -> Self {
-        RaftVote { leader_id: LeaderId { term: v.term, node_id: v.node_id }, committed: v.committed }
+        RaftVote {
+            leader_id: LeaderId {
+                term: v.term,
+                node_id: v.node_id,
+            },
+            committed: v.committed,
+        }
     }
 }
 
@@ -97,7 +121,9 @@ impl PartialOrd for WalVote {
 
 impl Encode for WalVote {
     fn encode<W: io::Write>(&self, mut w: W) -> io::Result<usize> {
-        Ok(self.term.encode(&mut w)? + self.node_id.encode(&mut w)? + self.committed.encode(&mut w)?)
+        Ok(self.term.encode(&mut w)?
+            + self.node_id.encode(&mut w)?
+            + self.committed.encode(&mut w)?)
     }
 }
 
@@ -128,20 +154,31 @@ impl Encode for StoreMeta {
 
 impl Decode for StoreMeta {
     fn decode<R: io::Read>(r: R) -> io::Result<Self> {
-        Ok(Self { format_version: u32::decode(r)? })
+        Ok(Self {
+            format_version: u32::decode(r)?,
+        })
     }
 }
 
 /// Encodes one entry payload into its versioned envelope.
 pub(super) fn encode_payload(payload: &RaftPayload) -> io::Result<Vec<u8>> {
     let mut buf = vec![PAYLOAD_FORMAT_V1];
-    bincode::serde::encode_into_std_write(payload, &mut buf, bincode::config::standard())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("encode log payload: {e}")))?;
+    bincode::serde::encode_into_std_write(payload, &mut buf, bincode::config::standard()).map_err(
+        |e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("encode log payload: {e}"),
+            )
+        },
+    )?;
     // raft-log length-prefixes a payload with a u32 and would silently wrap a bigger one.
     if buf.len() > u32::MAX as usize {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("log payload of {} bytes exceeds the 4 GiB record limit", buf.len()),
+            format!(
+                "log payload of {} bytes exceeds the 4 GiB record limit",
+                buf.len()
+            ),
         ));
     }
     Ok(buf)
@@ -155,15 +192,21 @@ pub(super) fn decode_payload(bytes: &[u8]) -> io::Result<RaftPayload> {
     };
     match version {
         PAYLOAD_FORMAT_V1 => {
-            let (payload, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-                .map_err(|e| invalid(format!("decode log payload: {e}")))?;
+            let (payload, used) =
+                bincode::serde::decode_from_slice(body, bincode::config::standard())
+                    .map_err(|e| invalid(format!("decode log payload: {e}")))?;
             // Trailing bytes mean the envelope is not what we wrote: refuse, don't guess.
             if used != body.len() {
-                return Err(invalid(format!("log payload has {} trailing bytes", body.len() - used)));
+                return Err(invalid(format!(
+                    "log payload has {} trailing bytes",
+                    body.len() - used
+                )));
             }
             Ok(payload)
         }
-        other => Err(invalid(format!("unsupported log payload format version {other}"))),
+        other => Err(invalid(format!(
+            "unsupported log payload format version {other}"
+        ))),
     }
 }
 
@@ -174,13 +217,21 @@ mod tests {
 
     #[test]
     fn log_id_and_vote_roundtrip() {
-        let id = WalLogId { term: 3, node_id: 7, index: 42 };
+        let id = WalLogId {
+            term: 3,
+            node_id: 7,
+            index: 42,
+        };
         let mut buf = Vec::new();
         assert_eq!(24, id.encode(&mut buf).unwrap());
         assert_eq!(id, WalLogId::decode(&buf[..]).unwrap());
         assert_eq!(id, WalLogId::from(&RaftLogId::from(id)));
 
-        let v = WalVote { term: 5, node_id: 2, committed: true };
+        let v = WalVote {
+            term: 5,
+            node_id: 2,
+            committed: true,
+        };
         let mut buf = Vec::new();
         assert_eq!(17, v.encode(&mut buf).unwrap());
         assert_eq!(v, WalVote::decode(&buf[..]).unwrap());
@@ -188,9 +239,21 @@ mod tests {
 
     #[test]
     fn vote_order_follows_openraft() {
-        let a = WalVote { term: 1, node_id: 1, committed: false };
-        let b = WalVote { term: 1, node_id: 1, committed: true };
-        let c = WalVote { term: 2, node_id: 0, committed: false };
+        let a = WalVote {
+            term: 1,
+            node_id: 1,
+            committed: false,
+        };
+        let b = WalVote {
+            term: 1,
+            node_id: 1,
+            committed: true,
+        };
+        let c = WalVote {
+            term: 2,
+            node_id: 0,
+            committed: false,
+        };
         assert!(a < b && b < c);
     }
 
@@ -203,7 +266,10 @@ mod tests {
 
         let mut future = bytes.clone();
         future[0] = 2;
-        assert_eq!(io::ErrorKind::InvalidData, decode_payload(&future).unwrap_err().kind());
+        assert_eq!(
+            io::ErrorKind::InvalidData,
+            decode_payload(&future).unwrap_err().kind()
+        );
         assert!(decode_payload(&[]).is_err());
         let mut trailing = bytes;
         trailing.push(0);

@@ -18,7 +18,9 @@ pub enum LogStoreError {
         reason: String,
     },
     /// The directory holds a log written in a format this build does not read.
-    #[error("log store at {dir} has format version {found:?}; this build reads version {supported}")]
+    #[error(
+        "log store at {dir} has format version {found:?}; this build reads version {supported}"
+    )]
     UnsupportedFormat {
         /// The store directory.
         dir: PathBuf,

@@ -39,9 +39,9 @@ use raft_log::api::raft_log_writer::RaftLogWriter;
 use tokio::sync::oneshot;
 
 use self::codec::{RaftLogId, RaftVote, STORE_FORMAT_VERSION, StoreMeta, WalLogId, WalVote};
-use self::raft_log_types::{Flushed, WalTypes};
 pub use self::config::LogStoreConfig;
 pub use self::error::LogStoreError;
+use self::raft_log_types::{Flushed, WalTypes};
 use crate::raft::types::TypeConfig;
 
 type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
@@ -65,7 +65,9 @@ struct Inner {
 
 impl fmt::Debug for LogStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LogStore").field("dir", &self.inner.dir).finish_non_exhaustive()
+        f.debug_struct("LogStore")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,33 +81,7 @@ impl LogStore {
         fs::create_dir_all(dir).map_err(LogStoreError::io("create directory"))?;
         let rl_cfg = cfg.to_raft_log(dir)?;
 
-        let mut wal = match RaftLog::<WalTypes>::open(rl_cfg.clone()) {
-            Ok(wal) => wal,
-            Err(first) if cfg.repair_damaged_tail => {
-                match repair::cut_damaged_tail(&rl_cfg.wal) {
-                    Ok(Some(cut)) => {
-                        tracing::error!(
-                            chunk = %cut.chunk_path,
-                            kept_bytes = cut.kept_bytes,
-                            cut_bytes = cut.cut_bytes,
-                            reason = %cut.reason,
-                            open_error = %first,
-                            "raft log: damaged tail cut from newest chunk"
-                        );
-                        RaftLog::open(rl_cfg).map_err(LogStoreError::io("open after tail repair"))?
-                    }
-                    // The newest chunk is intact (or could not be examined): the original
-                    // failure is the one worth reporting.
-                    Ok(None) => return Err(LogStoreError::Io { op: "open", source: first }),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "raft log: tail repair not possible");
-                        return Err(LogStoreError::Io { op: "open", source: first });
-                    }
-                }
-            }
-            Err(e) => return Err(LogStoreError::Io { op: "open", source: e }),
-        };
-
+        let mut wal = open_wal(&rl_cfg, cfg.repair_damaged_tail)?;
         ensure_format(&mut wal, dir)?;
         let st = wal.log_state();
         tracing::info!(
@@ -127,11 +103,17 @@ impl LogStore {
     }
 
     fn read_wal(&self) -> io::Result<RwLockReadGuard<'_, RaftLog<WalTypes>>> {
-        self.inner.wal.read().map_err(|_| LogStoreError::Poisoned.into())
+        self.inner
+            .wal
+            .read()
+            .map_err(|_| LogStoreError::Poisoned.into())
     }
 
     fn write_wal(&self) -> io::Result<RwLockWriteGuard<'_, RaftLog<WalTypes>>> {
-        self.inner.wal.write().map_err(|_| LogStoreError::Poisoned.into())
+        self.inner
+            .wal
+            .write()
+            .map_err(|_| LogStoreError::Poisoned.into())
     }
 
     /// Reads entries with index in `[start, end)`, stopping early (but never before the
@@ -157,9 +139,48 @@ impl LogStore {
         };
         raw.into_iter()
             .map(|(id, payload)| {
-                Ok(Entry { log_id: RaftLogId::from(id), payload: codec::decode_payload(&payload)? })
+                Ok(Entry {
+                    log_id: RaftLogId::from(id),
+                    payload: codec::decode_payload(&payload)?,
+                })
             })
             .collect()
+    }
+}
+
+/// Opens raft-log; if that fails and `repair` is on, cuts a damaged tail off the newest
+/// chunk (see `repair`) and tries once more.
+fn open_wal(
+    rl_cfg: &Arc<raft_log::Config>,
+    repair: bool,
+) -> Result<RaftLog<WalTypes>, LogStoreError> {
+    let first = match RaftLog::<WalTypes>::open(Arc::clone(rl_cfg)) {
+        Ok(wal) => return Ok(wal),
+        Err(e) => e,
+    };
+    let open_failed = |source| LogStoreError::Io { op: "open", source };
+    if !repair {
+        return Err(open_failed(first));
+    }
+    match repair::cut_damaged_tail(&rl_cfg.wal) {
+        Ok(Some(cut)) => {
+            tracing::error!(
+                chunk = %cut.chunk_path,
+                kept_bytes = cut.kept_bytes,
+                cut_bytes = cut.cut_bytes,
+                reason = %cut.reason,
+                open_error = %first,
+                "raft log: damaged tail cut from newest chunk"
+            );
+            RaftLog::open(Arc::clone(rl_cfg)).map_err(LogStoreError::io("open after tail repair"))
+        }
+        // The newest chunk is intact: the failure lies elsewhere and must surface as is.
+        Ok(None) => Err(open_failed(first)),
+        Err(e) => {
+            // E.g. another process holds the directory lock; report the original error.
+            tracing::warn!(error = %e, "raft log: tail repair not possible");
+            Err(open_failed(first))
+        }
     }
 }
 
@@ -183,10 +204,14 @@ fn ensure_format(wal: &mut RaftLog<WalTypes>, dir: &Path) -> Result<(), LogStore
                 // Written by something else on raft-log; its bytes would be misread.
                 return Err(unsupported(None));
             }
-            let meta = StoreMeta { format_version: STORE_FORMAT_VERSION };
-            wal.save_user_data(Some(meta)).map_err(LogStoreError::io("write format marker"))?;
+            let meta = StoreMeta {
+                format_version: STORE_FORMAT_VERSION,
+            };
+            wal.save_user_data(Some(meta))
+                .map_err(LogStoreError::io("write format marker"))?;
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            wal.flush(true, Some(Flushed::Thread(tx))).map_err(LogStoreError::io("write format marker"))?;
+            wal.flush(true, Some(Flushed::Thread(tx)))
+                .map_err(LogStoreError::io("write format marker"))?;
             rx.recv()
                 .map_err(|_| io::Error::other("flush thread stopped"))
                 .and_then(|r| r)
@@ -197,7 +222,8 @@ fn ensure_format(wal: &mut RaftLog<WalTypes>, dir: &Path) -> Result<(), LogStore
 
 /// Waits for a flush callback sent through [`Flushed::Task`].
 async fn flushed(rx: oneshot::Receiver<io::Result<()>>) -> io::Result<()> {
-    rx.await.map_err(|_| io::Error::other("raft log flush thread stopped before reporting"))?
+    rx.await
+        .map_err(|_| io::Error::other("raft log flush thread stopped before reporting"))?
 }
 
 /// Converts any range of log indexes to `[start, end)`.
@@ -225,12 +251,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<RaftVote>, io::Error> {
-        Ok(self.read_wal()?.log_state().vote().map(|v| RaftVote::from(*v)))
+        Ok(self
+            .read_wal()?
+            .log_state()
+            .vote()
+            .map(|v| RaftVote::from(*v)))
     }
 
     /// Replication reads through here; bounding the bytes keeps one RPC from carrying
     /// (and one read from copying) an unbounded run of large entries.
-    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, io::Error> {
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, io::Error> {
         self.read_entries(start, end, self.inner.read_batch_max_bytes)
     }
 }
@@ -286,10 +320,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<RaftLogId>, io::Error> {
-        Ok(self.read_wal()?.log_state().committed().map(|id| RaftLogId::from(*id)))
+        Ok(self
+            .read_wal()?
+            .log_state()
+            .committed()
+            .map(|id| RaftLogId::from(*id)))
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -297,7 +339,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Encode before taking the lock: readers should not wait on bincode.
         let batch = entries
             .into_iter()
-            .map(|e| Ok((WalLogId::from(&e.log_id), codec::encode_payload(&e.payload)?)))
+            .map(|e| {
+                Ok((
+                    WalLogId::from(&e.log_id),
+                    codec::encode_payload(&e.payload)?,
+                ))
+            })
             .collect::<io::Result<Vec<_>>>()?;
         let mut wal = self.write_wal()?;
         wal.append(batch)?;

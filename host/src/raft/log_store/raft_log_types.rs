@@ -53,7 +53,7 @@ impl raft_log::Callback for Flushed {
                 let _ = tx.send(res);
             }
             Flushed::Thread(tx) => {
-                let _ = tx.send(res);
+                let _ = SyncSender::send(&tx, res);
             }
         }
     }

@@ -60,5 +60,10 @@ pub(super) fn cut_damaged_tail(cfg: &WalConfig) -> io::Result<Option<TailCut>> {
     file.sync_all()?;
     cfg.sync_dir()?;
     drop(lock);
-    Ok(Some(TailCut { chunk_path: path, kept_bytes: kept, cut_bytes: bytes.len() as u64 - kept, reason }))
+    Ok(Some(TailCut {
+        chunk_path: path,
+        kept_bytes: kept,
+        cut_bytes: bytes.len() as u64 - kept,
+        reason,
+    }))
 }

@@ -23,9 +23,12 @@ where
     F: Fn(&Path) -> SM + Send + Sync,
 {
     async fn build(&self) -> Result<(TempDir, LogStore, SM), StorageError<TypeConfig>> {
-        let err = |e: std::io::Error| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e);
+        let err = |e: std::io::Error| {
+            StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e)
+        };
         let tmp = tempfile::tempdir().map_err(err)?;
-        let store = LogStore::open(&tmp.path().join("log"), LogStoreConfig::default()).map_err(|e| err(e.into()))?;
+        let store = LogStore::open(&tmp.path().join("log"), LogStoreConfig::default())
+            .map_err(|e| err(e.into()))?;
         let sm_dir = tmp.path().join("sm");
         std::fs::create_dir_all(&sm_dir).map_err(err)?;
         let sm = (self.make_sm)(&sm_dir);
@@ -37,7 +40,14 @@ where
 async fn openraft_storage_conformance_suite() {
     let started = std::time::Instant::now();
     // The one line to change when the real state machine exists.
-    let builder = LogStoreBuilder { make_sm: |_dir: &Path| TestStateMachine::default() };
-    Suite::test_all(builder).await.expect("openraft storage conformance suite");
-    eprintln!("openraft storage conformance suite passed in {:?}", started.elapsed());
+    let builder = LogStoreBuilder {
+        make_sm: |_dir: &Path| TestStateMachine::default(),
+    };
+    Suite::test_all(builder)
+        .await
+        .expect("openraft storage conformance suite");
+    eprintln!(
+        "openraft storage conformance suite passed in {:?}",
+        started.elapsed()
+    );
 }

@@ -16,11 +16,21 @@ use crate::state::Command;
 pub(super) const LEADER: u64 = 1;
 
 pub(super) fn log_id(term: u64, index: u64) -> RaftLogId {
-    RaftLogId { leader_id: openraft::impls::leader_id_adv::LeaderId { term, node_id: LEADER }, index }
+    RaftLogId {
+        leader_id: openraft::impls::leader_id_adv::LeaderId {
+            term,
+            node_id: LEADER,
+        },
+        index,
+    }
 }
 
 pub(super) fn vote(term: u64, node_id: u64, committed: bool) -> RaftVote {
-    if committed { RaftVote::new_committed(term, node_id) } else { RaftVote::new(term, node_id) }
+    if committed {
+        RaftVote::new_committed(term, node_id)
+    } else {
+        RaftVote::new(term, node_id)
+    }
 }
 
 /// Deterministic input bytes for the entry at `index` (length varies with the index, so
@@ -38,20 +48,28 @@ pub(super) fn entry(term: u64, index: u64) -> Entry {
         timestamp_ms: index,
         idempotency_key: None,
     };
-    Entry { log_id: log_id(term, index), payload: RaftPayload::Normal(cmd) }
+    Entry {
+        log_id: log_id(term, index),
+        payload: RaftPayload::Normal(cmd),
+    }
 }
 
 /// Asserts `e` is exactly what [`entry`] built for its index.
 pub(super) fn assert_intact(e: &Entry) {
     let want = entry(e.log_id.leader_id.term, e.log_id.index);
-    assert_eq!(want.payload, e.payload, "entry {} has the wrong payload", e.log_id);
+    assert_eq!(
+        want.payload, e.payload,
+        "entry {} has the wrong payload",
+        e.log_id
+    );
 }
 
 /// Appends and waits for the IO-completion callback (i.e. for the fsync).
 pub(super) async fn append_durably(store: &mut LogStore, entries: Vec<Entry>) -> io::Result<()> {
     let (tx, rx) = TypeConfig::oneshot();
     store.append(entries, IOFlushed::signal(tx)).await?;
-    rx.await.map_err(|_| io::Error::other("flush callback dropped"))?
+    rx.await
+        .map_err(|_| io::Error::other("flush callback dropped"))?
 }
 
 /// Reads every entry the store holds.
@@ -61,7 +79,10 @@ pub(super) async fn all_entries(store: &mut LogStore) -> io::Result<Vec<Entry>> 
 
 /// Chunks small enough that a few hundred entries span several files.
 pub(super) fn small_chunks() -> LogStoreConfig {
-    LogStoreConfig { chunk_max_bytes: 16 * 1024, ..LogStoreConfig::default() }
+    LogStoreConfig {
+        chunk_max_bytes: 16 * 1024,
+        ..LogStoreConfig::default()
+    }
 }
 
 /// The store's chunk files, oldest first (raft-log zero-pads the offsets in the names).

@@ -33,7 +33,9 @@ struct SmState {
 
 impl TestStateMachine {
     fn state(&self) -> io::Result<std::sync::MutexGuard<'_, SmState>> {
-        self.inner.lock().map_err(|_| io::Error::other("test state machine poisoned"))
+        self.inner
+            .lock()
+            .map_err(|_| io::Error::other("test state machine poisoned"))
     }
 }
 
@@ -42,11 +44,17 @@ impl RaftSnapshotBuilder<TypeConfig> for TestStateMachine {
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let mut st = self.state()?;
-        let meta =
-            SnapshotMetaOf::<TypeConfig> { last_log_id: st.last_applied, last_membership: st.membership.clone() };
-        let data = serde_json::to_vec(&(&st.last_applied, &st.membership)).map_err(io::Error::other)?;
+        let meta = SnapshotMetaOf::<TypeConfig> {
+            last_log_id: st.last_applied,
+            last_membership: st.membership.clone(),
+        };
+        let data =
+            serde_json::to_vec(&(&st.last_applied, &st.membership)).map_err(io::Error::other)?;
         st.snapshot = Some((meta.clone(), data.clone()));
-        Ok(Snapshot { meta, snapshot: Cursor::new(data) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Cursor::new(data),
+        })
     }
 }
 
@@ -63,7 +71,9 @@ impl RaftStateMachine<TypeConfig> for TestStateMachine {
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
     where
-        Strm: futures_util::Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+        Strm: futures_util::Stream<Item = io::Result<EntryResponder<TypeConfig>>>
+            + Unpin
+            + OptionalSend,
     {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
@@ -99,6 +109,9 @@ impl RaftStateMachine<TypeConfig> for TestStateMachine {
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let st = self.state()?;
-        Ok(st.snapshot.clone().map(|(meta, data)| Snapshot { meta, snapshot: Cursor::new(data) }))
+        Ok(st.snapshot.clone().map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Cursor::new(data),
+        }))
     }
 }
