@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::error::LogStoreError;
 
 /// Tuning for the durable Raft log. Every size carries its unit in its name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serde-ready so it can sit inside the node's `Config`; missing fields take defaults.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogStoreConfig {
     /// A chunk file is closed and a new one started once it reaches this size. Purging
     /// frees disk only in whole chunks, so smaller chunks return space sooner; larger

@@ -57,7 +57,8 @@ struct Inner {
     dir: PathBuf,
     /// Readers may hit disk (a `pread`) on a cache miss, so they share the lock; writers
     /// only encode into raft-log's buffer and enqueue, so the exclusive section is short.
-    /// Never held across an `.await`.
+    /// Never held across an `.await`. Writes do not wait for disk, except that raft-log
+    /// blocks a writer while more than `flush_queue_max_bytes` await the flush thread.
     wal: RwLock<RaftLog<WalTypes>>,
     /// Stop a range read once it has gathered this many payload bytes.
     read_batch_max_bytes: u64,
