@@ -1,0 +1,9 @@
+//! Tests of the durable log store: openraft's conformance suite, reopen, kill -9, and
+//! torn/corrupted tails.
+
+mod conformance;
+mod corrupt;
+mod crash;
+mod reopen;
+mod support;
+mod throughput;

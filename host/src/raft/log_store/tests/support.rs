@@ -1,0 +1,97 @@
+//! Shared helpers for the log store tests: entry builders and a durable append.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use openraft::RaftLogReader;
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::type_config::TypeConfigExt;
+
+use super::super::codec::{RaftLogId, RaftPayload, RaftVote};
+use super::super::{Entry, LogStore, LogStoreConfig};
+use crate::raft::types::TypeConfig;
+use crate::state::Command;
+
+/// The leader node id used for every test log id.
+pub(super) const LEADER: u64 = 1;
+
+pub(super) fn log_id(term: u64, index: u64) -> RaftLogId {
+    RaftLogId {
+        leader_id: openraft::impls::leader_id_adv::LeaderId {
+            term,
+            node_id: LEADER,
+        },
+        index,
+    }
+}
+
+pub(super) fn vote(term: u64, node_id: u64, committed: bool) -> RaftVote {
+    if committed {
+        RaftVote::new_committed(term, node_id)
+    } else {
+        RaftVote::new(term, node_id)
+    }
+}
+
+/// Deterministic input bytes for the entry at `index` (length varies with the index, so
+/// records straddle chunk boundaries at different offsets).
+pub(super) fn input_for(index: u64) -> Vec<u8> {
+    let len = 16 + (index * 37 % 1000) as usize;
+    (0..len).map(|k| (index as usize * 31 + k) as u8).collect()
+}
+
+/// A normal entry whose content is a function of its index alone.
+pub(super) fn entry(term: u64, index: u64) -> Entry {
+    let cmd = Command::Apply {
+        plugin: "test".into(),
+        input: input_for(index),
+        timestamp_ms: index,
+        idempotency_key: None,
+    };
+    Entry {
+        log_id: log_id(term, index),
+        payload: RaftPayload::Normal(cmd),
+    }
+}
+
+/// Asserts `e` is exactly what [`entry`] built for its index.
+pub(super) fn assert_intact(e: &Entry) {
+    let want = entry(e.log_id.leader_id.term, e.log_id.index);
+    assert_eq!(
+        want.payload, e.payload,
+        "entry {} has the wrong payload",
+        e.log_id
+    );
+}
+
+/// Appends and waits for the IO-completion callback (i.e. for the fsync).
+pub(super) async fn append_durably(store: &mut LogStore, entries: Vec<Entry>) -> io::Result<()> {
+    let (tx, rx) = TypeConfig::oneshot();
+    store.append(entries, IOFlushed::signal(tx)).await?;
+    rx.await
+        .map_err(|_| io::Error::other("flush callback dropped"))?
+}
+
+/// Reads every entry the store holds.
+pub(super) async fn all_entries(store: &mut LogStore) -> io::Result<Vec<Entry>> {
+    store.try_get_log_entries(..).await
+}
+
+/// Chunks small enough that a few hundred entries span several files.
+pub(super) fn small_chunks() -> LogStoreConfig {
+    LogStoreConfig {
+        chunk_max_bytes: 16 * 1024,
+        ..LogStoreConfig::default()
+    }
+}
+
+/// The store's chunk files, oldest first (raft-log zero-pads the offsets in the names).
+pub(super) fn chunk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    files.sort();
+    files
+}
