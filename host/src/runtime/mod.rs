@@ -350,6 +350,9 @@ impl Runtime {
     }
 }
 
+/// How much guest stderr a trap message carries.
+const MAX_TRAP_DETAIL_CHARS: usize = 512;
+
 /// Maps a wasmtime error to its failure kind. The memory flag is checked first
 /// because a refused grow surfaces as a plain error, not a `Trap`.
 fn classify_trap(e: wasmtime::Error, fuel: u64, memory_limit_hit: bool, log: &[u8]) -> CallError {
@@ -360,17 +363,13 @@ fn classify_trap(e: wasmtime::Error, fuel: u64, memory_limit_hit: bool, log: &[u
         if *trap == Trap::OutOfFuel {
             return CallError::OutOfFuel { fuel };
         }
-        // A Rust panic prints its message to stderr before trapping; that is
-        // the most useful thing to show the caller.
-        let panic_line = String::from_utf8_lossy(log)
-            .lines()
-            .rev()
-            .find(|l| l.contains("panicked at") || !l.trim().is_empty())
-            .map(|l| l.trim().to_string());
-        let msg = match panic_line {
-            Some(line) => format!("{trap}; guest stderr: {line}"),
-            None => trap.to_string(),
-        };
+        // A Rust panic prints "panicked at file:line:col:" and then its message
+        // to stderr before trapping; that is the most useful thing to show.
+        let text = String::from_utf8_lossy(log);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with")).collect();
+        let start = lines.iter().rposition(|l| l.contains("panicked at")).unwrap_or(0);
+        let detail: String = lines[start..].join(" ").chars().take(MAX_TRAP_DETAIL_CHARS).collect();
+        let msg = if detail.is_empty() { trap.to_string() } else { format!("{trap}; guest stderr: {detail}") };
         return CallError::Trap(msg);
     }
     CallError::Trap(format!("{e:#}"))

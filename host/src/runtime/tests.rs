@@ -216,6 +216,6 @@ fn nondet_fixture_is_stable_across_processes() {
         .output()
         .expect("re-run the test binary");
     let stdout = String::from_utf8_lossy(&child.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("NONDET-OUTPUT ")).unwrap_or_else(|| panic!("child printed: {stdout}"));
+    let line = stdout.lines().find_map(|l| l.split_once("NONDET-OUTPUT ").map(|(_, rest)| rest)).unwrap_or_else(|| panic!("child printed: {stdout}"));
     assert_eq!(line, here, "a fresh process computed a different output");
 }
