@@ -1,4 +1,10 @@
 //! Everything openraft: type config, durable log store, state-machine adapter, network.
 
 pub mod codec;
+pub mod network;
 pub mod types;
+
+#[cfg(test)]
+mod network_tests;
+#[cfg(test)]
+pub(crate) mod test_support;
