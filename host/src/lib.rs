@@ -1,6 +1,11 @@
 //! Cairn host: a Raft-replicated log whose state machines are WebAssembly plugins.
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod http_client;
+pub mod node;
 pub mod plugins;
 pub mod raft;
 pub mod runtime;

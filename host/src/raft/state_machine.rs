@@ -154,28 +154,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
     {
-        // Work on an O(1) copy and publish once per batch, so readers never see
-        // a half-applied batch and never wait on a plugin call.
-        let mut applied = self.applied();
-        while let Some((entry, responder)) = entries.try_next().await? {
-            let index = entry.log_id.index;
-            let result = match &entry.payload {
-                EntryPayload::Blank => {
-                    applied.state.advance(index);
-                    CommandResult::Nothing
-                }
-                EntryPayload::Normal(cmd) => applied.state.apply(&self.shared.runtime, index, cmd),
-                EntryPayload::Membership(m) => {
-                    applied.state.advance(index);
-                    applied.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
-                    CommandResult::Nothing
-                }
-            };
-            applied.last_applied = Some(entry.log_id);
-            if let Some(r) = responder {
-                r.send(result);
-            }
+        let mut batch = Vec::new();
+        while let Some(item) = entries.try_next().await? {
+            batch.push(item);
         }
+        // Work on an O(1) copy and publish once per batch, so readers never see
+        // a half-applied batch and never wait on a plugin call. Plugin calls run
+        // on a blocking thread: they are CPU work, and WASI's sync bindings must
+        // not run on an async worker.
+        let mut applied = self.applied();
+        let runtime = self.shared.runtime.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            for (entry, responder) in batch {
+                let index = entry.log_id.index;
+                let result = match &entry.payload {
+                    EntryPayload::Blank => {
+                        applied.state.advance(index);
+                        CommandResult::Nothing
+                    }
+                    EntryPayload::Normal(cmd) => applied.state.apply(&runtime, index, cmd),
+                    EntryPayload::Membership(m) => {
+                        applied.state.advance(index);
+                        applied.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
+                        CommandResult::Nothing
+                    }
+                };
+                applied.last_applied = Some(entry.log_id);
+                if let Some(r) = responder {
+                    r.send(result);
+                }
+            }
+            applied
+        })
+        .await
+        .map_err(io_err)?;
         self.publish(applied);
         Ok(())
     }

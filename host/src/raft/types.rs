@@ -17,4 +17,4 @@ pub type NodeId = u64;
 /// A node's address record.
 pub type Node = openraft::BasicNode;
 /// The Raft handle.
-pub type Raft = openraft::Raft<TypeConfig>;
+pub type Raft = openraft::Raft<TypeConfig, crate::raft::state_machine::StateMachine>;

@@ -61,8 +61,11 @@ impl Default for Limits {
 }
 
 /// How the engine and its instance pool are sized.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeConfig {
+    /// Fuel budget given to each call of a newly deployed plugin (recorded in
+    /// the log with the deploy, so every node meters identically).
+    pub default_fuel_per_call: u64,
     /// Largest component accepted for deploy.
     pub max_plugin_bytes: usize,
     /// Linear-memory cap of every instance (enforced deterministically).
@@ -80,6 +83,7 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
+            default_fuel_per_call: 100_000_000,
             max_plugin_bytes: 16 * 1024 * 1024,
             memory_per_instance_bytes: 64 * 1024 * 1024,
             max_stack_bytes: 512 * 1024,

@@ -1,0 +1,246 @@
+//! The `/v1/…` and `/readyz` handlers: parse the HTTP request, call [`ClusterService`], shape the response.
+//!
+//! | method | path | success |
+//! |---|---|---|
+//! | PUT | `/v1/plugins/{name}` | 201 `{"name","version","sha256","log_index"}` |
+//! | GET | `/v1/plugins` | 200 `{"plugins":[…]}` |
+//! | GET | `/v1/plugins/{name}` | 200 plugin info |
+//! | DELETE | `/v1/plugins/{name}` | 200 `{"name","log_index"}` |
+//! | POST | `/v1/plugins/{name}/apply` | 200 plugin output, `cairn-log-index` |
+//! | POST | `/v1/plugins/{name}/query?consistency=linearizable\|stale&min_index=N` | 200 plugin output, `cairn-applied-index` |
+//! | GET | `/v1/cluster` | 200 cluster status |
+//! | POST | `/v1/cluster/members` `{"id","addr"}` | 200 cluster status |
+//! | DELETE | `/v1/cluster/members/{id}` | 200 cluster status |
+//! | GET | `/v1/state-hash` | 200 `{"applied_index","hash"}` |
+//! | GET | `/readyz` | 200 `{"ready":true}` |
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::api::error::{ApiError, json_response};
+use crate::api::server::{RequestHead, Route};
+use crate::api::service::{AddMemberRequest, ClusterService, Consistency, PluginList};
+use crate::state::CommandResult;
+
+/// Response header: the log index a write was applied at.
+pub const LOG_INDEX_HEADER: &str = "cairn-log-index";
+/// Response header: the applied index of the state that answered a query.
+pub const APPLIED_INDEX_HEADER: &str = "cairn-applied-index";
+/// Request header making a write safe to retry.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Longest accepted idempotency key; keys live in replicated state forever-ish.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+/// Handles every non-raft route (the router has already checked the method).
+pub(crate) async fn handle<S: ClusterService>(
+    service: &S,
+    route: Route<'_>,
+    head: &RequestHead,
+    body: Bytes,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    match (route, &head.method) {
+        (Route::Readyz, _) => {
+            service.readiness().await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"ready": true}),
+            ))
+        }
+        (Route::Plugins, _) => {
+            let plugins = service.list_plugins().await?;
+            Ok(json_response(StatusCode::OK, &PluginList { plugins }))
+        }
+        (Route::Plugin(name), &Method::PUT) => {
+            let deployed = service.deploy(name.to_string(), body).await?;
+            let index = deployed.log_index;
+            Ok(with_index(
+                json_response(StatusCode::CREATED, &deployed),
+                LOG_INDEX_HEADER,
+                index,
+            ))
+        }
+        (Route::Plugin(name), &Method::DELETE) => {
+            let removed = service.remove(name.to_string()).await?;
+            let index = removed.log_index;
+            Ok(with_index(
+                json_response(StatusCode::OK, &removed),
+                LOG_INDEX_HEADER,
+                index,
+            ))
+        }
+        (Route::Plugin(name), _) => Ok(json_response(
+            StatusCode::OK,
+            &service.get_plugin(name.to_string()).await?,
+        )),
+        (Route::PluginApply(name), _) => {
+            let key = idempotency_key(head)?;
+            let applied = service.apply(name.to_string(), body, key).await?;
+            match applied.result {
+                CommandResult::Applied(out) => Ok(with_index(
+                    output_response(out.output),
+                    LOG_INDEX_HEADER,
+                    applied.log_index,
+                )),
+                CommandResult::Failed(err) => Ok(with_index(
+                    ApiError::Plugin(err).into_response(),
+                    LOG_INDEX_HEADER,
+                    applied.log_index,
+                )),
+                other => Err(ApiError::Internal(format!("apply produced {other}"))),
+            }
+        }
+        (Route::PluginQuery(name), _) => {
+            let (consistency, min_index) = query_params(head.uri.query())?;
+            let out = service
+                .query(name.to_string(), body, consistency, min_index)
+                .await?;
+            Ok(with_index(
+                output_response(out.output),
+                APPLIED_INDEX_HEADER,
+                out.applied_index,
+            ))
+        }
+        (Route::Cluster, _) => Ok(json_response(
+            StatusCode::OK,
+            &service.cluster_status().await?,
+        )),
+        (Route::Members, _) => {
+            let req: AddMemberRequest = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(
+                    "bad-json",
+                    format!("expected {{\"id\":N,\"addr\":\"host:port\"}}: {e}"),
+                )
+            })?;
+            Ok(json_response(
+                StatusCode::OK,
+                &service.add_member(req.id, req.addr).await?,
+            ))
+        }
+        (Route::Member(id), _) => {
+            let id: u64 = id.parse().map_err(|_| {
+                ApiError::bad_request("bad-member-id", format!("member id {id:?} is not a number"))
+            })?;
+            Ok(json_response(
+                StatusCode::OK,
+                &service.remove_member(id).await?,
+            ))
+        }
+        (Route::StateHash, _) => Ok(json_response(StatusCode::OK, &service.state_hash().await?)),
+        // Healthz and raft are answered by the server before reaching here.
+        (Route::Healthz | Route::Raft(_), _) => Err(ApiError::Internal(
+            "route dispatched to the client api".into(),
+        )),
+    }
+}
+
+/// A plugin's output bytes; labelled JSON when they are JSON (our plugins), else opaque.
+fn output_response(output: Vec<u8>) -> Response<Full<Bytes>> {
+    let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&output).is_ok();
+    let mut resp = Response::new(Full::new(Bytes::from(output)));
+    let ct = if is_json {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp
+}
+
+fn with_index(
+    mut resp: Response<Full<Bytes>>,
+    name: &'static str,
+    index: u64,
+) -> Response<Full<Bytes>> {
+    resp.headers_mut().insert(name, HeaderValue::from(index));
+    resp
+}
+
+fn idempotency_key(head: &RequestHead) -> Result<Option<String>, ApiError> {
+    let Some(value) = head.headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let bad =
+        |why: &str| ApiError::bad_request("bad-idempotency-key", format!("Idempotency-Key {why}"));
+    let key = value.to_str().map_err(|_| bad("must be visible ASCII"))?;
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(bad(&format!(
+            "must be 1..={MAX_IDEMPOTENCY_KEY_BYTES} bytes"
+        )));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// Parses `consistency=linearizable|stale` and `min_index=N`; anything else is a 400
+/// so that a typo (`min-index`) is not silently ignored.
+pub(crate) fn query_params(query: Option<&str>) -> Result<(Consistency, Option<u64>), ApiError> {
+    let mut consistency = Consistency::default();
+    let mut min_index = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "consistency" => {
+                consistency = match value {
+                    "linearizable" => Consistency::Linearizable,
+                    "stale" => Consistency::Stale,
+                    other => {
+                        return Err(ApiError::bad_request(
+                            "bad-query",
+                            format!("consistency must be linearizable or stale, not {other:?}"),
+                        ));
+                    }
+                }
+            }
+            "min_index" => {
+                let n = value.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(
+                        "bad-query",
+                        format!("min_index must be a number, not {value:?}"),
+                    )
+                })?;
+                min_index = Some(n);
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad-query",
+                    format!("unknown query parameter {other:?}"),
+                ));
+            }
+        }
+    }
+    Ok((consistency, min_index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_query_parameters() {
+        assert_eq!(
+            query_params(None).unwrap(),
+            (Consistency::Linearizable, None)
+        );
+        assert_eq!(
+            query_params(Some("consistency=stale&min_index=42")).unwrap(),
+            (Consistency::Stale, Some(42))
+        );
+        assert_eq!(
+            query_params(Some("min_index=7&")).unwrap(),
+            (Consistency::Linearizable, Some(7))
+        );
+        for bad in [
+            "consistency=eventual",
+            "min_index=-1",
+            "min_index=",
+            "min-index=3",
+        ] {
+            assert_eq!(
+                query_params(Some(bad)).unwrap_err().code(),
+                "bad-query",
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The HTTP API: hyper server, router, client API handlers, Raft RPC endpoints, error mapping.
+
+mod client_api;
+pub mod error;
+mod forward;
+pub mod raft_rpc;
+pub mod server;
+pub mod service;
+
+pub use client_api::{APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
+pub use error::ApiError;
+pub use forward::FORWARDED_BY_HEADER;
+pub use server::{Api, ApiLimits, serve};
+pub use service::ClusterService;

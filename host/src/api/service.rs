@@ -1,0 +1,196 @@
+//! `ClusterService`: what the client API needs from a node, and the JSON shapes it answers with.
+//!
+//! The HTTP layer depends on this trait, not on Raft (rqlite's split): `node`
+//! implements it over openraft and the state machine, and tests can implement it
+//! with a stub. Methods return [`ApiError`]; returning
+//! [`ApiError::ForwardToLeader`] makes the HTTP layer proxy the original request.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::api::error::ApiError;
+use crate::raft::types::NodeId;
+use crate::state::{CommandResult, PluginInfo};
+
+/// How fresh a query's answer must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Read index on the leader, then answer from applied state (the default).
+    #[default]
+    Linearizable,
+    /// Answer from this node's applied state now; may be behind.
+    Stale,
+}
+
+/// `201` body of `PUT /v1/plugins/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployResponse {
+    /// Plugin name.
+    pub name: String,
+    /// Version after this deploy (1 for a new name).
+    pub version: u64,
+    /// Hex sha256 of the component.
+    pub sha256: String,
+    /// Log index the deploy took effect at.
+    pub log_index: u64,
+}
+
+/// `200` body of `DELETE /v1/plugins/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveResponse {
+    /// Plugin name.
+    pub name: String,
+    /// Log index the removal took effect at.
+    pub log_index: u64,
+}
+
+/// `200` body of `GET /v1/plugins`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginList {
+    /// Deployed plugins, ordered by name.
+    pub plugins: Vec<PluginInfo>,
+}
+
+/// A committed `apply`: where it landed and what the state machine returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Log index of the command (for an idempotent retry: of the original).
+    pub log_index: u64,
+    /// `Applied(output)` → 200 with the output as body; `Failed(err)` → 422 (404 for
+    /// `plugin-not-found`) with `err`; anything else is a node bug → 500.
+    pub result: CommandResult,
+}
+
+/// A query answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryOutput {
+    /// Index of the last entry applied to the state that answered.
+    pub applied_index: u64,
+    /// The plugin's output bytes (the response body).
+    pub output: Vec<u8>,
+}
+
+/// Whether a member votes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    /// Counts toward quorum.
+    Voter,
+    /// Receives the log but does not vote.
+    Learner,
+}
+
+/// One cluster member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Node id.
+    pub id: NodeId,
+    /// Advertised `host:port`.
+    pub addr: String,
+    /// Voter or learner.
+    pub role: MemberRole,
+}
+
+/// `200` body of `GET /v1/cluster` (and of membership changes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub id: NodeId,
+    /// This node's role: `leader`, `follower`, `candidate`, `learner`, `shutdown`.
+    pub state: String,
+    /// Current leader, if known.
+    pub leader_id: Option<NodeId>,
+    /// Current term.
+    pub term: u64,
+    /// Index of the last entry applied on this node.
+    pub last_applied: Option<u64>,
+    /// Index of the last entry known committed on this node.
+    pub committed: Option<u64>,
+    /// Members of the effective configuration.
+    pub members: Vec<Member>,
+}
+
+/// Body of `POST /v1/cluster/members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddMemberRequest {
+    /// New node's id.
+    pub id: NodeId,
+    /// New node's advertised `host:port`.
+    pub addr: String,
+}
+
+/// `200` body of `GET /v1/state-hash`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateHash {
+    /// Index of the last entry reflected in the hash.
+    pub applied_index: u64,
+    /// Hex hash over the registry and all plugin KV.
+    pub hash: String,
+}
+
+/// The node operations behind `/v1/…` and `/readyz`.
+///
+/// Implementations write `async fn`; the `+ Send` bound lets the server spawn handlers.
+pub trait ClusterService: Send + Sync + 'static {
+    /// Validates and replicates a deploy (upgrade if the name exists).
+    fn deploy(
+        &self,
+        name: String,
+        wasm: Bytes,
+    ) -> impl Future<Output = Result<DeployResponse, ApiError>> + Send;
+
+    /// Replicates removal of a plugin and its KV.
+    fn remove(&self, name: String)
+    -> impl Future<Output = Result<RemoveResponse, ApiError>> + Send;
+
+    /// Lists deployed plugins (local applied state).
+    fn list_plugins(&self) -> impl Future<Output = Result<Vec<PluginInfo>, ApiError>> + Send;
+
+    /// One plugin's registry entry, or [`ApiError::PluginNotFound`].
+    fn get_plugin(&self, name: String)
+    -> impl Future<Output = Result<PluginInfo, ApiError>> + Send;
+
+    /// Replicates one command for plugin `name` and waits for it to apply.
+    fn apply(
+        &self,
+        name: String,
+        input: Bytes,
+        idempotency_key: Option<String>,
+    ) -> impl Future<Output = Result<Applied, ApiError>> + Send;
+
+    /// Runs the plugin's `query` at the requested consistency; with `min_index`, first
+    /// waits (bounded by `min_index_wait_ms`) until this node applied that index.
+    /// Plugin failures are [`ApiError::Plugin`].
+    fn query(
+        &self,
+        name: String,
+        input: Bytes,
+        consistency: Consistency,
+        min_index: Option<u64>,
+    ) -> impl Future<Output = Result<QueryOutput, ApiError>> + Send;
+
+    /// This node's view of the cluster.
+    fn cluster_status(&self) -> impl Future<Output = Result<ClusterStatus, ApiError>> + Send;
+
+    /// Adds a learner, waits for it to catch up, promotes it to voter.
+    fn add_member(
+        &self,
+        id: NodeId,
+        addr: String,
+    ) -> impl Future<Output = Result<ClusterStatus, ApiError>> + Send;
+
+    /// Removes a member from the configuration.
+    fn remove_member(
+        &self,
+        id: NodeId,
+    ) -> impl Future<Output = Result<ClusterStatus, ApiError>> + Send;
+
+    /// Hash of this node's applied state.
+    fn state_hash(&self) -> impl Future<Output = Result<StateHash, ApiError>> + Send;
+
+    /// `Ok` when the node has a leader and has caught up; otherwise [`ApiError::NotReady`].
+    fn readiness(&self) -> impl Future<Output = Result<(), ApiError>> + Send;
+}

@@ -1,0 +1,304 @@
+//! One `Config` for a node: identity, addresses, and every limit and timeout, each named with its unit.
+//!
+//! Nothing else in the host reads configuration from the environment; the CLI
+//! (clap) is the only place that turns flags and env vars into a `Config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::raft::types::NodeId;
+
+/// Node configuration. Build with [`Config::default`] and override fields, then [`Config::validate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's Raft id; stable for the life of its data dir.
+    pub node_id: NodeId,
+    /// Socket the HTTP server binds (client API and `/raft/…` on one port).
+    pub listen_addr: SocketAddr,
+    /// `host:port` the other nodes and forwarded clients use to reach this node;
+    /// differs from `listen_addr` when binding `0.0.0.0` or behind NAT.
+    pub advertise_addr: String,
+    /// Directory holding the Raft log, vote and snapshots.
+    pub data_dir: PathBuf,
+    /// URL of any member of an existing cluster to ask to add this node; `None`
+    /// means "initialise a single-node cluster if the data dir is fresh".
+    pub join_url: Option<String>,
+
+    /// Leader heartbeat period. Hundreds of ms, not openraft's 50: a heartbeat
+    /// round trip includes HTTP and, on a loaded 2-core box, a scheduler tick.
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the randomised election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomised election timeout.
+    pub election_timeout_max_ms: u64,
+    /// Deadline for sending *and* installing one whole snapshot; large because a
+    /// 100 MB snapshot must get through (openraft's 200 ms default retries forever).
+    pub install_snapshot_timeout_ms: u64,
+    /// Bytes of snapshot data per `/raft/snapshot` request.
+    pub snapshot_chunk_bytes: u64,
+    /// Largest snapshot a follower will buffer while receiving; bounds memory.
+    pub max_snapshot_bytes: u64,
+    /// Largest request body accepted on any route except plugin upload → 413.
+    pub max_body_bytes: u64,
+    /// Largest plugin component accepted by `PUT /v1/plugins/{name}` → 413.
+    pub max_plugin_bytes: u64,
+    /// Transport deadline for one append-entries or vote RPC.
+    pub rpc_timeout_ms: u64,
+    /// Deadline for proxying one client request to the leader.
+    pub forward_timeout_ms: u64,
+    /// How long a query with `min_index` waits for this node to apply that index.
+    pub min_index_wait_ms: u64,
+    /// How long in-flight HTTP connections get to finish after shutdown is signalled.
+    pub shutdown_grace_ms: u64,
+    /// Build a snapshot after this many entries were applied since the last one.
+    pub snapshot_logs_since_last: u64,
+    /// Entries already in a snapshot kept in the log so slightly lagging
+    /// followers catch up from the log instead of a full snapshot.
+    pub max_in_snapshot_log_to_keep: u64,
+    /// Purge the log in batches of at least this many entries (one purge per entry is wasteful).
+    pub purge_batch_size: u64,
+    /// Most entries sent in one append-entries RPC.
+    pub max_entries_per_append: u64,
+    /// The Wasm runtime: fuel per call, memory and stack per instance, plugin limits.
+    pub runtime: crate::runtime::RuntimeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        const MIB: u64 = 1024 * 1024;
+        Self {
+            node_id: 1,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            advertise_addr: "127.0.0.1:7070".to_string(),
+            data_dir: PathBuf::from("./cairn-data"),
+            join_url: None,
+            heartbeat_interval_ms: 150,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            // 100 MB at even 10 MB/s plus an install that rebuilds state: minutes, not ms.
+            install_snapshot_timeout_ms: 10 * 60 * 1000,
+            snapshot_chunk_bytes: 4 * MIB,
+            max_snapshot_bytes: 2048 * MIB,
+            max_body_bytes: 8 * MIB,
+            max_plugin_bytes: 32 * MIB,
+            rpc_timeout_ms: 3000,
+            forward_timeout_ms: 10_000,
+            min_index_wait_ms: 5000,
+            shutdown_grace_ms: 5000,
+            snapshot_logs_since_last: 5000,
+            max_in_snapshot_log_to_keep: 1000,
+            purge_batch_size: 256,
+            max_entries_per_append: 300,
+            runtime: crate::runtime::RuntimeConfig::default(),
+        }
+    }
+}
+
+/// Why a [`Config`] was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Node id 0 is reserved: openraft and our CLI treat it as "unset".
+    #[error("node_id must be > 0")]
+    ZeroNodeId,
+    /// The advertise address is empty.
+    #[error("advertise_addr must not be empty")]
+    EmptyAdvertiseAddr,
+    /// A value that must be positive is zero.
+    #[error("{field} must be > 0")]
+    Zero {
+        /// The offending field.
+        field: &'static str,
+    },
+    /// Election timeouts must form a non-empty range above the heartbeat.
+    #[error(
+        "need heartbeat_interval_ms ({heartbeat}) < election_timeout_min_ms ({min}) < election_timeout_max_ms ({max})"
+    )]
+    ElectionTimeouts {
+        /// heartbeat_interval_ms
+        heartbeat: u64,
+        /// election_timeout_min_ms
+        min: u64,
+        /// election_timeout_max_ms
+        max: u64,
+    },
+    /// One limit must fit inside another.
+    #[error("{small} ({small_value}) must be <= {large} ({large_value})")]
+    Order {
+        /// Name of the smaller field.
+        small: &'static str,
+        /// Its value.
+        small_value: u64,
+        /// Name of the larger field.
+        large: &'static str,
+        /// Its value.
+        large_value: u64,
+    },
+    /// openraft rejected the derived configuration.
+    #[error("openraft config: {0}")]
+    Openraft(String),
+}
+
+/// Room left in a `/raft/snapshot` body for the chunk header next to the data.
+pub const SNAPSHOT_CHUNK_HEADER_ALLOWANCE_BYTES: u64 = 64 * 1024;
+
+impl Config {
+    /// Checks every field and the relations between them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        if self.advertise_addr.trim().is_empty() {
+            return Err(ConfigError::EmptyAdvertiseAddr);
+        }
+        let positive = [
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            (
+                "install_snapshot_timeout_ms",
+                self.install_snapshot_timeout_ms,
+            ),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+            ("max_snapshot_bytes", self.max_snapshot_bytes),
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_plugin_bytes", self.max_plugin_bytes),
+            ("rpc_timeout_ms", self.rpc_timeout_ms),
+            ("forward_timeout_ms", self.forward_timeout_ms),
+            ("min_index_wait_ms", self.min_index_wait_ms),
+            ("snapshot_logs_since_last", self.snapshot_logs_since_last),
+            ("purge_batch_size", self.purge_batch_size),
+            ("max_entries_per_append", self.max_entries_per_append),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Zero { field });
+            }
+        }
+        if !(self.heartbeat_interval_ms < self.election_timeout_min_ms
+            && self.election_timeout_min_ms < self.election_timeout_max_ms)
+        {
+            return Err(ConfigError::ElectionTimeouts {
+                heartbeat: self.heartbeat_interval_ms,
+                min: self.election_timeout_min_ms,
+                max: self.election_timeout_max_ms,
+            });
+        }
+        // A chunk travels as one HTTP body, so it must fit under the body cap.
+        let chunk_with_header = self
+            .snapshot_chunk_bytes
+            .saturating_add(SNAPSHOT_CHUNK_HEADER_ALLOWANCE_BYTES);
+        if chunk_with_header > self.max_body_bytes {
+            return Err(ConfigError::Order {
+                small: "snapshot_chunk_bytes + header allowance",
+                small_value: chunk_with_header,
+                large: "max_body_bytes",
+                large_value: self.max_body_bytes,
+            });
+        }
+        if self.snapshot_chunk_bytes > self.max_snapshot_bytes {
+            return Err(ConfigError::Order {
+                small: "snapshot_chunk_bytes",
+                small_value: self.snapshot_chunk_bytes,
+                large: "max_snapshot_bytes",
+                large_value: self.max_snapshot_bytes,
+            });
+        }
+        self.openraft_config().map(|_| ())
+    }
+
+    /// The openraft configuration derived from this one (validated by openraft).
+    pub fn openraft_config(&self) -> Result<openraft::Config, ConfigError> {
+        let cfg = openraft::Config {
+            cluster_name: "cairn".to_string(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: self.install_snapshot_timeout_ms,
+            snapshot_max_chunk_size: self.snapshot_chunk_bytes,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            purge_batch_size: self.purge_batch_size,
+            max_payload_entries: self.max_entries_per_append,
+            // openraft advises a lag threshold above the snapshot interval, otherwise a
+            // snapshot may not be enough to bring a follower back into log range.
+            replication_lag_threshold: self.snapshot_logs_since_last.saturating_mul(2),
+            ..openraft::Config::default()
+        };
+        cfg.validate()
+            .map_err(|e| ConfigError::Openraft(e.to_string()))
+    }
+
+    /// [`Config::rpc_timeout_ms`] as a duration.
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms)
+    }
+
+    /// [`Config::forward_timeout_ms`] as a duration.
+    pub fn forward_timeout(&self) -> Duration {
+        Duration::from_millis(self.forward_timeout_ms)
+    }
+
+    /// [`Config::install_snapshot_timeout_ms`] as a duration.
+    pub fn install_snapshot_timeout(&self) -> Duration {
+        Duration::from_millis(self.install_snapshot_timeout_ms)
+    }
+
+    /// [`Config::min_index_wait_ms`] as a duration.
+    pub fn min_index_wait(&self) -> Duration {
+        Duration::from_millis(self.min_index_wait_ms)
+    }
+
+    /// [`Config::shutdown_grace_ms`] as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_map_to_openraft() {
+        let cfg = Config::default();
+        cfg.validate().unwrap();
+        let raft = cfg.openraft_config().unwrap();
+        assert_eq!(raft.heartbeat_interval, 150);
+        assert_eq!(
+            raft.install_snapshot_timeout,
+            cfg.install_snapshot_timeout_ms
+        );
+        assert_eq!(raft.snapshot_max_chunk_size, cfg.snapshot_chunk_bytes);
+    }
+
+    #[test]
+    fn rejects_bad_relations() {
+        let cfg = Config {
+            election_timeout_min_ms: 100,
+            ..Config::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::ElectionTimeouts { .. })
+        ));
+        let cfg = Config {
+            node_id: 0,
+            ..Config::default()
+        };
+        assert_eq!(cfg.validate(), Err(ConfigError::ZeroNodeId));
+        let cfg = Config {
+            snapshot_chunk_bytes: 64 * 1024 * 1024,
+            ..Config::default()
+        };
+        assert!(matches!(cfg.validate(), Err(ConfigError::Order { .. })));
+        let cfg = Config {
+            rpc_timeout_ms: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.validate(),
+            Err(ConfigError::Zero {
+                field: "rpc_timeout_ms"
+            })
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! Node wiring: builds the log store, state machine, network, Raft and HTTP
+//! server in one function, and implements the client API over them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::async_runtime::WatchReceiver;
+use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::error::ApiError;
+use crate::api::raft_rpc::RaftRpc;
+use crate::api::service::{
+    Applied, ClusterStatus, ClusterService, Consistency, DeployResponse, Member, MemberRole, QueryOutput,
+    RemoveResponse, StateHash,
+};
+use crate::api::{Api, ApiLimits};
+use crate::config::Config;
+use crate::http_client::{HttpClient, new_client};
+use crate::raft::log_store::{LogStore, LogStoreConfig};
+use crate::raft::network::NetworkFactory;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::types::{NodeId, Raft, TypeConfig};
+use crate::runtime::Runtime;
+use crate::state::{Command, CommandResult, PluginInfo, validate_plugin_name};
+
+/// One running node's shared parts.
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    sm: StateMachine,
+    runtime: Arc<Runtime>,
+    config: Config,
+}
+
+/// The client-API service of one node; clones share the node.
+#[derive(Clone)]
+pub struct NodeService {
+    inner: Arc<Inner>,
+}
+
+/// A started node: its address and the handles to stop it.
+pub struct RunningNode {
+    /// The address the HTTP server is bound to.
+    pub addr: std::net::SocketAddr,
+    /// The client-API service (for embedding and tests).
+    pub service: NodeService,
+    shutdown_tx: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningNode {
+    /// Stops serving, shuts Raft down and waits for both; the data dir is left resumable.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown_tx.send(true);
+        let served = self.server.await;
+        self.service.inner.raft.shutdown().await.map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
+        served??;
+        Ok(())
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Runs a node until `shutdown` turns `true` (the `cairn serve` entry point).
+pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let node = start(config).await?;
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    tracing::info!("shutting down");
+    node.stop().await
+}
+
+/// Builds and starts every part of a node; returns once it serves HTTP.
+pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let mut runtime_config = config.runtime.clone();
+    runtime_config.max_plugin_bytes = config.max_plugin_bytes as usize;
+    let runtime = Arc::new(Runtime::new(runtime_config)?);
+    let log_dir = config.data_dir.join("log");
+    let log_store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir, LogStoreConfig::default())).await??;
+    let sm_dir = config.data_dir.join("snapshots");
+    let rt2 = runtime.clone();
+    let sm = tokio::task::spawn_blocking(move || StateMachine::open(&sm_dir, rt2)).await??;
+    let client = new_client();
+    let network = NetworkFactory::new(&config, client.clone());
+    let raft_config = Arc::new(config.openraft_config()?);
+    let raft = Raft::new(config.node_id, raft_config, network, log_store, sm.clone()).await?;
+
+    let listener = TcpListener::bind(config.listen_addr).await?;
+    let addr = listener.local_addr()?;
+    let inner = Arc::new(Inner { id: config.node_id, raft: raft.clone(), sm, runtime, config: config.clone() });
+    let service = NodeService { inner };
+    let rpc = RaftRpc::new(raft.clone(), &config);
+    let api = Arc::new(Api::new(service.clone(), rpc, client.clone(), ApiLimits::from_config(&config)));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let server = tokio::spawn(crate::api::serve(listener, api, shutdown_rx));
+
+    if !raft.is_initialized().await? {
+        match &config.join_url {
+            None => {
+                let mut members = BTreeMap::new();
+                members.insert(config.node_id, BasicNode { addr: config.advertise_addr.clone() });
+                raft.initialize(members).await?;
+                tracing::info!(id = config.node_id, "initialised a new single-node cluster");
+            }
+            Some(url) => {
+                let url = url.clone();
+                let (id, advertise) = (config.node_id, config.advertise_addr.clone());
+                // Joining needs this node's server up (the leader replicates to
+                // it while adding it), so ask in the background.
+                tokio::spawn(async move {
+                    if let Err(e) = join(&client, &url, id, &advertise).await {
+                        tracing::error!(error = %e, %url, "joining the cluster failed");
+                    }
+                });
+            }
+        }
+    }
+    Ok(RunningNode { addr, service, shutdown_tx, server })
+}
+
+/// How long one join request may take: the leader answers only once this
+/// node has caught up, which for a large state means a snapshot transfer.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Asks the cluster at `url` to add this node, retrying while it has no leader.
+async fn join(client: &HttpClient, url: &str, id: NodeId, advertise: &str) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(&serde_json::json!({"id": id, "addr": advertise}))?;
+    let mut last = String::new();
+    for attempt in 0..60 {
+        let uri = crate::http_client::url(url, "/v1/cluster/members")?;
+        let req = crate::http_client::request(http::Method::POST, uri, Some("application/json"), Bytes::from(body.clone()));
+        match crate::http_client::send(client, req, JOIN_TIMEOUT, 64 * 1024).await {
+            Ok(resp) if resp.status().is_success() => {
+                tracing::info!(%url, "joined the cluster");
+                return Ok(());
+            }
+            Ok(resp) => last = format!("status {}: {}", resp.status(), String::from_utf8_lossy(resp.body())),
+            Err(e) => last = e.to_string(),
+        }
+        tracing::warn!(attempt, error = %last, "join attempt failed; retrying");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    anyhow::bail!("could not join via {url}: {last}")
+}
+
+impl NodeService {
+    /// This node's Raft handle (for tests and embedding).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// A consistent copy of this node's applied state.
+    pub fn state(&self) -> crate::state::State {
+        self.inner.sm.applied().state
+    }
+
+    /// Maps an openraft write error: a follower answers "forward to the leader".
+    fn write_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ApiError {
+        if let Some(f) = e.forward_to_leader() {
+            return match &f.leader_node {
+                Some(node) => ApiError::ForwardToLeader { leader_addr: node.addr.clone() },
+                None => ApiError::NoLeader,
+            };
+        }
+        match e {
+            RaftError::Fatal(f) => ApiError::Unavailable(f.to_string()),
+            RaftError::APIError(e) => ApiError::bad_request("membership-error", e.to_string()),
+        }
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<(u64, CommandResult), ApiError> {
+        match self.inner.raft.client_write(cmd).await {
+            Ok(resp) => Ok((resp.log_id.index, resp.data)),
+            Err(e) => Err(self.write_error(e)),
+        }
+    }
+
+    /// Makes this node's applied state linearizable: a read index confirmed by
+    /// a quorum, then applied locally. Only the leader can do it.
+    async fn linearize(&self) -> Result<(), ApiError> {
+        match self.inner.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if let Some(f) = e.forward_to_leader() {
+                    return Err(match &f.leader_node {
+                        Some(node) => ApiError::ForwardToLeader { leader_addr: node.addr.clone() },
+                        None => ApiError::NoLeader,
+                    });
+                }
+                Err(ApiError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), ApiError> {
+        let mut rx = self.inner.sm.subscribe_applied();
+        let wait = rx.wait_for(|applied| *applied >= index);
+        match tokio::time::timeout(self.inner.config.min_index_wait(), wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::Unavailable("state machine stopped".into())),
+            Err(_) => Err(ApiError::Timeout(format!("index {index} not applied within the wait limit"))),
+        }
+    }
+}
+
+impl ClusterService for NodeService {
+    async fn deploy(&self, name: String, wasm: Bytes) -> Result<DeployResponse, ApiError> {
+        validate_plugin_name(&name).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+        let runtime = self.inner.runtime.clone();
+        let wasm2 = wasm.clone();
+        // Validation compiles the component: CPU work, off the async workers.
+        tokio::task::spawn_blocking(move || runtime.validate(&wasm2))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        let rc = &self.inner.config.runtime;
+        let cmd = Command::Deploy {
+            name,
+            wasm: wasm.to_vec(),
+            fuel_per_call: rc.default_fuel_per_call,
+            memory_limit_bytes: rc.memory_per_instance_bytes as u64,
+            timestamp_ms: now_ms(),
+        };
+        match self.propose(cmd).await? {
+            (log_index, CommandResult::Deployed(info)) => {
+                Ok(DeployResponse { name: info.name, version: info.version, sha256: info.sha256, log_index })
+            }
+            (_, CommandResult::Failed(e)) => Err(ApiError::bad_request(e.code, e.message)),
+            (_, other) => Err(ApiError::Internal(format!("unexpected deploy result {other}"))),
+        }
+    }
+
+    async fn remove(&self, name: String) -> Result<RemoveResponse, ApiError> {
+        match self.propose(Command::Remove { name: name.clone() }).await? {
+            (log_index, CommandResult::Removed { name }) => Ok(RemoveResponse { name, log_index }),
+            (_, CommandResult::Failed(e)) if e.code == "plugin-not-found" => Err(ApiError::PluginNotFound { name }),
+            (_, CommandResult::Failed(e)) => Err(ApiError::Plugin(e)),
+            (_, other) => Err(ApiError::Internal(format!("unexpected remove result {other}"))),
+        }
+    }
+
+    async fn list_plugins(&self) -> Result<Vec<PluginInfo>, ApiError> {
+        Ok(self.state().plugins())
+    }
+
+    async fn get_plugin(&self, name: String) -> Result<PluginInfo, ApiError> {
+        self.state().plugin(&name).ok_or(ApiError::PluginNotFound { name })
+    }
+
+    async fn apply(&self, name: String, input: Bytes, idempotency_key: Option<String>) -> Result<Applied, ApiError> {
+        // A retry whose first attempt is already applied here needs no new log entry.
+        if let Some(key) = &idempotency_key
+            && let Some(rec) = self.state().idempotent_result(&name, key)
+        {
+            return Ok(Applied { log_index: rec.index, result: rec.result });
+        }
+        let cmd = Command::Apply { plugin: name.clone(), input: input.to_vec(), timestamp_ms: now_ms(), idempotency_key: idempotency_key.clone() };
+        let (log_index, result) = self.propose(cmd).await?;
+        // A retry that raced its first attempt through the log reports the
+        // first attempt's index, like a retry that arrives later.
+        let log_index = match &idempotency_key {
+            Some(key) => self.state().idempotent_result(&name, key).map_or(log_index, |r| r.index),
+            None => log_index,
+        };
+        Ok(Applied { log_index, result })
+    }
+
+    async fn query(&self, name: String, input: Bytes, consistency: Consistency, min_index: Option<u64>) -> Result<QueryOutput, ApiError> {
+        if consistency == Consistency::Linearizable {
+            self.linearize().await?;
+        }
+        if let Some(index) = min_index {
+            self.wait_applied(index).await?;
+        }
+        let state = self.state();
+        let runtime = self.inner.runtime.clone();
+        let applied_index = state.applied_index();
+        let result = tokio::task::spawn_blocking(move || state.query(&runtime, &name, &input))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        match result {
+            Ok(out) => Ok(QueryOutput { applied_index, output: out.output }),
+            Err(e) => Err(ApiError::Plugin(e)),
+        }
+    }
+
+    async fn cluster_status(&self) -> Result<ClusterStatus, ApiError> {
+        let m = self.inner.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.addr.clone(),
+                role: if voters.contains(id) { MemberRole::Voter } else { MemberRole::Learner },
+            })
+            .collect();
+        let state = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        Ok(ClusterStatus {
+            id: self.inner.id,
+            state: state.to_string(),
+            leader_id: m.current_leader,
+            term: m.current_term,
+            last_applied: m.last_applied.map(|l| l.index),
+            committed: m.local_committed.map(|l| l.index),
+            members,
+        })
+    }
+
+    async fn add_member(&self, id: NodeId, addr: String) -> Result<ClusterStatus, ApiError> {
+        let raft = &self.inner.raft;
+        // Blocking: returns once the learner has caught up with the leader's log.
+        raft.add_learner(id, BasicNode { addr }, true).await.map_err(|e| self.write_error(e))?;
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        self.cluster_status().await
+    }
+
+    async fn remove_member(&self, id: NodeId) -> Result<ClusterStatus, ApiError> {
+        let raft = &self.inner.raft;
+        let m = raft.metrics().borrow_watched().clone();
+        let is_voter = m.membership_config.membership().voter_ids().any(|v| v == id);
+        let known = m.membership_config.membership().nodes().any(|(n, _)| *n == id);
+        if !known {
+            return Err(ApiError::bad_request("unknown-member", format!("node {id} is not a member")));
+        }
+        if is_voter {
+            raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| self.write_error(e))?;
+        }
+        raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        self.cluster_status().await
+    }
+
+    async fn state_hash(&self) -> Result<StateHash, ApiError> {
+        let state = self.state();
+        Ok(StateHash { applied_index: state.applied_index(), hash: state.hash_hex() })
+    }
+
+    async fn readiness(&self) -> Result<(), ApiError> {
+        let m = self.inner.raft.metrics().borrow_watched().clone();
+        let Some(_) = m.current_leader else {
+            return Err(ApiError::NotReady("no leader known".into()));
+        };
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let committed = m.local_committed.map_or(0, |l| l.index);
+        if applied < committed {
+            return Err(ApiError::NotReady(format!("applied {applied} of {committed} committed entries")));
+        }
+        Ok(())
+    }
+}
