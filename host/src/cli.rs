@@ -50,12 +50,13 @@ pub struct Cli {
 pub enum Commands {
     /// Run a node (alone, or joining a cluster with --join).
     Serve(ServeArgs),
-    /// Deploy (or upgrade) plugin NAME from a .wasm component file.
+    /// Deploy (or upgrade) plugin NAME from a .wasm component file; without
+    /// FILE, NAME must be one of the built-in examples (counter, kv, bank).
     Deploy {
         /// Plugin name.
         name: String,
-        /// Path to the component.
-        file: PathBuf,
+        /// Path to the component (default: the built-in example called NAME).
+        file: Option<PathBuf>,
     },
     /// Run a command through plugin NAME's `apply` (replicated).
     Apply {
@@ -255,9 +256,16 @@ impl Client {
         match command {
             Commands::Serve(_) => unreachable!("serve is handled by cli::run"),
             Commands::Deploy { name, file } => {
-                let wasm = tokio::fs::read(file)
-                    .await
-                    .with_context(|| format!("reading {}", file.display()))?;
+                let wasm = match file {
+                    Some(file) => tokio::fs::read(file)
+                        .await
+                        .with_context(|| format!("reading {}", file.display()))?,
+                    None => crate::plugins::example(name)
+                        .with_context(|| {
+                            format!("no FILE given and {name:?} is not a built-in example (counter, kv, bank)")
+                        })?
+                        .to_vec(),
+                };
                 let reply = self
                     .call(
                         Method::PUT,
