@@ -79,7 +79,7 @@ impl Default for Config {
             // 100 MB at even 10 MB/s plus an install that rebuilds state: minutes, not ms.
             install_snapshot_timeout_ms: 10 * 60 * 1000,
             snapshot_chunk_bytes: 4 * MIB,
-            max_snapshot_bytes: 2048 * MIB,
+            max_snapshot_bytes: 1024 * MIB,
             max_body_bytes: 8 * MIB,
             max_plugin_bytes: 32 * MIB,
             rpc_timeout_ms: 3000,

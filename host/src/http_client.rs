@@ -16,8 +16,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 /// The shared client type; cheap to clone (clones share the pool).
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// How long an idle pooled connection is kept before it is closed.
-const POOL_IDLE_TIMEOUT_MS: u64 = 90_000;
+/// How long an idle pooled connection is kept before it is closed. Below the
+/// server's header read timeout (30 s), so the client drops an idle connection
+/// before the server does instead of racing a request into a closing socket.
+const POOL_IDLE_TIMEOUT_MS: u64 = 20_000;
 /// Bound on TCP connect; a peer that does not answer SYNs is as good as down.
 const CONNECT_TIMEOUT_MS: u64 = 1_000;
 

@@ -12,3 +12,6 @@ pub use error::ApiError;
 pub use forward::FORWARDED_BY_HEADER;
 pub use server::{Api, ApiLimits, serve};
 pub use service::ClusterService;
+
+#[cfg(test)]
+mod tests;

@@ -389,6 +389,15 @@ pub fn test_config(id: NodeId, addr: std::net::SocketAddr) -> Config {
 
 /// Starts node `id` on an ephemeral loopback port; `tweak` adjusts its config.
 pub async fn start_node(id: NodeId, tweak: impl FnOnce(&mut Config)) -> TestNode {
+    start_node_with(id, tweak, StubService::default()).await
+}
+
+/// Like [`start_node`], with a chosen stub behind `/v1/…`.
+pub async fn start_node_with(
+    id: NodeId,
+    tweak: impl FnOnce(&mut Config),
+    service: StubService,
+) -> TestNode {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
@@ -408,7 +417,7 @@ pub async fn start_node(id: NodeId, tweak: impl FnOnce(&mut Config)) -> TestNode
     .await
     .expect("raft starts");
     let api = Arc::new(Api::new(
-        StubService::default(),
+        service,
         RaftRpc::new(raft.clone(), &config),
         client,
         ApiLimits::from_config(&config),
