@@ -219,3 +219,77 @@ fn nondet_fixture_is_stable_across_processes() {
     let line = stdout.lines().find_map(|l| l.split_once("NONDET-OUTPUT ").map(|(_, rest)| rest)).unwrap_or_else(|| panic!("child printed: {stdout}"));
     assert_eq!(line, here, "a fresh process computed a different output");
 }
+
+/// Runs `(mode, input)` calls of a first-party plugin in the real runtime,
+/// committing successful writes, and returns each output or error code.
+fn drive(plugin: &str, calls: &[(CallMode, Value)]) -> Vec<Result<Value, String>> {
+    let rt = runtime();
+    let wasm = built(plugin);
+    let mut kv = Kv::new();
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, (mode, input))| {
+            let out = rt.call(&wasm, *mode, input.to_string().as_bytes(), &ctx(plugin, i as u64 + 1), &kv);
+            commit(&mut kv, &out);
+            out.result.map(|o| serde_json::from_slice(&o.output).expect("plugins answer JSON")).map_err(|e| e.code())
+        })
+        .collect()
+}
+
+#[test]
+fn counter_wasm_counts() {
+    let out = drive(
+        "counter",
+        &[
+            (CallMode::Apply, json!({"increment": {"by": 5}})),
+            (CallMode::Apply, json!({"increment": {"by": 2}})),
+            (CallMode::Query, json!({"get": {}})),
+            (CallMode::Apply, json!({"nonsense": 1})),
+        ],
+    );
+    assert_eq!(out[0], Ok(json!({"value": 5})));
+    assert_eq!(out[2], Ok(json!({"value": 7})));
+    assert_eq!(out[3], Err("bad-input".to_string()));
+}
+
+#[test]
+fn kv_wasm_puts_swaps_and_lists_in_order() {
+    let out = drive(
+        "kv",
+        &[
+            (CallMode::Apply, json!({"put": {"key": "user/2", "value": "b"}})),
+            (CallMode::Apply, json!({"put": {"key": "user/1", "value": "a"}})),
+            (CallMode::Apply, json!({"put": {"key": "zeta", "value": 1}})),
+            (CallMode::Apply, json!({"cas": {"key": "zeta", "expected": 2, "new": 3}})),
+            (CallMode::Apply, json!({"cas": {"key": "zeta", "expected": 1, "new": 3}})),
+            (CallMode::Query, json!({"get": {"key": "zeta"}})),
+            (CallMode::Query, json!({"list": {"prefix": "user/", "limit": 1}})),
+            (CallMode::Query, json!({"list": {"prefix": "user/"}})),
+        ],
+    );
+    assert_eq!(out[3], Err("cas-mismatch".to_string()));
+    assert!(out[4].is_ok(), "{:?}", out[4]);
+    assert_eq!(out[5], Ok(json!({"value": 3})));
+    assert_eq!(out[6].as_ref().unwrap()["entries"], json!([{"key": "user/1", "value": "a"}]));
+    assert_eq!(out[7].as_ref().unwrap()["entries"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bank_wasm_rejects_overdraft_and_conserves_money() {
+    let out = drive(
+        "bank",
+        &[
+            (CallMode::Apply, json!({"open": {"account": "alice", "initial": 100}})),
+            (CallMode::Apply, json!({"open": {"account": "bob"}})),
+            (CallMode::Apply, json!({"transfer": {"from": "alice", "to": "bob", "amount": 30}})),
+            (CallMode::Apply, json!({"transfer": {"from": "bob", "to": "alice", "amount": 31}})),
+            (CallMode::Query, json!({"balance": {"account": "bob"}})),
+            (CallMode::Query, json!({"total": {}})),
+        ],
+    );
+    assert_eq!(out[2], Ok(json!({"from_balance": 70, "to_balance": 30})));
+    assert_eq!(out[3], Err("insufficient-funds".to_string()));
+    assert_eq!(out[4], Ok(json!({"balance": 30})));
+    assert_eq!(out[5].as_ref().unwrap()["total"], json!(100));
+}

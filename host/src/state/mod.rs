@@ -253,3 +253,6 @@ impl State {
         hex::encode(self.hash())
     }
 }
+
+#[cfg(test)]
+mod tests;
