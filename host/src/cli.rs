@@ -29,14 +29,16 @@ const CLI_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about)]
 pub struct Cli {
-    /// Node to talk to (client commands).
+    /// Node to talk to (client commands); `bench` takes several (repeat or comma-separate).
     #[arg(
         long,
         global = true,
         env = "CAIRN_URL",
-        default_value = "http://127.0.0.1:7070"
+        default_value = "http://127.0.0.1:7070",
+        value_delimiter = ',',
+        action = clap::ArgAction::Append
     )]
-    pub url: String,
+    pub url: Vec<String>,
     /// Print the server's raw JSON instead of a human summary.
     #[arg(long, global = true)]
     pub json: bool,
@@ -93,6 +95,8 @@ pub enum Commands {
     Plugins,
     /// Show the node's state hash.
     StateHash,
+    /// Load-test a running cluster with the `kv` plugin (deployed if absent).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `cairn members …`
@@ -155,7 +159,13 @@ impl ServeArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Commands::Serve(args) => serve(args).await,
-        _ => Client::new(&cli.url, cli.json).run(&cli.command).await,
+        Commands::Bench(args) => Ok(crate::bench::run(args, &cli.url, cli.json).await?),
+        _ => {
+            let [url] = cli.url.as_slice() else {
+                bail!("this command talks to one node; give a single --url");
+            };
+            Client::new(url, cli.json).run(&cli.command).await
+        }
     }
 }
 
@@ -254,7 +264,7 @@ impl Client {
 
     async fn run(&self, command: &Commands) -> anyhow::Result<()> {
         match command {
-            Commands::Serve(_) => unreachable!("serve is handled by cli::run"),
+            Commands::Serve(_) | Commands::Bench(_) => unreachable!("handled by cli::run"),
             Commands::Deploy { name, file } => {
                 let wasm = match file {
                     Some(file) => tokio::fs::read(file)

@@ -82,6 +82,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     std::fs::create_dir_all(&config.data_dir)?;
     let mut runtime_config = config.runtime.clone();
     runtime_config.max_plugin_bytes = config.max_plugin_bytes as usize;
+    runtime_config.compiled_cache_dir.get_or_insert_with(|| config.data_dir.join("compiled"));
     let runtime = Arc::new(Runtime::new(runtime_config)?);
     let log_dir = config.data_dir.join("log");
     let log_store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir, LogStoreConfig::default())).await??;

@@ -3,10 +3,16 @@
 //!
 //! Applies never wait on a snapshot: the state is a persistent map, so the
 //! builder takes an O(1) clone under a short read lock and encodes it outside.
+//!
+//! One snapshot file exists at a time (`current.snap`). Every write of it —
+//! by the builder or by an install — goes through one lock and only ever moves
+//! it forward: a build that started before an install finished cannot replace
+//! the newer installed snapshot with an older one (the log behind the newer one
+//! may already be purged, so that would lose data at the next restart).
 
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures_util::{Stream, TryStreamExt};
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
@@ -37,6 +43,10 @@ struct Shared {
     runtime: Arc<Runtime>,
     snapshot_dir: PathBuf,
     applied_index: watch::Sender<u64>,
+    /// Metadata of the snapshot file on disk (`None`: no file yet). Held while
+    /// the file is written or read, so a reader always gets a file and the
+    /// metadata that describes it. Only locked on blocking threads.
+    snapshot_file: Mutex<Option<Meta>>,
 }
 
 /// The state machine openraft drives; clones share one state.
@@ -50,28 +60,58 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 }
 
 const SNAPSHOT_FILE: &str = "current.snap";
+const SNAPSHOT_TMP_FILE: &str = "current.snap.tmp";
 
 impl StateMachine {
     /// Opens the state machine, restoring the latest snapshot in `snapshot_dir`
     /// if there is one; openraft then re-applies the log after it.
+    ///
+    /// Blocking: reads and decodes the whole snapshot file.
     pub fn open(snapshot_dir: &Path, runtime: Arc<Runtime>) -> io::Result<Self> {
         std::fs::create_dir_all(snapshot_dir)?;
+        // A leftover of a write interrupted by a crash; never the current snapshot.
+        match std::fs::remove_file(snapshot_dir.join(SNAPSHOT_TMP_FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut applied = Applied::default();
+        let mut on_disk = None;
         let path = snapshot_dir.join(SNAPSHOT_FILE);
         if path.exists() {
             let bytes = std::fs::read(&path)?;
             let (state, meta) = decode(&bytes)?;
-            tracing::info!(index = state.applied_index(), "restored state from snapshot");
-            applied = Applied { state, last_applied: meta.last_log_id, membership: meta.last_membership };
+            tracing::info!(
+                index = state.applied_index(),
+                size_bytes = bytes.len(),
+                "restored state from snapshot"
+            );
+            applied = Applied {
+                state,
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+            };
+            on_disk = Some(meta);
         }
         let (tx, _) = watch::channel(applied.state.applied_index());
-        let shared = Shared { applied: RwLock::new(applied), runtime, snapshot_dir: snapshot_dir.to_path_buf(), applied_index: tx };
-        Ok(Self { shared: Arc::new(shared) })
+        let shared = Shared {
+            applied: RwLock::new(applied),
+            runtime,
+            snapshot_dir: snapshot_dir.to_path_buf(),
+            applied_index: tx,
+            snapshot_file: Mutex::new(on_disk),
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
     }
 
     /// A consistent O(1) copy of the applied state.
     pub fn applied(&self) -> Applied {
-        self.shared.applied.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .applied
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The runtime plugins run in.
@@ -84,24 +124,60 @@ impl StateMachine {
         self.shared.applied_index.subscribe()
     }
 
+    /// Metadata of the snapshot currently on disk, if any.
+    pub fn snapshot_meta(&self) -> Option<Meta> {
+        self.lock_snapshot_file().clone()
+    }
+
+    fn lock_snapshot_file(&self) -> std::sync::MutexGuard<'_, Option<Meta>> {
+        self.shared
+            .snapshot_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     fn publish(&self, applied: Applied) {
         let index = applied.state.applied_index();
-        *self.shared.applied.write().unwrap_or_else(|e| e.into_inner()) = applied;
+        *self
+            .shared
+            .applied
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = applied;
         self.shared.applied_index.send_replace(index);
     }
 
-    /// Writes `bytes` as the current snapshot: temp file, fsync, rename, fsync
-    /// the directory — so a crash leaves either the old or the new snapshot.
-    fn persist(&self, bytes: &[u8]) -> io::Result<()> {
+    /// Makes `bytes` (described by `meta`) the current snapshot, unless the one
+    /// on disk is at least as new; returns whether it was written. Temp file,
+    /// fsync, rename, fsync the directory — so a crash leaves either the old or
+    /// the new snapshot. Blocking.
+    fn persist(&self, bytes: &[u8], meta: &Meta) -> io::Result<bool> {
         use std::io::Write;
+        let mut on_disk = self.lock_snapshot_file();
+        if let Some(current) = on_disk.as_ref()
+            && current.last_log_id >= meta.last_log_id
+        {
+            return Ok(false);
+        }
         let dir = &self.shared.snapshot_dir;
-        let tmp = dir.join("current.snap.tmp");
+        let tmp = dir.join(SNAPSHOT_TMP_FILE);
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-        std::fs::File::open(dir)?.sync_all()
+        std::fs::File::open(dir)?.sync_all()?;
+        *on_disk = Some(meta.clone());
+        Ok(true)
+    }
+
+    /// Reads the current snapshot file with its metadata. Blocking.
+    fn read_current(&self) -> io::Result<Option<(Meta, Vec<u8>)>> {
+        let on_disk = self.lock_snapshot_file();
+        let Some(meta) = on_disk.as_ref() else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(self.shared.snapshot_dir.join(SNAPSHOT_FILE))?;
+        Ok(Some((meta.clone(), bytes)))
     }
 }
 
@@ -111,7 +187,8 @@ fn encode(applied: &Applied, meta: &Meta) -> io::Result<Vec<u8>> {
 }
 
 fn decode(bytes: &[u8]) -> io::Result<(State, Meta)> {
-    let (state, meta) = snapshot::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let (state, meta) =
+        snapshot::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let (meta, _): (Meta, usize) =
         bincode::serde::decode_from_slice(&meta, bincode::config::standard()).map_err(io_err)?;
     Ok((state, meta))
@@ -120,22 +197,35 @@ fn decode(bytes: &[u8]) -> io::Result<(State, Meta)> {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = Cursor<Vec<u8>>;
 
-    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Self::SnapshotData>, io::Error> {
+    async fn build_snapshot(
+        &mut self,
+    ) -> Result<SnapshotOf<TypeConfig, Self::SnapshotData>, io::Error> {
         let applied = self.applied();
-        let meta = Meta { last_log_id: applied.last_applied, last_membership: applied.membership.clone() };
+        let meta = Meta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership.clone(),
+        };
         let this = self.clone();
         let meta2 = meta.clone();
         // Encoding and fsync are slow for a large state; keep them off the
         // async workers.
-        let bytes = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+        let (bytes, written) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             let bytes = encode(&applied, &meta2)?;
-            this.persist(&bytes)?;
-            Ok(bytes)
+            let written = this.persist(&bytes, &meta2)?;
+            Ok((bytes, written))
         })
         .await
         .map_err(io_err)??;
-        tracing::info!(index = ?meta.last_log_id.map(|l| l.index), size_bytes = bytes.len(), "built snapshot");
-        Ok(SnapshotOf::<TypeConfig, _> { meta, snapshot: Cursor::new(bytes) })
+        if written {
+            tracing::info!(index = ?meta.last_log_id.map(|l| l.index), size_bytes = bytes.len(), "built snapshot");
+        } else {
+            // openraft ignores a built snapshot that is not newer than its current one.
+            tracing::info!(index = ?meta.last_log_id.map(|l| l.index), "built snapshot is not newer than the one on disk; not written");
+        }
+        Ok(SnapshotOf::<TypeConfig, _> {
+            meta,
+            snapshot: Cursor::new(bytes),
+        })
     }
 }
 
@@ -146,7 +236,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
-        let a = self.shared.applied.read().unwrap_or_else(|e| e.into_inner());
+        let a = self
+            .shared
+            .applied
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         Ok((a.last_applied, a.membership.clone()))
     }
 
@@ -175,7 +269,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Normal(cmd) => applied.state.apply(&runtime, index, cmd),
                     EntryPayload::Membership(m) => {
                         applied.state.advance(index);
-                        applied.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
+                        applied.membership =
+                            StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
                         CommandResult::Nothing
                     }
                 };
@@ -196,24 +291,60 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Self::SnapshotData) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Self::SnapshotData,
+    ) -> Result<(), io::Error> {
         let bytes = snapshot.into_inner();
-        let (state, _) = decode(&bytes)?;
+        let size = bytes.len();
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.persist(&bytes)).await.map_err(io_err)??;
-        tracing::info!(index = ?meta.last_log_id.map(|l| l.index), "installed snapshot");
-        self.publish(Applied { state, last_applied: meta.last_log_id, membership: meta.last_membership.clone() });
+        let meta2 = meta.clone();
+        // Checksumming, decoding and writing a large snapshot take seconds:
+        // off the async workers, so heartbeats keep flowing meanwhile.
+        let state = tokio::task::spawn_blocking(move || -> io::Result<State> {
+            let (state, embedded) = decode(&bytes)?;
+            // The file must describe the position openraft installs it at, or a
+            // restart would resume from a different place than this run.
+            let expected_index = meta2.last_log_id.map_or(0, |l| l.index);
+            if embedded.last_log_id != meta2.last_log_id || state.applied_index() != expected_index
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "snapshot data is at {:?} (state index {}), but was offered as {:?}",
+                        embedded.last_log_id,
+                        state.applied_index(),
+                        meta2.last_log_id
+                    ),
+                ));
+            }
+            this.persist(&bytes, &meta2)?;
+            Ok(state)
+        })
+        .await
+        .map_err(io_err)??;
+        tracing::info!(index = ?meta.last_log_id.map(|l| l.index), size_bytes = size, "installed snapshot");
+        self.publish(Applied {
+            state,
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        });
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
-        let path = self.shared.snapshot_dir.join(SNAPSHOT_FILE);
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let (_, meta) = decode(&bytes)?;
-        Ok(Some(SnapshotOf::<TypeConfig, _> { meta, snapshot: Cursor::new(bytes) }))
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
+        // The metadata is kept next to the file, so serving a snapshot is one
+        // read, not a checksum and decode of the whole state.
+        let this = self.clone();
+        let current = tokio::task::spawn_blocking(move || this.read_current())
+            .await
+            .map_err(io_err)??;
+        Ok(current.map(|(meta, bytes)| SnapshotOf::<TypeConfig, _> {
+            meta,
+            snapshot: Cursor::new(bytes),
+        }))
     }
 }

@@ -5,6 +5,7 @@
 
 mod bindings;
 mod context_host;
+mod disk_cache;
 mod engine;
 mod kv_host;
 mod store;
@@ -78,6 +79,8 @@ pub struct RuntimeConfig {
     pub max_guest_log_bytes: usize,
     /// Limits visible to plugins.
     pub limits: Limits,
+    /// Where compiled components are cached across restarts (`None`: memory only).
+    pub compiled_cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -90,6 +93,7 @@ impl Default for RuntimeConfig {
             pooled_instances: 64,
             max_guest_log_bytes: 16 * 1024,
             limits: Limits::default(),
+            compiled_cache_dir: None,
         }
     }
 }
@@ -230,6 +234,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     cache: Mutex<HashMap<[u8; 32], Arc<Compiled>>>,
+    disk: Option<disk_cache::DiskCache>,
     config: RuntimeConfig,
 }
 
@@ -246,7 +251,11 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| RuntimeError(format!("{e:#}")))?;
         Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
-        Ok(Self { engine, linker, cache: Mutex::new(HashMap::new()), config })
+        let disk = match &config.compiled_cache_dir {
+            Some(dir) => Some(disk_cache::DiskCache::open(dir).map_err(|e| RuntimeError(format!("compiled cache {}: {e}", dir.display())))?),
+            None => None,
+        };
+        Ok(Self { engine, linker, cache: Mutex::new(HashMap::new()), disk, config })
     }
 
     /// The configuration this runtime was built with.
@@ -286,11 +295,19 @@ impl Runtime {
             return Err(ValidateError::CoreModule);
         }
         let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, wasm).map_err(|e| ValidateError::Invalid(format!("{e:#}")))?;
+        let cached = self.disk.as_ref().and_then(|d| d.load(&self.engine, &sha));
+        let from_disk = cached.is_some();
+        let component = match cached {
+            Some(c) => c,
+            None => Component::new(&self.engine, wasm).map_err(|e| ValidateError::Invalid(format!("{e:#}")))?,
+        };
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
         let pre = PluginPre::new(instance_pre).map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
-        tracing::debug!(sha = %hex::encode(sha), elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
+        if let (Some(disk), false) = (&self.disk, from_disk) {
+            disk.store(&sha, &component);
+        }
+        tracing::debug!(sha = %hex::encode(sha), from_disk, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
         let compiled = Arc::new(Compiled { pre });
         self.lock_cache().insert(sha, compiled.clone());
         Ok((sha, compiled))

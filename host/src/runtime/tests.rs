@@ -293,3 +293,26 @@ fn bank_wasm_rejects_overdraft_and_conserves_money() {
     assert_eq!(out[4], Ok(json!({"balance": 30})));
     assert_eq!(out[5].as_ref().unwrap()["total"], json!(100));
 }
+
+#[test]
+fn compiled_components_are_reused_from_disk_only_when_this_node_wrote_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RuntimeConfig { compiled_cache_dir: Some(dir.path().to_path_buf()), ..RuntimeConfig::default() };
+    let wasm = built("counter");
+    let sha = Runtime::new(cfg.clone()).unwrap().validate(&wasm).unwrap();
+    let artifact = dir.path().join(format!("{sha}.cwasm"));
+    assert!(artifact.exists(), "the first compile writes an artifact");
+    // A second runtime (a restart) loads it and runs it.
+    let rt = Runtime::new(cfg.clone()).unwrap();
+    let out = rt.call(&wasm, CallMode::Apply, br#"{"increment":{"by":3}}"#, &ctx("counter", 1), &Kv::new());
+    assert!(out.result.is_ok(), "{:?}", out.result);
+    // A tampered artifact is ignored (recompiled), never loaded.
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&artifact, &bytes).unwrap();
+    let rt = Runtime::new(cfg).unwrap();
+    let out = rt.call(&wasm, CallMode::Apply, br#"{"increment":{"by":3}}"#, &ctx("counter", 1), &Kv::new());
+    assert!(out.result.is_ok(), "{:?}", out.result);
+    assert_ne!(std::fs::read(&artifact).unwrap(), bytes, "the bad artifact was replaced by a fresh compile");
+}

@@ -1,0 +1,556 @@
+//! `cairn bench`: a closed-loop load generator for a running cluster, driving the `kv` plugin.
+//!
+//! Each client is one task issuing sequential requests (the next starts when the
+//! previous answered), so latency is what one caller waits and throughput is what
+//! N such callers achieve together. Clients share one pooled keep-alive client and
+//! are spread round-robin over the given nodes. Every loop is bounded: by a
+//! deadline or a request count, and every request by its own timeout.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use http::{Method, StatusCode, Uri};
+use serde::Serialize;
+
+use crate::api::error::ErrorEnvelope;
+use crate::http_client::{self, ClientError, HttpClient};
+
+/// The plugin every workload drives; embedded in the binary so a bench needs no files.
+const PLUGIN: &str = "kv";
+/// Responses are tiny JSON; anything bigger is a bug worth failing on.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Deadline for setup calls; a deploy compiles a component on every node.
+const SETUP_TIMEOUT_MS: u64 = 60_000;
+/// How long to wait for the deployed plugin to reach every target node.
+const READY_WAIT_MS: u64 = 30_000;
+/// Pause between readiness probes; inside a bounded loop.
+const READY_POLL_MS: u64 = 100;
+
+/// `cairn bench` flags. Target nodes come from the global `--url` (repeatable, comma-separated).
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Which workload to run (`all` runs apply, then both query kinds).
+    #[arg(long, value_enum, default_value_t = Workload::All)]
+    pub workload: Workload,
+    /// Concurrent clients, each issuing sequential requests.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub clients: u32,
+    /// How long each workload runs.
+    #[arg(long, default_value_t = 10, conflicts_with = "requests")]
+    pub duration_secs: u64,
+    /// Run exactly this many requests per workload (split over the clients) instead of for a time.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Distinct keys the clients write and read.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keys: u64,
+    /// Deadline of one request; a request that passes it counts as an error.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+/// A benchmark workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// `put` through the log (replicated, fsynced).
+    Apply,
+    /// `get` with a read index on the leader.
+    QueryLinearizable,
+    /// `get` answered by the contacted node from its applied state.
+    QueryStale,
+    /// All of the above, in that order (apply first, so the reads find values).
+    All,
+}
+
+impl Workload {
+    /// The concrete workloads this selection runs, in order.
+    pub fn expand(self) -> Vec<Workload> {
+        match self {
+            Workload::All => vec![
+                Workload::Apply,
+                Workload::QueryLinearizable,
+                Workload::QueryStale,
+            ],
+            w => vec![w],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Apply => "apply",
+            Workload::QueryLinearizable => "query-linearizable",
+            Workload::QueryStale => "query-stale",
+            Workload::All => "all",
+        }
+    }
+
+    fn path(self) -> String {
+        match self {
+            Workload::Apply => format!("/v1/plugins/{PLUGIN}/apply"),
+            Workload::QueryStale => format!("/v1/plugins/{PLUGIN}/query?consistency=stale"),
+            _ => format!("/v1/plugins/{PLUGIN}/query?consistency=linearizable"),
+        }
+    }
+
+    fn body(self, key: u64, seq: u64) -> Bytes {
+        let body = match self {
+            Workload::Apply => format!(r#"{{"put":{{"key":"bench/{key}","value":{seq}}}}}"#),
+            _ => format!(r#"{{"get":{{"key":"bench/{key}"}}}}"#),
+        };
+        Bytes::from(body)
+    }
+}
+
+/// Why a bench could not run (failed requests during a workload are counted, not raised).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// `--url` was empty.
+    #[error("no node url given (use --url, repeatable or comma-separated)")]
+    NoUrls,
+    /// A setup request could not be made.
+    #[error(transparent)]
+    Http(#[from] ClientError),
+    /// A setup request was answered with an error.
+    #[error("{what} failed: {detail}")]
+    Setup {
+        /// Which step.
+        what: String,
+        /// Status and error code from the node.
+        detail: String,
+    },
+    /// The plugin did not become queryable on a node in time.
+    #[error("plugin {PLUGIN} not queryable on {url} after {waited_ms} ms: {last}")]
+    NotReady {
+        /// The node.
+        url: String,
+        /// How long we waited.
+        waited_ms: u64,
+        /// The last failure seen.
+        last: String,
+    },
+    /// The JSON summary could not be encoded.
+    #[error("encoding the summary: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The outcome of one workload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Workload name.
+    pub workload: Workload,
+    /// Concurrent clients.
+    pub clients: u32,
+    /// Successful (2xx) requests.
+    pub ok: u64,
+    /// Failed requests: non-2xx, transport errors and timeouts.
+    pub errors: u64,
+    /// The first failure, e.g. `HTTP 503 no-leader`.
+    pub first_error: Option<String>,
+    /// Wall time from the first request to the last answer.
+    pub elapsed_secs: f64,
+    /// Successful requests per second.
+    pub throughput_rps: f64,
+    /// Latency percentiles of successful requests, in milliseconds (0 when none succeeded).
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+}
+
+impl Summary {
+    /// Builds a summary from every successful request's latency (µs, any order).
+    pub fn from_samples(
+        workload: Workload,
+        clients: u32,
+        mut latencies_us: Vec<u64>,
+        errors: u64,
+        first_error: Option<String>,
+        elapsed: Duration,
+    ) -> Self {
+        latencies_us.sort_unstable();
+        let ms = |us: Option<u64>| us.map_or(0.0, |us| us as f64 / 1000.0);
+        let ok = latencies_us.len() as u64;
+        let secs = elapsed.as_secs_f64();
+        Self {
+            workload,
+            clients,
+            ok,
+            errors,
+            first_error,
+            elapsed_secs: secs,
+            throughput_rps: if secs > 0.0 { ok as f64 / secs } else { 0.0 },
+            p50_ms: ms(percentile(&latencies_us, 50.0)),
+            p99_ms: ms(percentile(&latencies_us, 99.0)),
+            max_ms: ms(latencies_us.last().copied()),
+        }
+    }
+
+    /// One human-readable line.
+    pub fn line(&self) -> String {
+        let mut out = format!(
+            "{:<19} clients {:>4}  {:>10.1} req/s  p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  ok {:>8}  errors {}",
+            self.workload.name(),
+            self.clients,
+            self.throughput_rps,
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.ok,
+            self.errors
+        );
+        if let Some(e) = &self.first_error {
+            out.push_str(&format!(" (first: {e})"));
+        }
+        out
+    }
+}
+
+/// Nearest-rank percentile of ascending `sorted`: the smallest sample with at
+/// least `p`% of samples at or below it. `None` for no samples.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// The `--json` document.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    urls: &'a [String],
+    keys: u64,
+    results: &'a [Summary],
+}
+
+/// Runs `cairn bench` against `urls` and prints one line per workload (or JSON).
+pub async fn run(args: &BenchArgs, urls: &[String], json: bool) -> Result<(), BenchError> {
+    let urls: Vec<String> = urls
+        .iter()
+        .flat_map(|u| u.split(','))
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect();
+    if urls.is_empty() {
+        return Err(BenchError::NoUrls);
+    }
+    let http = http_client::new_client();
+    ensure_plugin(&http, &urls).await?;
+    let mut results = Vec::new();
+    for workload in args.workload.expand() {
+        let summary = run_workload(&http, &urls, workload, args).await?;
+        if !json {
+            println!("{}", summary.line());
+        }
+        results.push(summary);
+    }
+    if json {
+        let report = Report {
+            urls: &urls,
+            keys: args.keys,
+            results: &results,
+        };
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+/// Deploys the embedded `kv` through the first node unless it is there, then waits
+/// until every target node can answer a stale query (i.e. has applied the deploy),
+/// so the first requests of a run do not fail with `plugin-not-found`.
+async fn ensure_plugin(http: &HttpClient, urls: &[String]) -> Result<(), BenchError> {
+    let timeout = Duration::from_millis(SETUP_TIMEOUT_MS);
+    let info = http_client::request(
+        Method::GET,
+        http_client::url(&urls[0], &format!("/v1/plugins/{PLUGIN}"))?,
+        None,
+        Bytes::new(),
+    );
+    let resp = http_client::send(http, info, timeout, MAX_RESPONSE_BYTES).await?;
+    if resp.status() == StatusCode::NOT_FOUND {
+        let wasm = crate::plugins::example(PLUGIN).unwrap_or_default();
+        let put = http_client::request(
+            Method::PUT,
+            http_client::url(&urls[0], &format!("/v1/plugins/{PLUGIN}"))?,
+            Some("application/wasm"),
+            Bytes::from_static(wasm),
+        );
+        let resp = http_client::send(http, put, timeout, MAX_RESPONSE_BYTES).await?;
+        if !resp.status().is_success() {
+            return Err(BenchError::Setup {
+                what: format!("deploying {PLUGIN}"),
+                detail: describe(resp.status(), resp.body()),
+            });
+        }
+    } else if !resp.status().is_success() {
+        return Err(BenchError::Setup {
+            what: format!("looking up plugin {PLUGIN}"),
+            detail: describe(resp.status(), resp.body()),
+        });
+    }
+    for url in urls {
+        let uri = http_client::url(url, &Workload::QueryStale.path())?;
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < Duration::from_millis(READY_WAIT_MS) {
+            let req = http_client::request(
+                Method::POST,
+                uri.clone(),
+                Some("application/json"),
+                Workload::QueryStale.body(0, 0),
+            );
+            match http_client::send(http, req, timeout, MAX_RESPONSE_BYTES).await {
+                Ok(r) if r.status().is_success() => {
+                    last.clear();
+                    break;
+                }
+                Ok(r) => last = describe(r.status(), r.body()),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(READY_POLL_MS)).await;
+        }
+        if !last.is_empty() {
+            return Err(BenchError::NotReady {
+                url: url.clone(),
+                waited_ms: READY_WAIT_MS,
+                last,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What one client saw.
+#[derive(Default)]
+struct ClientStats {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// When a client stops.
+#[derive(Clone, Copy)]
+enum Stop {
+    At(Instant),
+    After(u64),
+}
+
+async fn run_workload(
+    http: &HttpClient,
+    urls: &[String],
+    workload: Workload,
+    args: &BenchArgs,
+) -> Result<Summary, BenchError> {
+    let path = workload.path();
+    let uris = urls
+        .iter()
+        .map(|u| http_client::url(u, &path))
+        .collect::<Result<Vec<Uri>, _>>()?;
+    let clients = u64::from(args.clients);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.clients as usize);
+    for c in 0..clients {
+        let stop = match args.requests {
+            // Split the total evenly; the first `total % clients` take one more.
+            Some(total) => Stop::After(total / clients + u64::from(c < total % clients)),
+            None => Stop::At(started + Duration::from_secs(args.duration_secs)),
+        };
+        let uri = uris[c as usize % uris.len()].clone();
+        let http = http.clone();
+        let (keys, timeout) = (args.keys, Duration::from_millis(args.timeout_ms));
+        tasks.push(tokio::spawn(async move {
+            client_loop(http, uri, workload, c, keys, stop, timeout).await
+        }));
+    }
+    let mut all = ClientStats::default();
+    for task in tasks {
+        // A panicking client task is a bench bug; count it rather than lose the run.
+        let stats = task.await.unwrap_or_else(|e| ClientStats {
+            errors: 1,
+            first_error: Some(format!("client task failed: {e}")),
+            ..ClientStats::default()
+        });
+        all.latencies_us.extend(stats.latencies_us);
+        all.errors += stats.errors;
+        if all.first_error.is_none() {
+            all.first_error = stats.first_error;
+        }
+    }
+    Ok(Summary::from_samples(
+        workload,
+        args.clients,
+        all.latencies_us,
+        all.errors,
+        all.first_error,
+        started.elapsed(),
+    ))
+}
+
+async fn client_loop(
+    http: HttpClient,
+    uri: Uri,
+    workload: Workload,
+    client: u64,
+    keys: u64,
+    stop: Stop,
+    timeout: Duration,
+) -> ClientStats {
+    let mut stats = ClientStats::default();
+    // Per-client PRNG so clients spread over the key space without coordinating.
+    let mut rng = client.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    for seq in 0u64.. {
+        let more = match stop {
+            Stop::At(deadline) => Instant::now() < deadline,
+            Stop::After(n) => seq < n,
+        };
+        if !more {
+            break;
+        }
+        let key = splitmix64(&mut rng) % keys;
+        let req = http_client::request(
+            Method::POST,
+            uri.clone(),
+            Some("application/json"),
+            workload.body(key, seq),
+        );
+        let sent = Instant::now();
+        let error = match http_client::send(&http, req, timeout, MAX_RESPONSE_BYTES).await {
+            Ok(r) if r.status().is_success() => {
+                let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                stats.latencies_us.push(us);
+                continue;
+            }
+            Ok(r) => describe(r.status(), r.body()),
+            Err(e) => e.to_string(),
+        };
+        stats.errors += 1;
+        stats.first_error.get_or_insert(error);
+    }
+    stats
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `HTTP 503 no-leader` from an error response (the node's code when it sent one).
+fn describe(status: StatusCode, body: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorEnvelope>(body) {
+        Ok(env) => format!("HTTP {} {}", status.as_u16(), env.error.code),
+        Err(_) => format!("HTTP {}", status.as_u16()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Commands};
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[7], 0.0), Some(7));
+        assert_eq!(percentile(&[7], 99.0), Some(7));
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50));
+        assert_eq!(percentile(&v, 99.0), Some(99));
+        assert_eq!(percentile(&v, 100.0), Some(100));
+        // Fewer than 100 samples: p99 is the maximum.
+        assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 99.0), Some(10));
+        assert_eq!(percentile(&[1, 2, 3, 4], 50.0), Some(2));
+    }
+
+    #[test]
+    fn summary_sorts_and_converts_to_ms() {
+        let lat = vec![3_000, 1_000, 2_000, 10_000];
+        let s = Summary::from_samples(
+            Workload::Apply,
+            4,
+            lat,
+            2,
+            Some("HTTP 503 no-leader".into()),
+            Duration::from_secs(2),
+        );
+        assert_eq!((s.ok, s.errors), (4, 2));
+        assert_eq!(s.throughput_rps, 2.0);
+        assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (2.0, 10.0, 10.0));
+        assert!(
+            s.line().contains("(first: HTTP 503 no-leader)"),
+            "{}",
+            s.line()
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["workload"], "apply");
+    }
+
+    #[test]
+    fn summary_of_nothing_is_zero() {
+        let s = Summary::from_samples(Workload::QueryStale, 1, vec![], 0, None, Duration::ZERO);
+        assert_eq!((s.throughput_rps, s.p50_ms, s.max_ms), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn all_expands_apply_first() {
+        assert_eq!(
+            Workload::All.expand(),
+            [
+                Workload::Apply,
+                Workload::QueryLinearizable,
+                Workload::QueryStale
+            ]
+        );
+        assert_eq!(Workload::QueryStale.expand(), [Workload::QueryStale]);
+    }
+
+    #[test]
+    fn parses_bench_flags_and_several_urls() {
+        let cli = Cli::try_parse_from([
+            "cairn",
+            "bench",
+            "--url",
+            "127.0.0.1:7071,127.0.0.1:7072",
+            "--url",
+            "127.0.0.1:7073",
+            "--clients",
+            "64",
+            "--workload",
+            "query-stale",
+            "--requests",
+            "100",
+        ])
+        .unwrap();
+        assert_eq!(cli.url.len(), 3);
+        let Commands::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(
+            (args.clients, args.workload, args.requests),
+            (64, Workload::QueryStale, Some(100))
+        );
+        assert!(Cli::try_parse_from(["cairn", "bench", "--clients", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["cairn", "bench", "--requests", "5", "--duration-secs", "3"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn error_description_uses_status_and_code() {
+        let body = br#"{"error":{"code":"no-leader","message":"x"}}"#;
+        assert_eq!(
+            describe(StatusCode::SERVICE_UNAVAILABLE, body),
+            "HTTP 503 no-leader"
+        );
+        assert_eq!(describe(StatusCode::BAD_GATEWAY, b"oops"), "HTTP 502");
+    }
+}
