@@ -36,11 +36,14 @@ pub enum SnapshotError {
     Malformed(String),
 }
 
+/// One plugin's KV as stored in a snapshot: name and entries in key order.
+type PluginKv = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
 #[derive(Serialize, Deserialize)]
 struct Body {
     plugins: Vec<PluginInfo>,
     code: Vec<(String, Vec<u8>)>,
-    kv: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>,
+    kv: Vec<PluginKv>,
     idempotency: Vec<(String, IdempotencyRecord)>,
     applied_index: u64,
     last_timestamp_ms: u64,
