@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -228,7 +228,12 @@ fn method_allowed(route: &Route<'_>, method: &Method) -> bool {
     route.allowed().split(", ").any(|m| m == method.as_str())
 }
 
-/// Reads the whole body, refusing more than `limit_bytes` (early, from
+/// How much of an oversized body is read and thrown away before the 413 is
+/// sent. A client still sending its body would otherwise see a reset
+/// connection instead of the answer.
+const MAX_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads the whole body, refusing more than `limit_bytes` (decided early, from
 /// `Content-Length`, when the client announces it).
 async fn read_body<B>(body: B, headers: &HeaderMap, limit_bytes: u64) -> Result<Bytes, ApiError>
 where
@@ -239,20 +244,35 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > limit_bytes) {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let too_large = announced.is_some_and(|len| len > limit_bytes);
+    if too_large && (expects_continue || announced.is_some_and(|len| len > MAX_DRAIN_BYTES)) {
+        // The client waits for our answer before sending (or the body is
+        // too big to be worth draining): answer from the headers alone.
         return Err(ApiError::BodyTooLarge { limit_bytes });
     }
-    let limit = usize::try_from(limit_bytes).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::BodyTooLarge { limit_bytes })
+    let mut body = std::pin::pin!(body);
+    let mut buf = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request("bad-body", format!("reading request body: {}", e.into()))
+        })?;
+        let Some(data) = frame.data_ref() else { continue };
+        seen += data.len() as u64;
+        if seen > MAX_DRAIN_BYTES {
+            break;
         }
-        Err(e) => Err(ApiError::bad_request(
-            "bad-body",
-            format!("reading request body: {e}"),
-        )),
+        if seen <= limit_bytes {
+            buf.extend_from_slice(data);
+        }
     }
+    if too_large || seen > limit_bytes {
+        return Err(ApiError::BodyTooLarge { limit_bytes });
+    }
+    Ok(buf.freeze())
 }
 
 /// Resolves when `shutdown` turns `true` or its sender is dropped.
