@@ -1,0 +1,413 @@
+//! Test harness: in-process Cairn nodes on loopback ports with temp data dirs, and HTTP helpers.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use cairn_host::config::Config;
+use cairn_host::http_client::{self, HttpClient};
+use cairn_host::node::RunningNode;
+use http::Method;
+use serde_json::Value;
+
+/// Default deadline for "eventually" conditions (leader elected, convergence).
+pub const WAIT: Duration = Duration::from_secs(20);
+/// Per-request deadline.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A port nobody listens on right now (bind to 0, read it, drop the listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A config for tests: loopback port, faster heartbeats and elections.
+pub fn test_config(id: u64, port: u16, data_dir: PathBuf) -> Config {
+    Config {
+        node_id: id,
+        listen_addr: ([127, 0, 0, 1], port).into(),
+        advertise_addr: format!("127.0.0.1:{port}"),
+        data_dir,
+        join_url: None,
+        heartbeat_interval_ms: 100,
+        election_timeout_min_ms: 600,
+        election_timeout_max_ms: 1200,
+        rpc_timeout_ms: 1000,
+        shutdown_grace_ms: 1000,
+        ..Config::default()
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Ok(Some(v))`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("condition not met");
+    loop {
+        match f().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A response with its body read.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    /// The body as JSON (panics with context if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {} body is not JSON ({e}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `error.code` of an error body, if any.
+    pub fn code(&self) -> Option<String> {
+        let v: Value = serde_json::from_slice(&self.body).ok()?;
+        v["error"]["code"].as_str().map(str::to_string)
+    }
+
+    /// A numeric response header.
+    pub fn header_u64(&self, name: &str) -> Option<u64> {
+        self.headers.get(name)?.to_str().ok()?.parse().ok()
+    }
+
+    /// Fails unless the status is `want`; the message carries the body.
+    pub fn expect(self, want: u16) -> Result<Self> {
+        if self.status != want {
+            bail!(
+                "expected status {want}, got {}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            );
+        }
+        Ok(self)
+    }
+}
+
+/// Sends one request to `addr` (`host:port`) and reads the whole response.
+pub async fn send_to(
+    client: &HttpClient,
+    addr: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Resp> {
+    let uri = http_client::url(addr, path)?;
+    let mut req = http_client::request(method, uri, Some("application/json"), body);
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes())?,
+            http::HeaderValue::from_str(v)?,
+        );
+    }
+    let resp = http_client::send(client, req, REQUEST_TIMEOUT, 64 * 1024 * 1024).await?;
+    let (parts, body) = resp.into_parts();
+    Ok(Resp {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// One in-process node: its config (for restarts) and, while running, its handle.
+pub struct Node {
+    pub id: u64,
+    pub config: Config,
+    pub running: Option<RunningNode>,
+    client: HttpClient,
+}
+
+impl Node {
+    /// Starts a node with `config`.
+    pub async fn start(config: Config) -> Result<Node> {
+        let running = cairn_host::node::start(config.clone())
+            .await
+            .with_context(|| format!("starting node {}", config.node_id))?;
+        Ok(Node {
+            id: config.node_id,
+            config,
+            running: Some(running),
+            client: http_client::new_client(),
+        })
+    }
+
+    /// `host:port` of this node.
+    pub fn addr(&self) -> &str {
+        &self.config.advertise_addr
+    }
+
+    /// `http://host:port` of this node.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.config.advertise_addr)
+    }
+
+    /// The running node (panics if stopped).
+    pub fn handle(&self) -> &RunningNode {
+        self.running.as_ref().expect("node is stopped")
+    }
+
+    /// Stops the node; the data dir stays.
+    pub async fn stop(&mut self) -> Result<()> {
+        if let Some(r) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(15), r.stop())
+                .await
+                .map_err(|_| anyhow!("node {} did not stop within 15 s", self.id))??;
+        }
+        Ok(())
+    }
+
+    /// Starts the node again on the same data dir and port.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop().await?;
+        // The port was just released by this process; retry briefly if the bind races.
+        let config = self.config.clone();
+        let running = eventually(Duration::from_secs(5), "node restart", || {
+            let config = config.clone();
+            async move { Ok(Some(cairn_host::node::start(config).await?)) }
+        })
+        .await?;
+        self.running = Some(running);
+        Ok(())
+    }
+
+    /// Sends a request to this node.
+    pub async fn req(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Resp> {
+        send_to(
+            &self.client,
+            self.addr(),
+            method,
+            path,
+            headers,
+            body.into(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Resp> {
+        self.req(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    /// Deploys `wasm` as `name`.
+    pub async fn deploy(&self, name: &str, wasm: &[u8]) -> Result<Resp> {
+        self.req(
+            Method::PUT,
+            &format!("/v1/plugins/{name}"),
+            &[],
+            Bytes::copy_from_slice(wasm),
+        )
+        .await
+    }
+
+    /// Applies a JSON command.
+    pub async fn apply(&self, name: &str, cmd: &Value) -> Result<Resp> {
+        self.req(
+            Method::POST,
+            &format!("/v1/plugins/{name}/apply"),
+            &[],
+            serde_json::to_vec(cmd)?,
+        )
+        .await
+    }
+
+    /// Applies a JSON command with an Idempotency-Key.
+    pub async fn apply_with_key(&self, name: &str, cmd: &Value, key: &str) -> Result<Resp> {
+        self.req(
+            Method::POST,
+            &format!("/v1/plugins/{name}/apply"),
+            &[("idempotency-key", key)],
+            serde_json::to_vec(cmd)?,
+        )
+        .await
+    }
+
+    /// Queries with a raw query string (e.g. `consistency=stale&min_index=3`).
+    pub async fn query(&self, name: &str, params: &str, q: &Value) -> Result<Resp> {
+        let path = if params.is_empty() {
+            format!("/v1/plugins/{name}/query")
+        } else {
+            format!("/v1/plugins/{name}/query?{params}")
+        };
+        self.req(Method::POST, &path, &[], serde_json::to_vec(q)?)
+            .await
+    }
+
+    /// `GET /v1/cluster` as JSON.
+    pub async fn cluster(&self) -> Result<Value> {
+        Ok(self.get("/v1/cluster").await?.expect(200)?.json())
+    }
+
+    /// Waits until this node's published applied state reaches `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<()> {
+        eventually(
+            WAIT,
+            &format!("node {} to apply index {index}", self.id),
+            || async { Ok((self.state_hash().0 >= index).then_some(())) },
+        )
+        .await
+    }
+
+    /// `(applied_index, hash)` straight from the applied state.
+    pub fn state_hash(&self) -> (u64, String) {
+        let s = self.handle().service.state();
+        (s.applied_index(), s.hash_hex())
+    }
+}
+
+/// A set of nodes sharing one temp dir.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Config for node `id` (1-based) under this cluster's dir on a fresh port.
+    fn config_for(dir: &tempfile::TempDir, id: u64, tweak: &dyn Fn(&mut Config)) -> Config {
+        let mut c = test_config(id, free_port(), dir.path().join(format!("node{id}")));
+        tweak(&mut c);
+        c
+    }
+
+    /// Starts `n` nodes: node 1 initialises, the others join through node 1 one at a time.
+    pub async fn start(n: usize) -> Result<Cluster> {
+        Self::start_with(n, &|_| {}).await
+    }
+
+    /// Like [`Cluster::start`] with a config tweak applied to every node.
+    pub async fn start_with(n: usize, tweak: &dyn Fn(&mut Config)) -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let first = Node::start(Self::config_for(&dir, 1, tweak)).await?;
+        let mut cluster = Cluster {
+            nodes: vec![first],
+            dir,
+        };
+        cluster.wait_leader().await?;
+        for id in 2..=n as u64 {
+            let mut config = Self::config_for(&cluster.dir, id, tweak);
+            config.join_url = Some(cluster.nodes[0].url());
+            cluster.nodes.push(Node::start(config).await?);
+            cluster.wait_voters(id as usize).await?;
+        }
+        cluster.wait_leader().await?;
+        Ok(cluster)
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("no such node")
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node")
+    }
+
+    /// Running nodes.
+    pub fn running(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.running.is_some())
+    }
+
+    /// Waits until every running node names the same leader, that leader is running
+    /// and reports itself leader; returns its id.
+    pub async fn wait_leader(&self) -> Result<u64> {
+        eventually(WAIT, "a leader all running nodes agree on", || async {
+            let mut leader = None;
+            for n in self.running() {
+                let c = n.cluster().await?;
+                let Some(l) = c["leader_id"].as_u64() else {
+                    return Ok(None);
+                };
+                if leader.is_some_and(|x| x != l) {
+                    return Ok(None);
+                }
+                leader = Some(l);
+            }
+            let Some(l) = leader else { return Ok(None) };
+            let Some(ln) = self.running().find(|n| n.id == l) else {
+                return Ok(None);
+            };
+            Ok((ln.cluster().await?["state"] == "leader").then_some(l))
+        })
+        .await
+    }
+
+    /// Waits until every running node sees `n` voters.
+    pub async fn wait_voters(&self, n: usize) -> Result<()> {
+        eventually(WAIT, &format!("{n} voters on every node"), || async {
+            for node in self.running() {
+                let c = node.cluster().await?;
+                let voters = c["members"]
+                    .as_array()
+                    .map_or(0, |m| m.iter().filter(|m| m["role"] == "voter").count());
+                if voters != n {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        })
+        .await
+    }
+
+    /// Waits until every running node has the same applied index and state hash; returns them.
+    pub async fn converge(&self) -> Result<(u64, String)> {
+        eventually(
+            WAIT,
+            "identical applied index and state hash on all running nodes",
+            || async {
+                let hashes: Vec<(u64, String)> = self.running().map(|n| n.state_hash()).collect();
+                let first = hashes
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| anyhow!("no node running"))?;
+                if hashes.iter().all(|h| *h == first) {
+                    Ok(Some(first))
+                } else {
+                    Err(anyhow!("states differ: {hashes:?}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Stops every running node.
+    pub async fn stop_all(&mut self) -> Result<()> {
+        for n in &mut self.nodes {
+            n.stop().await?;
+        }
+        Ok(())
+    }
+}
