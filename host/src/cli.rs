@@ -134,6 +134,18 @@ pub struct ServeArgs {
     /// URL of a cluster member to ask to add this node.
     #[arg(long)]
     pub join: Option<String>,
+    /// Take a snapshot (and purge the log behind it) after this many entries.
+    #[arg(long, default_value_t = Config::default().snapshot_logs_since_last)]
+    pub snapshot_logs_since_last: u64,
+    /// Entries kept in the log behind a snapshot, for slightly lagging followers.
+    #[arg(long, default_value_t = Config::default().max_in_snapshot_log_to_keep)]
+    pub max_in_snapshot_log_to_keep: u64,
+    /// Largest request body (plugin uploads have their own limit).
+    #[arg(long, default_value_t = Config::default().max_body_bytes)]
+    pub max_body_bytes: u64,
+    /// Largest plugin component accepted for deploy.
+    #[arg(long, default_value_t = Config::default().max_plugin_bytes)]
+    pub max_plugin_bytes: u64,
 }
 
 impl ServeArgs {
@@ -148,6 +160,10 @@ impl ServeArgs {
                 .unwrap_or_else(|| self.listen.to_string()),
             data_dir: self.data_dir.clone(),
             join_url: self.join.clone(),
+            snapshot_logs_since_last: self.snapshot_logs_since_last,
+            max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            max_body_bytes: self.max_body_bytes,
+            max_plugin_bytes: self.max_plugin_bytes,
             ..Config::default()
         };
         config.validate().context("invalid configuration")?;
