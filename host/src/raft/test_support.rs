@@ -1,23 +1,17 @@
-//! TEST-ONLY: an in-memory log store and state machine, a stub `ClusterService`, and a
-//! helper that starts a real openraft node behind the real HTTP server on loopback.
+//! TEST-ONLY: a stub `ClusterService`, and helpers that start real openraft nodes — the
+//! durable `LogStore` and the plugin `StateMachine` on disk — behind the real HTTP server
+//! on loopback.
 //!
-//! These exist so the network and Raft RPC endpoints can be tested end to end
-//! before the durable log store and the plugin state machine land; they are not
-//! durable, not efficient, and must never be used outside `#[cfg(test)]`.
+//! A [`TestEnv`] owns one temporary root directory and one `Arc<Runtime>` shared by every
+//! node of a test; node `id` always lives in the same directory under that root, so
+//! starting the same id again after [`TestNode::stop`] reopens its log and snapshot.
 
-use std::collections::BTreeMap;
-use std::fmt::Debug;
 use std::io::{self, Cursor};
-use std::ops::RangeBounds;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use openraft::alias::{EntryOf, LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf, VoteOf};
-use openraft::storage::{EntryResponder, IOFlushed, RaftLogStorage, RaftStateMachine};
-use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder};
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,237 +25,15 @@ use crate::api::service::{
 use crate::api::{Api, ApiLimits};
 use crate::config::Config;
 use crate::http_client;
+use crate::raft::log_store::{LogStore, LogStoreConfig};
 use crate::raft::network::NetworkFactory;
-use crate::raft::types::{NodeId, TypeConfig};
-use crate::state::{CommandResult, ErrorBody, Output, PluginInfo};
-
-type Entry = EntryOf<TypeConfig>;
-type LogId = LogIdOf<TypeConfig>;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::types::{NodeId, Raft};
+use crate::runtime::Runtime;
+use crate::state::{CommandResult, ErrorBody, Output, PluginInfo, State};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-#[derive(Default)]
-struct LogInner {
-    vote: Option<VoteOf<TypeConfig>>,
-    committed: Option<LogId>,
-    last_purged: Option<LogId>,
-    log: BTreeMap<u64, Entry>,
-}
-
-/// TEST-ONLY in-memory Raft log.
-#[derive(Clone, Default)]
-pub struct MemLogStore {
-    inner: Arc<Mutex<LogInner>>,
-}
-
-impl RaftLogReader<TypeConfig> for MemLogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, io::Error> {
-        Ok(lock(&self.inner)
-            .log
-            .range(range)
-            .map(|(_, e)| e.clone())
-            .collect())
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
-        Ok(lock(&self.inner).vote)
-    }
-}
-
-impl RaftLogStorage<TypeConfig> for MemLogStore {
-    type LogReader = Self;
-
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let inner = lock(&self.inner);
-        let last = inner
-            .log
-            .values()
-            .next_back()
-            .map(|e| e.log_id)
-            .or(inner.last_purged);
-        Ok(LogState {
-            last_purged_log_id: inner.last_purged,
-            last_log_id: last,
-        })
-    }
-
-    async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
-    }
-
-    async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
-        lock(&self.inner).vote = Some(*vote);
-        Ok(())
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        lock(&self.inner).committed = committed;
-        Ok(())
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(lock(&self.inner).committed)
-    }
-
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: IOFlushed<TypeConfig>,
-    ) -> Result<(), io::Error>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        {
-            let mut inner = lock(&self.inner);
-            for e in entries {
-                inner.log.insert(e.log_id.index, e);
-            }
-        }
-        callback.io_completed(Ok(()));
-        Ok(())
-    }
-
-    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
-        let keep_upto = last_log_id.map(|l| l.index);
-        lock(&self.inner)
-            .log
-            .retain(|i, _| keep_upto.is_some_and(|k| *i <= k));
-        Ok(())
-    }
-
-    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        let mut inner = lock(&self.inner);
-        inner.log.retain(|i, _| *i > log_id.index);
-        inner.last_purged = Some(log_id);
-        Ok(())
-    }
-}
-
-/// TEST-ONLY replicated state: the display form of every applied command.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SmData {
-    /// Last applied log id.
-    pub last_applied: Option<LogId>,
-    /// Last applied membership.
-    pub membership: StoredMembershipOf<TypeConfig>,
-    /// Applied commands, in order.
-    pub applied: Vec<String>,
-}
-
-type StoredSnapshot = Option<(SnapshotMetaOf<TypeConfig>, Vec<u8>)>;
-
-/// TEST-ONLY in-memory state machine with `Cursor<Vec<u8>>` snapshots.
-#[derive(Clone, Default)]
-pub struct MemStateMachine {
-    /// Current state (shared so tests can inspect it).
-    pub data: Arc<Mutex<SmData>>,
-    snapshot: Arc<Mutex<StoredSnapshot>>,
-    /// Snapshots installed from a leader.
-    pub installs: Arc<AtomicU64>,
-}
-
-impl MemStateMachine {
-    fn build(&self) -> Result<SnapshotOf<TypeConfig, Cursor<Vec<u8>>>, io::Error> {
-        let data = lock(&self.data).clone();
-        let bytes = serde_json::to_vec(&data).map_err(io::Error::other)?;
-        let meta = SnapshotMetaOf::<TypeConfig> {
-            last_log_id: data.last_applied,
-            last_membership: data.membership,
-        };
-        *lock(&self.snapshot) = Some((meta.clone(), bytes.clone()));
-        Ok(openraft::Snapshot {
-            meta,
-            snapshot: Cursor::new(bytes),
-        })
-    }
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for MemStateMachine {
-    type SnapshotData = Cursor<Vec<u8>>;
-
-    async fn build_snapshot(
-        &mut self,
-    ) -> Result<SnapshotOf<TypeConfig, Cursor<Vec<u8>>>, io::Error> {
-        self.build()
-    }
-}
-
-impl RaftStateMachine<TypeConfig> for MemStateMachine {
-    type SnapshotData = Cursor<Vec<u8>>;
-    type SnapshotBuilder = Self;
-
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembershipOf<TypeConfig>), io::Error> {
-        let d = lock(&self.data);
-        Ok((d.last_applied, d.membership.clone()))
-    }
-
-    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
-    where
-        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
-    {
-        while let Some(item) = entries.next().await {
-            let (entry, responder) = item?;
-            let result = {
-                let mut d = lock(&self.data);
-                d.last_applied = Some(entry.log_id);
-                match entry.payload {
-                    EntryPayload::Blank => CommandResult::Nothing,
-                    EntryPayload::Normal(cmd) => {
-                        let text = cmd.to_string();
-                        d.applied.push(text.clone());
-                        CommandResult::Applied(Output {
-                            output: text.into_bytes(),
-                            events: vec![],
-                        })
-                    }
-                    EntryPayload::Membership(m) => {
-                        d.membership = openraft::StoredMembership::new(Some(entry.log_id), m);
-                        CommandResult::Nothing
-                    }
-                }
-            };
-            if let Some(r) = responder {
-                r.send(result);
-            }
-        }
-        Ok(())
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMetaOf<TypeConfig>,
-        snapshot: Cursor<Vec<u8>>,
-    ) -> Result<(), io::Error> {
-        let bytes = snapshot.into_inner();
-        let data: SmData = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
-        *lock(&self.data) = data;
-        *lock(&self.snapshot) = Some((meta.clone(), bytes));
-        self.installs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<SnapshotOf<TypeConfig, Cursor<Vec<u8>>>>, io::Error> {
-        Ok(lock(&self.snapshot)
-            .clone()
-            .map(|(meta, bytes)| openraft::Snapshot {
-                meta,
-                snapshot: Cursor::new(bytes),
-            }))
-    }
 }
 
 /// `(consistency, min_index)` of a query.
@@ -354,7 +126,121 @@ impl ClusterService for StubService {
 }
 
 /// The server type every test node runs.
-pub type TestApi = Api<StubService, RaftRpc<MemStateMachine>>;
+pub type TestApi = Api<StubService, RaftRpc<StateMachine>>;
+
+/// TEST-ONLY: the runtime and the data directories the nodes of one test share.
+pub struct TestEnv {
+    runtime: Arc<Runtime>,
+    root: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// A fresh temporary root and a runtime with default settings.
+    pub fn new() -> Self {
+        Self {
+            runtime: Arc::new(Runtime::new(Default::default()).expect("runtime")),
+            root: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The runtime every node of this environment applies commands with.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Node `id`'s data directory (`log/` and `snapshots/` inside, as in a real node).
+    pub fn data_dir(&self, id: NodeId) -> PathBuf {
+        self.root.path().join(format!("node-{id}"))
+    }
+
+    /// Starts (or restarts, reopening its directories) node `id` on an ephemeral port.
+    pub async fn start(&self, id: NodeId, tweak: impl FnOnce(&mut Config)) -> TestNode {
+        self.start_with(id, tweak, StubService::default()).await
+    }
+
+    /// Like [`TestEnv::start`], with a chosen stub behind `/v1/…`.
+    pub async fn start_with(
+        &self,
+        id: NodeId,
+        tweak: impl FnOnce(&mut Config),
+        service: StubService,
+    ) -> TestNode {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let mut config = test_config(id, addr);
+        config.data_dir = self.data_dir(id);
+        tweak(&mut config);
+        config.validate().expect("valid test config");
+
+        let log_store = open_log_store(config.data_dir.join("log")).await;
+        let sm_dir = config.data_dir.join("snapshots");
+        let runtime = self.runtime.clone();
+        let sm = tokio::task::spawn_blocking(move || StateMachine::open(&sm_dir, runtime))
+            .await
+            .expect("join")
+            .expect("state machine opens");
+        let client = http_client::new_client();
+        let raft = Raft::new(
+            id,
+            Arc::new(config.openraft_config().expect("openraft config")),
+            NetworkFactory::<Cursor<Vec<u8>>>::new(&config, client.clone()),
+            log_store,
+            sm.clone(),
+        )
+        .await
+        .expect("raft starts");
+        let api = Arc::new(Api::new(
+            service,
+            RaftRpc::new(raft.clone(), &config),
+            client,
+            ApiLimits::from_config(&config),
+        ));
+        let (shutdown, rx) = watch::channel(false);
+        let server = tokio::spawn(crate::api::serve(listener, api.clone(), rx));
+        TestNode {
+            id,
+            addr: addr.to_string(),
+            raft,
+            sm,
+            api,
+            data_dir: config.data_dir,
+            shutdown,
+            server,
+            _env: None,
+        }
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Opens the durable log in `dir`. A node stopped a moment ago may still hold the
+/// directory lock until openraft's detached tasks drop their last `LogStore` clone (the
+/// drop joins the flush thread, then releases the lock), so a lock conflict is retried
+/// until a deadline rather than failing the test.
+async fn open_log_store(dir: PathBuf) -> LogStore {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = dir.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || LogStore::open(&d, LogStoreConfig::default()))
+                .await
+                .expect("join");
+        match opened {
+            Ok(store) => return store,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "log store not openable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("log store in {} does not open: {e}", dir.display()),
+        }
+    }
+}
 
 /// TEST-ONLY: one real Raft node served over loopback HTTP.
 pub struct TestNode {
@@ -363,13 +249,17 @@ pub struct TestNode {
     /// `127.0.0.1:port`.
     pub addr: String,
     /// The Raft handle.
-    pub raft: openraft::Raft<TypeConfig, MemStateMachine>,
+    pub raft: Raft,
     /// The state machine (to inspect state).
-    pub sm: MemStateMachine,
+    pub sm: StateMachine,
     /// The HTTP handlers.
     pub api: Arc<TestApi>,
+    /// Where its log and snapshots live.
+    pub data_dir: PathBuf,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<io::Result<()>>,
+    /// The environment of a node started by [`start_node`]; kept alive with it.
+    _env: Option<TestEnv>,
 }
 
 /// Test timings: fast elections, small everything.
@@ -387,7 +277,7 @@ pub fn test_config(id: NodeId, addr: std::net::SocketAddr) -> Config {
     }
 }
 
-/// Starts node `id` on an ephemeral loopback port; `tweak` adjusts its config.
+/// Starts node `id` in an environment of its own; `tweak` adjusts its config.
 pub async fn start_node(id: NodeId, tweak: impl FnOnce(&mut Config)) -> TestNode {
     start_node_with(id, tweak, StubService::default()).await
 }
@@ -398,50 +288,19 @@ pub async fn start_node_with(
     tweak: impl FnOnce(&mut Config),
     service: StubService,
 ) -> TestNode {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    let mut config = test_config(id, addr);
-    tweak(&mut config);
-    config.validate().expect("valid test config");
-    let client = http_client::new_client();
-    let sm = MemStateMachine::default();
-    let raft = openraft::Raft::new(
-        id,
-        Arc::new(config.openraft_config().expect("openraft config")),
-        NetworkFactory::<Cursor<Vec<u8>>>::new(&config, client.clone()),
-        MemLogStore::default(),
-        sm.clone(),
-    )
-    .await
-    .expect("raft starts");
-    let api = Arc::new(Api::new(
-        service,
-        RaftRpc::new(raft.clone(), &config),
-        client,
-        ApiLimits::from_config(&config),
-    ));
-    let (shutdown, rx) = watch::channel(false);
-    let server = tokio::spawn(crate::api::serve(listener, api.clone(), rx));
-    TestNode {
-        id,
-        addr: addr.to_string(),
-        raft,
-        sm,
-        api,
-        shutdown,
-        server,
-    }
+    let env = TestEnv::new();
+    let mut node = env.start_with(id, tweak, service).await;
+    node._env = Some(env);
+    node
 }
 
 impl TestNode {
-    /// Applied state snapshot for comparisons.
-    pub fn state(&self) -> SmData {
-        lock(&self.sm.data).clone()
+    /// A consistent copy of the applied state.
+    pub fn state(&self) -> State {
+        self.sm.applied().state
     }
 
-    /// Stops the server (gracefully) and Raft.
+    /// Stops the server (gracefully) and Raft; the data directory stays for a restart.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
