@@ -26,6 +26,10 @@ const SETUP_TIMEOUT_MS: u64 = 60_000;
 const READY_WAIT_MS: u64 = 30_000;
 /// Pause between readiness probes; inside a bounded loop.
 const READY_POLL_MS: u64 = 100;
+/// Pause after a failed request: a refused connect fails in microseconds, and
+/// without a pause a client of a dead node becomes a busy loop that steals CPU
+/// from the nodes being measured.
+const ERROR_BACKOFF_MS: u64 = 10;
 
 /// `cairn bench` flags. Target nodes come from the global `--url` (repeatable, comma-separated).
 #[derive(Debug, Clone, Args)]
@@ -429,6 +433,7 @@ async fn client_loop(
         };
         stats.errors += 1;
         stats.first_error.get_or_insert(error);
+        tokio::time::sleep(Duration::from_millis(ERROR_BACKOFF_MS)).await;
     }
     stats
 }

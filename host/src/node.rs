@@ -325,8 +325,25 @@ impl ClusterService for NodeService {
 
     async fn add_member(&self, id: NodeId, addr: String) -> Result<ClusterStatus, ApiError> {
         let raft = &self.inner.raft;
-        // Blocking: returns once the learner has caught up with the leader's log.
-        raft.add_learner(id, BasicNode { addr }, true).await.map_err(|e| self.write_error(e))?;
+        let added = raft.add_learner(id, BasicNode { addr }, true).await.map_err(|e| self.write_error(e))?;
+        // openraft's "blocking" add only waits until the learner is within
+        // `replication_lag_threshold` entries, which an empty learner already
+        // is. Promote it only once it holds everything up to its own addition
+        // (possibly via a snapshot), so a new voter never weakens the quorum.
+        let target = added.log_id.index;
+        raft.wait(Some(self.inner.config.install_snapshot_timeout()))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id))
+                        .and_then(|matched| matched.as_ref())
+                        .is_some_and(|l| l.index >= target)
+                },
+                format!("learner {id} catches up to index {target}"),
+            )
+            .await
+            .map_err(|e| ApiError::Timeout(format!("learner {id} did not catch up: {e}")))?;
         raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
             .map_err(|e| self.write_error(e))?;

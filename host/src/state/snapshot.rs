@@ -49,28 +49,56 @@ struct Body {
     last_timestamp_ms: u64,
 }
 
+/// Serialises a sequence straight from an iterator, so encoding a snapshot
+/// never clones the state's values. Produces the same bytes as the `Vec`s of
+/// [`Body`] that decoding reads.
+struct Seq<I>(std::cell::RefCell<Option<I>>);
+
+impl<I> Seq<I> {
+    fn new(iter: I) -> Self {
+        Self(std::cell::RefCell::new(Some(iter)))
+    }
+}
+
+impl<I> Serialize for Seq<I>
+where
+    I: ExactSizeIterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let iter = self.0.borrow_mut().take().ok_or_else(|| serde::ser::Error::custom("sequence serialised twice"))?;
+        s.collect_seq(iter)
+    }
+}
+
 /// Encodes `state` with the Raft layer's `meta` into snapshot bytes.
 pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
-    let body = Body {
-        plugins: state.plugins.values().cloned().collect(),
-        code: state.code.iter().map(|(k, v)| (k.clone(), v.as_ref().clone())).collect(),
-        kv: state
-            .kv
-            .iter()
-            .map(|(name, kv)| (name.clone(), kv.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
-            .collect(),
-        idempotency: state.idempotency.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        applied_index: state.applied_index,
-        last_timestamp_ms: state.last_timestamp_ms,
-    };
-    let body = bincode::serde::encode_to_vec(&body, bincode::config::standard()).expect("state encodes");
-    let mut out = Vec::with_capacity(8 + 4 + 16 + meta.len() + body.len() + 32);
+    use serde::ser::SerializeTuple;
+    struct BodyRef<'a>(&'a State);
+    impl Serialize for BodyRef<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let st = self.0;
+            // Field order and shapes must match `Body` exactly.
+            let mut t = s.serialize_tuple(6)?;
+            t.serialize_element(&Seq::new(st.plugins.values()))?;
+            t.serialize_element(&Seq::new(st.code.iter().map(|(k, v)| (k, v.as_ref()))))?;
+            t.serialize_element(&Seq::new(st.kv.iter().map(|(name, kv)| (name, Seq::new(kv.iter())))))?;
+            t.serialize_element(&Seq::new(st.idempotency.iter()))?;
+            t.serialize_element(&st.applied_index)?;
+            t.serialize_element(&st.last_timestamp_ms)?;
+            t.end()
+        }
+    }
+    let mut out = Vec::with_capacity(8 + 4 + 16 + meta.len() + 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
     out.extend_from_slice(&(meta.len() as u64).to_be_bytes());
     out.extend_from_slice(meta);
-    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    out.extend_from_slice(&body);
+    let len_at = out.len();
+    out.extend_from_slice(&0u64.to_be_bytes());
+    let body_len = bincode::serde::encode_into_std_write(BodyRef(state), &mut out, bincode::config::standard())
+        .expect("writing to a Vec cannot fail");
+    out[len_at..len_at + 8].copy_from_slice(&(body_len as u64).to_be_bytes());
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
     out
