@@ -1,9 +1,14 @@
-//! System tests: real Cairn nodes in-process on loopback ports, driven over HTTP.
+//! System tests: real Cairn nodes in-process on loopback ports, driven over HTTP; and
+//! separate `cairn` processes (the real binary) for crash, snapshot and membership scenarios.
 
 mod harness;
+mod process;
 
 mod bad_input;
 mod idempotency;
+mod kill9_leader;
 mod leader_failover;
+mod membership;
 mod single_node;
+mod snapshot_rejoin;
 mod three_nodes;

@@ -1,0 +1,580 @@
+//! Test harness for separate `cairn` processes: the real binary, each node its own OS
+//! process on a loopback port with its own data dir; crashes are SIGKILL, clean stops SIGTERM.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use cairn_host::http_client::{self, HttpClient};
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{Resp, WAIT, eventually, free_port, send_to};
+
+/// How long a process gets to exit after SIGTERM before it is SIGKILLed (and the test fails).
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Path of the `cairn` binary next to this test binary (`target/<profile>/cairn`).
+/// Built once per test run with `cargo build -p cairn-host --bin cairn` when it is
+/// missing or older than this test binary (which is rebuilt whenever `cairn-host` changes).
+pub fn cairn_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/<profile>/deps/system-xxxx
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf();
+        let bin = profile_dir.join(format!("cairn{}", std::env::consts::EXE_SUFFIX));
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let stale = match (mtime(&bin), mtime(&exe)) {
+            (Some(b), Some(e)) => b < e,
+            _ => true,
+        };
+        if stale {
+            let target_dir = profile_dir.parent().expect("target dir");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "cairn-host", "--bin", "cairn"])
+                .env("CARGO_TARGET_DIR", target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            match profile_dir.file_name().and_then(|s| s.to_str()) {
+                Some("debug") | None => {}
+                Some("release") => {
+                    cmd.arg("--release");
+                }
+                Some(p) => {
+                    cmd.args(["--profile", p]);
+                }
+            }
+            let status = cmd
+                .status()
+                .expect("running cargo build for the cairn binary");
+            assert!(status.success(), "cargo build of the cairn binary failed");
+        }
+        assert!(bin.exists(), "no cairn binary at {}", bin.display());
+        bin
+    })
+}
+
+/// One `cairn serve` process (or its spec, while stopped).
+pub struct ProcNode {
+    pub id: u64,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// Extra `serve` flags (join, snapshot policy), reused on restart.
+    pub args: Vec<String>,
+    child: Option<Child>,
+    client: HttpClient,
+}
+
+impl ProcNode {
+    /// Spawns node `id` on a fresh loopback port under `dir/node<id>` and waits until it answers `/healthz`.
+    pub async fn start(id: u64, dir: &Path, args: Vec<String>) -> Result<ProcNode> {
+        let data_dir = dir.join(format!("node{id}"));
+        std::fs::create_dir_all(&data_dir)?;
+        let mut node = ProcNode {
+            id,
+            port: free_port(),
+            data_dir,
+            args,
+            child: None,
+            client: http_client::new_client(),
+        };
+        node.spawn().await?;
+        Ok(node)
+    }
+
+    /// `host:port` of this node.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The file the process's stderr (its log) is appended to.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("stderr.log")
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The last `n` lines of the log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Starts the process on the same port and data dir; waits until it answers `/healthz`.
+    /// Retries (bounded) if the process exits right away, e.g. because the port is not free yet.
+    async fn spawn(&mut self) -> Result<()> {
+        let bin = cairn_bin();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for attempt in 1..=5 {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path())?;
+            let addr = self.addr();
+            let child = Command::new(bin)
+                .arg("serve")
+                .args(["--id", &self.id.to_string()])
+                .args(["--listen", &addr, "--advertise", &addr])
+                .arg("--data-dir")
+                .arg(&self.data_dir)
+                .args(&self.args)
+                .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("spawning {}", bin.display()))?;
+            self.child = Some(child);
+            loop {
+                if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
+                    self.child = None;
+                    if attempt == 5 || Instant::now() >= deadline {
+                        bail!(
+                            "node {} exited at start ({status}); log tail:\n{}",
+                            self.id,
+                            self.log_tail(30)
+                        );
+                    }
+                    break; // retry
+                }
+                if let Ok(r) = self.get("/healthz").await
+                    && r.status == 200
+                {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    self.kill();
+                    bail!(
+                        "node {} did not answer /healthz within 20 s; log tail:\n{}",
+                        self.id,
+                        self.log_tail(30)
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        unreachable!()
+    }
+
+    /// SIGKILL (a crash); reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; fails if it does not exit or exits non-zero.
+    pub async fn stop(&mut self) -> Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        let pid = child.id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status()?;
+        if !st.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                if !status.success() {
+                    bail!(
+                        "node {} exited with {status} after SIGTERM; log tail:\n{}",
+                        self.id,
+                        self.log_tail(30)
+                    );
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                bail!(
+                    "node {} did not exit within {STOP_TIMEOUT:?} of SIGTERM",
+                    self.id
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts the (stopped or killed) process again on its data dir and port.
+    pub async fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            self.stop().await?;
+        }
+        self.spawn().await
+    }
+
+    pub async fn req(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Result<Resp> {
+        send_to(&self.client, &self.addr(), method, path, &[], body.into()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Resp> {
+        self.req(Method::GET, path, Bytes::new()).await
+    }
+
+    pub async fn query(&self, name: &str, q: &Value) -> Result<Resp> {
+        let path = format!("/v1/plugins/{name}/query?consistency=linearizable");
+        self.req(Method::POST, &path, serde_json::to_vec(q)?).await
+    }
+
+    /// `GET /v1/cluster` as JSON.
+    pub async fn cluster(&self) -> Result<Value> {
+        Ok(self.get("/v1/cluster").await?.expect(200)?.json())
+    }
+
+    /// `GET /v1/state-hash` as `(applied_index, hash)`.
+    pub async fn state_hash(&self) -> Result<(u64, String)> {
+        let v = self.get("/v1/state-hash").await?.expect(200)?.json();
+        let idx = v["applied_index"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no applied_index in {v}"))?;
+        let hash = v["hash"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no hash in {v}"))?;
+        Ok((idx, hash.to_string()))
+    }
+
+    /// Every kv entry whose key starts with `prefix`, read linearizably, paged with `range`.
+    pub async fn kv_scan(&self, prefix: &str) -> Result<BTreeMap<String, Value>> {
+        const PAGE: usize = 500;
+        let mut out = BTreeMap::new();
+        let mut start = prefix.to_string();
+        // Bounded: at most 1000 pages.
+        for _ in 0..1000 {
+            let r = self
+                .query("kv", &json!({"range": {"start": start, "limit": PAGE}}))
+                .await?
+                .expect(200)?
+                .json();
+            let entries = r["entries"]
+                .as_array()
+                .ok_or_else(|| anyhow!("no entries in {r}"))?;
+            let mut new = 0;
+            for e in entries {
+                let k = e["key"].as_str().ok_or_else(|| anyhow!("bad entry {e}"))?;
+                if !k.starts_with(prefix) {
+                    return Ok(out);
+                }
+                if out.insert(k.to_string(), e["value"].clone()).is_none() {
+                    new += 1;
+                }
+                start = k.to_string();
+            }
+            // `start` is inclusive: a page holding only the key it started from is the end.
+            if entries.len() < PAGE || new == 0 {
+                return Ok(out);
+            }
+        }
+        bail!("kv scan did not finish in 1000 pages")
+    }
+}
+
+impl Drop for ProcNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Several `cairn` processes under one temp dir. Unless [`ProcCluster::finish`] ran, dropping it
+/// (a failed test) prints each node's log tail.
+pub struct ProcCluster {
+    pub nodes: Vec<ProcNode>,
+    pub dir: tempfile::TempDir,
+    passed: bool,
+}
+
+impl ProcCluster {
+    /// Starts `n` processes with `args`: node 1 initialises, the others join through node 1 one at a time.
+    pub async fn start(n: u64, args: &[&str]) -> Result<ProcCluster> {
+        let dir = tempfile::tempdir()?;
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let first = ProcNode::start(1, dir.path(), args.clone()).await?;
+        let mut cluster = ProcCluster {
+            nodes: vec![first],
+            dir,
+            passed: false,
+        };
+        cluster.wait_leader().await?;
+        for id in 2..=n {
+            cluster.add(id, args.clone()).await?;
+        }
+        cluster.wait_leader().await?;
+        Ok(cluster)
+    }
+
+    /// Starts node `id` with `--join <node 1>` and waits until every running node sees it as a voter.
+    pub async fn add(&mut self, id: u64, mut args: Vec<String>) -> Result<()> {
+        args.extend(["--join".to_string(), self.nodes[0].url()]);
+        let node = ProcNode::start(id, self.dir.path(), args).await?;
+        self.nodes.push(node);
+        let voters = self.nodes.len();
+        self.wait_voters(voters).await
+    }
+
+    pub fn node(&self, id: u64) -> &ProcNode {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("no such node")
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut ProcNode {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &ProcNode> {
+        self.nodes.iter().filter(|n| n.is_running())
+    }
+
+    /// Waits until every running node names the same running leader, which reports itself leader.
+    pub async fn wait_leader(&self) -> Result<u64> {
+        eventually(WAIT, "a leader all running nodes agree on", || async {
+            let mut leader = None;
+            for n in self.running() {
+                let c = n.cluster().await?;
+                let Some(l) = c["leader_id"].as_u64() else {
+                    return Ok(None);
+                };
+                if leader.is_some_and(|x| x != l) {
+                    return Ok(None);
+                }
+                leader = Some(l);
+            }
+            let Some(l) = leader else { return Ok(None) };
+            let Some(ln) = self.running().find(|n| n.id == l) else {
+                return Ok(None);
+            };
+            Ok((ln.cluster().await?["state"] == "leader").then_some(l))
+        })
+        .await
+    }
+
+    /// Waits until every running node lists exactly the voters `ids`.
+    pub async fn wait_voter_ids(&self, ids: &[u64]) -> Result<()> {
+        let mut want = ids.to_vec();
+        want.sort();
+        eventually(WAIT, &format!("voters {want:?} on every node"), || async {
+            for node in self.running() {
+                let c = node.cluster().await?;
+                let mut voters: Vec<u64> = c["members"]
+                    .as_array()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|m| m["role"] == "voter")
+                            .filter_map(|m| m["id"].as_u64())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                voters.sort();
+                if voters != want {
+                    return Err(anyhow!("node {} lists voters {voters:?}", node.id));
+                }
+            }
+            Ok(Some(()))
+        })
+        .await
+    }
+
+    /// Waits until every running node sees `n` voters (the node ids present in `nodes`).
+    pub async fn wait_voters(&self, n: usize) -> Result<()> {
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        assert_eq!(ids.len(), n);
+        self.wait_voter_ids(&ids).await
+    }
+
+    /// Waits until every running node reports the same applied index and state hash.
+    pub async fn converge(&self) -> Result<(u64, String)> {
+        eventually(
+            WAIT,
+            "identical applied index and state hash on all running nodes",
+            || async {
+                let mut hashes = Vec::new();
+                for n in self.running() {
+                    hashes.push((n.id, n.state_hash().await?));
+                }
+                let first = hashes
+                    .first()
+                    .map(|h| h.1.clone())
+                    .ok_or_else(|| anyhow!("no node running"))?;
+                if hashes.iter().all(|h| h.1 == first) {
+                    Ok(Some(first))
+                } else {
+                    Err(anyhow!("states differ: {hashes:?}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Deploys the example kv plugin through node `via`.
+    pub async fn deploy_kv(&self, via: u64) -> Result<()> {
+        let wasm = cairn_host::plugins::example("kv").expect("kv example plugin");
+        self.node(via)
+            .req(Method::PUT, "/v1/plugins/kv", Bytes::from_static(wasm))
+            .await?
+            .expect(201)?;
+        Ok(())
+    }
+
+    /// SIGTERMs every running node (each must exit cleanly) and marks the test passed.
+    pub async fn finish(mut self) -> Result<()> {
+        for n in &mut self.nodes {
+            n.stop().await?;
+        }
+        self.passed = true;
+        Ok(())
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+        if !self.passed {
+            for n in &self.nodes {
+                eprintln!(
+                    "---- node {} ({}) log tail ----\n{}",
+                    n.id,
+                    n.log_path().display(),
+                    n.log_tail(40)
+                );
+            }
+        }
+    }
+}
+
+/// Concurrent kv writers: `tasks` tasks, each putting distinct keys `<prefix><task>-<i>` (value
+/// `task * 1_000_000 + i`) round-robin through `addrs` until `stop`, recording each put acknowledged
+/// with 200. Failures (e.g. during an election) are not recorded; the task backs off briefly.
+pub mod writers {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    pub struct Writers {
+        pub acked: Arc<Mutex<BTreeMap<String, u64>>>,
+        stop: Arc<AtomicBool>,
+        handles: Vec<tokio::task::JoinHandle<()>>,
+    }
+
+    impl Writers {
+        pub fn spawn(prefix: &str, tasks: u64, addrs: Vec<String>, max_per_task: u64) -> Writers {
+            let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+            let stop = Arc::new(AtomicBool::new(false));
+            let handles = (0..tasks)
+                .map(|t| {
+                    let (acked, stop, addrs) = (acked.clone(), stop.clone(), addrs.clone());
+                    let prefix = prefix.to_string();
+                    tokio::spawn(async move {
+                        let client = http_client::new_client();
+                        let mut i = 0u64;
+                        while !stop.load(Ordering::Relaxed) && i < max_per_task {
+                            let addr = &addrs[((i + t) % addrs.len() as u64) as usize];
+                            let key = format!("{prefix}{t}-{i:06}");
+                            let value = t * 1_000_000 + i;
+                            let body =
+                                serde_json::to_vec(&json!({"put": {"key": key, "value": value}}))
+                                    .unwrap();
+                            match send_to(
+                                &client,
+                                addr,
+                                Method::POST,
+                                "/v1/plugins/kv/apply",
+                                &[],
+                                body.into(),
+                            )
+                            .await
+                            {
+                                Ok(r) if r.status == 200 => {
+                                    acked.lock().unwrap().insert(key, value);
+                                }
+                                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                            }
+                            i += 1;
+                        }
+                    })
+                })
+                .collect();
+            Writers {
+                acked,
+                stop,
+                handles,
+            }
+        }
+
+        pub fn count(&self) -> usize {
+            self.acked.lock().unwrap().len()
+        }
+
+        /// Waits until at least `n` puts are acknowledged in total.
+        pub async fn wait_acked(&self, n: usize, timeout: Duration) -> Result<()> {
+            eventually(timeout, &format!("{n} acknowledged puts"), || async {
+                let c = self.count();
+                if c >= n {
+                    Ok(Some(()))
+                } else {
+                    Err(anyhow!("{c} acknowledged so far"))
+                }
+            })
+            .await
+        }
+
+        /// Stops the writers and returns every acknowledged put.
+        pub async fn stop(self) -> Result<BTreeMap<String, u64>> {
+            self.stop.store(true, Ordering::Relaxed);
+            for h in self.handles {
+                h.await?;
+            }
+            Ok(std::mem::take(&mut *self.acked.lock().unwrap()))
+        }
+    }
+}
+
+/// Fails unless every acknowledged put is present with its value in `found`.
+pub fn check_acked(acked: &BTreeMap<String, u64>, found: &BTreeMap<String, Value>) -> Result<()> {
+    let missing: Vec<String> = acked
+        .iter()
+        .filter(|(k, v)| found.get(*k) != Some(&json!(v)))
+        .map(|(k, v)| format!("{k}={v} (found {:?})", found.get(k)))
+        .take(10)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} acknowledged puts missing or wrong, e.g. {missing:?}",
+            acked
+                .iter()
+                .filter(|(k, v)| found.get(*k) != Some(&json!(v)))
+                .count()
+        );
+    }
+    Ok(())
+}
