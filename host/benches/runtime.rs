@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use cairn_host::plugins::built;
-use cairn_host::runtime::{CallContext, CallMode, Kv, Runtime, RuntimeConfig};
+use cairn_host::runtime::{CallContext, CallMode, Code, Kv, Runtime, RuntimeConfig};
 use cairn_sdk::MockHost;
 
 struct Case {
@@ -47,6 +47,7 @@ fn bench_wasm(case: &Case, calls: usize) {
 
     let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
     rt.validate(&wasm).expect("plugin validates");
+    let code = Code::new(wasm);
     let mut kv = Kv::new();
     let mut samples = Vec::with_capacity(calls);
     let started = Instant::now();
@@ -54,7 +55,7 @@ fn bench_wasm(case: &Case, calls: usize) {
         let input = (case.input)(i);
         let ctx = CallContext { plugin: case.plugin, log_index: i as u64 + 1, timestamp_ms: 0, fuel: 10_000_000, memory_limit_bytes: 64 << 20 };
         let t = Instant::now();
-        let out = rt.call(&wasm, CallMode::Apply, input.as_bytes(), &ctx, &kv);
+        let out = rt.call(&code, CallMode::Apply, input.as_bytes(), &ctx, &kv);
         for (k, v) in out.writes {
             match v {
                 Some(v) => kv.insert(k, v),

@@ -238,6 +238,36 @@ pub struct Runtime {
     config: RuntimeConfig,
 }
 
+/// Component bytes with their sha256, computed once: hashing a 200 KB
+/// component costs more than running a call, so it must not happen per call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Code {
+    sha256: [u8; 32],
+    bytes: Arc<Vec<u8>>,
+}
+
+impl Code {
+    /// Wraps component bytes, hashing them.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self { sha256: Sha256::digest(&bytes).into(), bytes: Arc::new(bytes) }
+    }
+
+    /// The component bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The sha256 of the bytes.
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+
+    /// The sha256 as lowercase hex.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+}
+
 /// Hex sha256 of component bytes: a plugin version's identity.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -266,7 +296,8 @@ impl Runtime {
     /// Checks that `wasm` is a component implementing the cairn world, compiles
     /// it and caches the result. Returns its hex sha256.
     pub fn validate(&self, wasm: &[u8]) -> Result<String, ValidateError> {
-        self.compiled(wasm).map(|(sha, _)| hex::encode(sha))
+        let sha: [u8; 32] = Sha256::digest(wasm).into();
+        self.compiled(&sha, wasm).map(|_| hex::encode(sha))
     }
 
     /// Whether the component with this sha256 is already compiled.
@@ -278,11 +309,13 @@ impl Runtime {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn compiled(&self, wasm: &[u8]) -> Result<([u8; 32], Arc<Compiled>), ValidateError> {
-        let sha: [u8; 32] = Sha256::digest(wasm).into();
-        if let Some(c) = self.lock_cache().get(&sha) {
-            return Ok((sha, c.clone()));
+    /// The compiled component for `sha` (which must be the sha256 of `wasm`),
+    /// compiling and caching it on first use.
+    fn compiled(&self, sha: &[u8; 32], wasm: &[u8]) -> Result<Arc<Compiled>, ValidateError> {
+        if let Some(c) = self.lock_cache().get(sha) {
+            return Ok(c.clone());
         }
+        let sha = *sha;
         if wasm.len() > self.config.max_plugin_bytes {
             return Err(ValidateError::TooLarge { size_bytes: wasm.len(), max_bytes: self.config.max_plugin_bytes });
         }
@@ -310,17 +343,17 @@ impl Runtime {
         tracing::debug!(sha = %hex::encode(sha), from_disk, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
         let compiled = Arc::new(Compiled { pre });
         self.lock_cache().insert(sha, compiled.clone());
-        Ok((sha, compiled))
+        Ok(compiled)
     }
 
-    /// Runs one `apply` or `query` of the component `wasm` in a fresh instance.
+    /// Runs one `apply` or `query` of `code` in a fresh instance.
     ///
     /// `base` is the plugin's committed KV; it is never modified here. On `Ok`
     /// the returned writes are what the caller must commit.
-    pub fn call(&self, wasm: &[u8], mode: CallMode, input: &[u8], ctx: &CallContext<'_>, base: &Kv) -> CallOutcome {
+    pub fn call(&self, code: &Code, mode: CallMode, input: &[u8], ctx: &CallContext<'_>, base: &Kv) -> CallOutcome {
         let failed = |e: CallError| CallOutcome { result: Err(e), writes: BTreeMap::new(), fuel_used: 0 };
-        let compiled = match self.compiled(wasm) {
-            Ok((_, c)) => c,
+        let compiled = match self.compiled(code.sha256(), code.bytes()) {
+            Ok(c) => c,
             Err(e) => return failed(CallError::Host(format!("cannot compile plugin: {e}"))),
         };
         let output = wasi::CapturedOutput::new(self.config.max_guest_log_bytes);

@@ -18,7 +18,7 @@ fn ctx(plugin: &str, index: u64) -> CallContext<'_> {
 }
 
 fn call(rt: &Runtime, wasm: &[u8], mode: CallMode, input: Value, base: &Kv) -> CallOutcome {
-    rt.call(wasm, mode, input.to_string().as_bytes(), &ctx("fixture", 7), base)
+    rt.call(&Code::new(wasm.to_vec()), mode, input.to_string().as_bytes(), &ctx("fixture", 7), base)
 }
 
 fn commit(base: &mut Kv, outcome: &CallOutcome) {
@@ -224,7 +224,7 @@ fn nondet_fixture_is_stable_across_processes() {
 /// committing successful writes, and returns each output or error code.
 fn drive(plugin: &str, calls: &[(CallMode, Value)]) -> Vec<Result<Value, String>> {
     let rt = runtime();
-    let wasm = built(plugin);
+    let wasm = Code::new(built(plugin));
     let mut kv = Kv::new();
     calls
         .iter()
@@ -298,8 +298,8 @@ fn bank_wasm_rejects_overdraft_and_conserves_money() {
 fn compiled_components_are_reused_from_disk_only_when_this_node_wrote_them() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = RuntimeConfig { compiled_cache_dir: Some(dir.path().to_path_buf()), ..RuntimeConfig::default() };
-    let wasm = built("counter");
-    let sha = Runtime::new(cfg.clone()).unwrap().validate(&wasm).unwrap();
+    let wasm = Code::new(built("counter"));
+    let sha = Runtime::new(cfg.clone()).unwrap().validate(wasm.bytes()).unwrap();
     let artifact = dir.path().join(format!("{sha}.cwasm"));
     assert!(artifact.exists(), "the first compile writes an artifact");
     // A second runtime (a restart) loads it and runs it.

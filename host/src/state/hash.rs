@@ -33,7 +33,7 @@ pub(super) fn state_hash(state: &State) -> [u8; 32] {
     h.u64(state.code.len() as u64);
     for (sha, code) in &state.code {
         h.bytes(sha.as_bytes());
-        h.bytes(code);
+        h.bytes(code.bytes());
     }
     h.u64(state.kv.len() as u64);
     for (name, kv) in &state.kv {

@@ -8,11 +8,9 @@ mod command;
 mod hash;
 pub mod snapshot;
 
-use std::sync::Arc;
-
 pub use command::*;
 
-use crate::runtime::{CallContext, CallMode, Kv, Runtime};
+use crate::runtime::{CallContext, CallMode, Code, Kv, Runtime};
 
 /// How many idempotency keys are remembered; the oldest are forgotten first.
 /// A constant, not a setting: it shapes replicated state, so every node must
@@ -36,7 +34,7 @@ pub struct IdempotencyRecord {
 pub struct State {
     pub(crate) plugins: imbl::OrdMap<String, PluginInfo>,
     /// Component bytes by hex sha256; only versions in the registry are kept.
-    pub(crate) code: imbl::OrdMap<String, Arc<Vec<u8>>>,
+    pub(crate) code: imbl::OrdMap<String, Code>,
     pub(crate) kv: imbl::OrdMap<String, Kv>,
     /// `plugin \0 key` → first result.
     pub(crate) idempotency: imbl::OrdMap<String, IdempotencyRecord>,
@@ -167,7 +165,7 @@ impl State {
             deployed_at_index: index,
             size_bytes: wasm.len() as u64,
         };
-        self.code.entry(sha).or_insert_with(|| Arc::new(wasm.to_vec()));
+        self.code.entry(sha).or_insert_with(|| Code::new(wasm.to_vec()));
         self.plugins.insert(name.to_string(), info.clone());
         self.kv.entry(name.to_string()).or_default();
         if let Some(old) = previous {

@@ -5,12 +5,11 @@
 //! `"CAIRNSNP"` · format version `u32` · meta length `u64` · meta · body length
 //! `u64` · body (bincode of [`Body`]) · sha256 of everything before it.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{IdempotencyRecord, PluginInfo, State};
+use crate::runtime::Code;
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 /// The snapshot format this build writes and reads.
@@ -81,7 +80,7 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
             // Field order and shapes must match `Body` exactly.
             let mut t = s.serialize_tuple(6)?;
             t.serialize_element(&Seq::new(st.plugins.values()))?;
-            t.serialize_element(&Seq::new(st.code.iter().map(|(k, v)| (k, v.as_ref()))))?;
+            t.serialize_element(&Seq::new(st.code.iter().map(|(k, v)| (k, v.bytes()))))?;
             t.serialize_element(&Seq::new(st.kv.iter().map(|(name, kv)| (name, Seq::new(kv.iter())))))?;
             t.serialize_element(&Seq::new(st.idempotency.iter()))?;
             t.serialize_element(&st.applied_index)?;
@@ -143,7 +142,7 @@ pub fn decode(bytes: &[u8]) -> Result<(State, Vec<u8>), SnapshotError> {
         .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
     let mut state = State {
         plugins: body.plugins.into_iter().map(|p| (p.name.clone(), p)).collect(),
-        code: body.code.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        code: body.code.into_iter().map(|(k, v)| (k, Code::new(v))).collect(),
         kv: body.kv.into_iter().map(|(name, entries)| (name, entries.into_iter().collect::<crate::runtime::Kv>())).collect(),
         idempotency: imbl::OrdMap::new(),
         idempotency_by_index: imbl::OrdMap::new(),
