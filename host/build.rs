@@ -10,13 +10,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Every wasm crate the host embeds or its tests load.
-const PLUGINS: &[&str] = &["counter", "kv", "bank", "misbehave", "nondet", "wrong-world"];
+const PLUGINS: &[&str] = &[
+    "counter",
+    "kv",
+    "bank",
+    "misbehave",
+    "nondet",
+    "wrong-world",
+];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm";
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
     for dir in ["plugins", "guest-sdk", "wit", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
@@ -30,7 +41,15 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&root)
-        .args(["build", "--locked", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
+        .args([
+            "build",
+            "--locked",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for p in PLUGINS {
         cmd.args(["-p", p]);
@@ -49,13 +68,22 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
-    assert!(status.success(), "building the plugins for {TARGET} failed (command: {cmd:?})");
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    assert!(
+        status.success(),
+        "building the plugins for {TARGET} failed (command: {cmd:?})"
+    );
 
     let out = target_dir.join(TARGET).join(PROFILE);
     for p in PLUGINS {
         let file = out.join(format!("{}.wasm", p.replace('-', "_")));
-        assert!(file.exists(), "expected {} after the plugin build", file.display());
+        assert!(
+            file.exists(),
+            "expected {} after the plugin build",
+            file.display()
+        );
     }
     println!("cargo:rustc-env=CAIRN_PLUGIN_DIR={}", out.display());
 }
@@ -88,5 +116,10 @@ fn ensure_wasm_target() {
 }
 
 fn has_target(sysroot: &Path) -> bool {
-    sysroot.join("lib").join("rustlib").join(TARGET).join("lib").exists()
+    sysroot
+        .join("lib")
+        .join("rustlib")
+        .join(TARGET)
+        .join("lib")
+        .exists()
 }

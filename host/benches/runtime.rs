@@ -43,7 +43,12 @@ fn bench_wasm(case: &Case, calls: usize) {
         })
         .min()
         .expect("three runs");
-    println!("{:<28} size={} bytes compile={:.1} ms", format!("{} (wasm)", case.plugin), wasm.len(), compile.as_secs_f64() * 1e3);
+    println!(
+        "{:<28} size={} bytes compile={:.1} ms",
+        format!("{} (wasm)", case.plugin),
+        wasm.len(),
+        compile.as_secs_f64() * 1e3
+    );
 
     let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
     rt.validate(&wasm).expect("plugin validates");
@@ -53,7 +58,13 @@ fn bench_wasm(case: &Case, calls: usize) {
     let started = Instant::now();
     for i in 0..calls {
         let input = (case.input)(i);
-        let ctx = CallContext { plugin: case.plugin, log_index: i as u64 + 1, timestamp_ms: 0, fuel: 10_000_000, memory_limit_bytes: 64 << 20 };
+        let ctx = CallContext {
+            plugin: case.plugin,
+            log_index: i as u64 + 1,
+            timestamp_ms: 0,
+            fuel: 10_000_000,
+            memory_limit_bytes: 64 << 20,
+        };
         let t = Instant::now();
         let out = rt.call(&code, CallMode::Apply, input.as_bytes(), &ctx, &kv);
         for (k, v) in out.writes {
@@ -65,7 +76,11 @@ fn bench_wasm(case: &Case, calls: usize) {
         samples.push(t.elapsed());
         assert!(out.result.is_ok(), "{:?}", out.result);
     }
-    report(&format!("{} apply, fresh instance", case.plugin), samples, started.elapsed());
+    report(
+        &format!("{} apply, fresh instance", case.plugin),
+        samples,
+        started.elapsed(),
+    );
 }
 
 fn bench_native<P: cairn_sdk::Plugin>(case: &Case, calls: usize) {
@@ -79,13 +94,26 @@ fn bench_native<P: cairn_sdk::Plugin>(case: &Case, calls: usize) {
         samples.push(t.elapsed());
         assert!(out.is_ok(), "{out:?}");
     }
-    report(&format!("{} apply, native", case.plugin), samples, started.elapsed());
+    report(
+        &format!("{} apply, native", case.plugin),
+        samples,
+        started.elapsed(),
+    );
 }
 
 fn main() {
-    let calls: usize = std::env::var("CAIRN_BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let counter = Case { plugin: "counter", input: |_| r#"{"increment":{"by":1}}"#.to_string() };
-    let kv = Case { plugin: "kv", input: |i| format!(r#"{{"put":{{"key":"key-{}","value":{i}}}}}"#, i % 1000) };
+    let calls: usize = std::env::var("CAIRN_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let counter = Case {
+        plugin: "counter",
+        input: |_| r#"{"increment":{"by":1}}"#.to_string(),
+    };
+    let kv = Case {
+        plugin: "kv",
+        input: |i| format!(r#"{{"put":{{"key":"key-{}","value":{i}}}}}"#, i % 1000),
+    };
     bench_wasm(&counter, calls);
     bench_native::<counter::Counter>(&counter, calls);
     bench_wasm(&kv, calls);

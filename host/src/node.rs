@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use crate::api::error::ApiError;
 use crate::api::raft_rpc::RaftRpc;
 use crate::api::service::{
-    Applied, ClusterStatus, ClusterService, Consistency, DeployResponse, Member, MemberRole, QueryOutput,
-    RemoveResponse, StateHash,
+    Applied, ClusterService, ClusterStatus, Consistency, DeployResponse, Member, MemberRole,
+    QueryOutput, RemoveResponse, StateHash,
 };
 use crate::api::{Api, ApiLimits};
 use crate::config::Config;
@@ -58,14 +58,22 @@ impl RunningNode {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown_tx.send(true);
         let served = self.server.await;
-        self.service.inner.raft.shutdown().await.map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
+        self.service
+            .inner
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
         served??;
         Ok(())
     }
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Runs a node until `shutdown` turns `true` (the `cairn serve` entry point).
@@ -82,10 +90,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     std::fs::create_dir_all(&config.data_dir)?;
     let mut runtime_config = config.runtime.clone();
     runtime_config.max_plugin_bytes = config.max_plugin_bytes as usize;
-    runtime_config.compiled_cache_dir.get_or_insert_with(|| config.data_dir.join("compiled"));
+    runtime_config
+        .compiled_cache_dir
+        .get_or_insert_with(|| config.data_dir.join("compiled"));
     let runtime = Arc::new(Runtime::new(runtime_config)?);
     let log_dir = config.data_dir.join("log");
-    let log_store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir, LogStoreConfig::default())).await??;
+    let log_store =
+        tokio::task::spawn_blocking(move || LogStore::open(&log_dir, LogStoreConfig::default()))
+            .await??;
     let sm_dir = config.data_dir.join("snapshots");
     let rt2 = runtime.clone();
     let sm = tokio::task::spawn_blocking(move || StateMachine::open(&sm_dir, rt2)).await??;
@@ -96,10 +108,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
 
     let listener = TcpListener::bind(config.listen_addr).await?;
     let addr = listener.local_addr()?;
-    let inner = Arc::new(Inner { id: config.node_id, raft: raft.clone(), sm, runtime, config: config.clone() });
+    let inner = Arc::new(Inner {
+        id: config.node_id,
+        raft: raft.clone(),
+        sm,
+        runtime,
+        config: config.clone(),
+    });
     let service = NodeService { inner };
     let rpc = RaftRpc::new(raft.clone(), &config);
-    let api = Arc::new(Api::new(service.clone(), rpc, client.clone(), ApiLimits::from_config(&config)));
+    let api = Arc::new(Api::new(
+        service.clone(),
+        rpc,
+        client.clone(),
+        ApiLimits::from_config(&config),
+    ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(crate::api::serve(listener, api, shutdown_rx));
 
@@ -107,7 +130,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         match &config.join_url {
             None => {
                 let mut members = BTreeMap::new();
-                members.insert(config.node_id, BasicNode { addr: config.advertise_addr.clone() });
+                members.insert(
+                    config.node_id,
+                    BasicNode {
+                        addr: config.advertise_addr.clone(),
+                    },
+                );
                 raft.initialize(members).await?;
                 tracing::info!(id = config.node_id, "initialised a new single-node cluster");
             }
@@ -124,7 +152,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             }
         }
     }
-    Ok(RunningNode { addr, service, shutdown_tx, server })
+    Ok(RunningNode {
+        addr,
+        service,
+        shutdown_tx,
+        server,
+    })
 }
 
 /// How long one join request may take: the leader answers only once this
@@ -137,13 +170,24 @@ async fn join(client: &HttpClient, url: &str, id: NodeId, advertise: &str) -> an
     let mut last = String::new();
     for attempt in 0..60 {
         let uri = crate::http_client::url(url, "/v1/cluster/members")?;
-        let req = crate::http_client::request(http::Method::POST, uri, Some("application/json"), Bytes::from(body.clone()));
+        let req = crate::http_client::request(
+            http::Method::POST,
+            uri,
+            Some("application/json"),
+            Bytes::from(body.clone()),
+        );
         match crate::http_client::send(client, req, JOIN_TIMEOUT, 64 * 1024).await {
             Ok(resp) if resp.status().is_success() => {
                 tracing::info!(%url, "joined the cluster");
                 return Ok(());
             }
-            Ok(resp) => last = format!("status {}: {}", resp.status(), String::from_utf8_lossy(resp.body())),
+            Ok(resp) => {
+                last = format!(
+                    "status {}: {}",
+                    resp.status(),
+                    String::from_utf8_lossy(resp.body())
+                )
+            }
             Err(e) => last = e.to_string(),
         }
         tracing::warn!(attempt, error = %last, "join attempt failed; retrying");
@@ -167,7 +211,9 @@ impl NodeService {
     fn write_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ApiError {
         if let Some(f) = e.forward_to_leader() {
             return match &f.leader_node {
-                Some(node) => ApiError::ForwardToLeader { leader_addr: node.addr.clone() },
+                Some(node) => ApiError::ForwardToLeader {
+                    leader_addr: node.addr.clone(),
+                },
                 None => ApiError::NoLeader,
             };
         }
@@ -187,12 +233,19 @@ impl NodeService {
     /// Makes this node's applied state linearizable: a read index confirmed by
     /// a quorum, then applied locally. Only the leader can do it.
     async fn linearize(&self) -> Result<(), ApiError> {
-        match self.inner.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+        match self
+            .inner
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 if let Some(f) = e.forward_to_leader() {
                     return Err(match &f.leader_node {
-                        Some(node) => ApiError::ForwardToLeader { leader_addr: node.addr.clone() },
+                        Some(node) => ApiError::ForwardToLeader {
+                            leader_addr: node.addr.clone(),
+                        },
                         None => ApiError::NoLeader,
                     });
                 }
@@ -207,7 +260,9 @@ impl NodeService {
         match tokio::time::timeout(self.inner.config.min_index_wait(), wait).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(ApiError::Unavailable("state machine stopped".into())),
-            Err(_) => Err(ApiError::Timeout(format!("index {index} not applied within the wait limit"))),
+            Err(_) => Err(ApiError::Timeout(format!(
+                "index {index} not applied within the wait limit"
+            ))),
         }
     }
 }
@@ -231,20 +286,29 @@ impl ClusterService for NodeService {
             timestamp_ms: now_ms(),
         };
         match self.propose(cmd).await? {
-            (log_index, CommandResult::Deployed(info)) => {
-                Ok(DeployResponse { name: info.name, version: info.version, sha256: info.sha256, log_index })
-            }
+            (log_index, CommandResult::Deployed(info)) => Ok(DeployResponse {
+                name: info.name,
+                version: info.version,
+                sha256: info.sha256,
+                log_index,
+            }),
             (_, CommandResult::Failed(e)) => Err(ApiError::bad_request(e.code, e.message)),
-            (_, other) => Err(ApiError::Internal(format!("unexpected deploy result {other}"))),
+            (_, other) => Err(ApiError::Internal(format!(
+                "unexpected deploy result {other}"
+            ))),
         }
     }
 
     async fn remove(&self, name: String) -> Result<RemoveResponse, ApiError> {
         match self.propose(Command::Remove { name: name.clone() }).await? {
             (log_index, CommandResult::Removed { name }) => Ok(RemoveResponse { name, log_index }),
-            (_, CommandResult::Failed(e)) if e.code == "plugin-not-found" => Err(ApiError::PluginNotFound { name }),
+            (_, CommandResult::Failed(e)) if e.code == "plugin-not-found" => {
+                Err(ApiError::PluginNotFound { name })
+            }
             (_, CommandResult::Failed(e)) => Err(ApiError::Plugin(e)),
-            (_, other) => Err(ApiError::Internal(format!("unexpected remove result {other}"))),
+            (_, other) => Err(ApiError::Internal(format!(
+                "unexpected remove result {other}"
+            ))),
         }
     }
 
@@ -253,28 +317,52 @@ impl ClusterService for NodeService {
     }
 
     async fn get_plugin(&self, name: String) -> Result<PluginInfo, ApiError> {
-        self.state().plugin(&name).ok_or(ApiError::PluginNotFound { name })
+        self.state()
+            .plugin(&name)
+            .ok_or(ApiError::PluginNotFound { name })
     }
 
-    async fn apply(&self, name: String, input: Bytes, idempotency_key: Option<String>) -> Result<Applied, ApiError> {
+    async fn apply(
+        &self,
+        name: String,
+        input: Bytes,
+        idempotency_key: Option<String>,
+    ) -> Result<Applied, ApiError> {
         // A retry whose first attempt is already applied here needs no new log entry.
         if let Some(key) = &idempotency_key
             && let Some(rec) = self.state().idempotent_result(&name, key)
         {
-            return Ok(Applied { log_index: rec.index, result: rec.result });
+            return Ok(Applied {
+                log_index: rec.index,
+                result: rec.result,
+            });
         }
-        let cmd = Command::Apply { plugin: name.clone(), input: input.to_vec(), timestamp_ms: now_ms(), idempotency_key: idempotency_key.clone() };
+        let cmd = Command::Apply {
+            plugin: name.clone(),
+            input: input.to_vec(),
+            timestamp_ms: now_ms(),
+            idempotency_key: idempotency_key.clone(),
+        };
         let (log_index, result) = self.propose(cmd).await?;
         // A retry that raced its first attempt through the log reports the
         // first attempt's index, like a retry that arrives later.
         let log_index = match &idempotency_key {
-            Some(key) => self.state().idempotent_result(&name, key).map_or(log_index, |r| r.index),
+            Some(key) => self
+                .state()
+                .idempotent_result(&name, key)
+                .map_or(log_index, |r| r.index),
             None => log_index,
         };
         Ok(Applied { log_index, result })
     }
 
-    async fn query(&self, name: String, input: Bytes, consistency: Consistency, min_index: Option<u64>) -> Result<QueryOutput, ApiError> {
+    async fn query(
+        &self,
+        name: String,
+        input: Bytes,
+        consistency: Consistency,
+        min_index: Option<u64>,
+    ) -> Result<QueryOutput, ApiError> {
         if consistency == Consistency::Linearizable {
             self.linearize().await?;
         }
@@ -288,7 +376,10 @@ impl ClusterService for NodeService {
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         match result {
-            Ok(out) => Ok(QueryOutput { applied_index, output: out.output }),
+            Ok(out) => Ok(QueryOutput {
+                applied_index,
+                output: out.output,
+            }),
             Err(e) => Err(ApiError::Plugin(e)),
         }
     }
@@ -302,7 +393,11 @@ impl ClusterService for NodeService {
             .map(|(id, node)| Member {
                 id: *id,
                 addr: node.addr.clone(),
-                role: if voters.contains(id) { MemberRole::Voter } else { MemberRole::Learner },
+                role: if voters.contains(id) {
+                    MemberRole::Voter
+                } else {
+                    MemberRole::Learner
+                },
             })
             .collect();
         let state = match m.state {
@@ -325,7 +420,10 @@ impl ClusterService for NodeService {
 
     async fn add_member(&self, id: NodeId, addr: String) -> Result<ClusterStatus, ApiError> {
         let raft = &self.inner.raft;
-        let added = raft.add_learner(id, BasicNode { addr }, true).await.map_err(|e| self.write_error(e))?;
+        let added = raft
+            .add_learner(id, BasicNode { addr }, true)
+            .await
+            .map_err(|e| self.write_error(e))?;
         // openraft's "blocking" add only waits until the learner is within
         // `replication_lag_threshold` entries, which an empty learner already
         // is. Promote it only once it holds everything up to its own addition
@@ -353,10 +451,21 @@ impl ClusterService for NodeService {
     async fn remove_member(&self, id: NodeId) -> Result<ClusterStatus, ApiError> {
         let raft = &self.inner.raft;
         let m = raft.metrics().borrow_watched().clone();
-        let is_voter = m.membership_config.membership().voter_ids().any(|v| v == id);
-        let known = m.membership_config.membership().nodes().any(|(n, _)| *n == id);
+        let is_voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id);
+        let known = m
+            .membership_config
+            .membership()
+            .nodes()
+            .any(|(n, _)| *n == id);
         if !known {
-            return Err(ApiError::bad_request("unknown-member", format!("node {id} is not a member")));
+            return Err(ApiError::bad_request(
+                "unknown-member",
+                format!("node {id} is not a member"),
+            ));
         }
         if is_voter {
             raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
@@ -371,7 +480,10 @@ impl ClusterService for NodeService {
 
     async fn state_hash(&self) -> Result<StateHash, ApiError> {
         let state = self.state();
-        Ok(StateHash { applied_index: state.applied_index(), hash: state.hash_hex() })
+        Ok(StateHash {
+            applied_index: state.applied_index(),
+            hash: state.hash_hex(),
+        })
     }
 
     async fn readiness(&self) -> Result<(), ApiError> {
@@ -382,7 +494,9 @@ impl ClusterService for NodeService {
         let applied = m.last_applied.map_or(0, |l| l.index);
         let committed = m.local_committed.map_or(0, |l| l.index);
         if applied < committed {
-            return Err(ApiError::NotReady(format!("applied {applied} of {committed} committed entries")));
+            return Err(ApiError::NotReady(format!(
+                "applied {applied} of {committed} committed entries"
+            )));
         }
         Ok(())
     }

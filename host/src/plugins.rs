@@ -8,9 +8,18 @@ pub const PLUGIN_DIR: &str = env!("CAIRN_PLUGIN_DIR");
 
 /// The example plugins embedded in this binary: `(name, component bytes)`.
 pub const EXAMPLES: &[(&str, &[u8])] = &[
-    ("counter", include_bytes!(concat!(env!("CAIRN_PLUGIN_DIR"), "/counter.wasm"))),
-    ("kv", include_bytes!(concat!(env!("CAIRN_PLUGIN_DIR"), "/kv.wasm"))),
-    ("bank", include_bytes!(concat!(env!("CAIRN_PLUGIN_DIR"), "/bank.wasm"))),
+    (
+        "counter",
+        include_bytes!(concat!(env!("CAIRN_PLUGIN_DIR"), "/counter.wasm")),
+    ),
+    (
+        "kv",
+        include_bytes!(concat!(env!("CAIRN_PLUGIN_DIR"), "/kv.wasm")),
+    ),
+    (
+        "bank",
+        include_bytes!(concat!(env!("CAIRN_PLUGIN_DIR"), "/bank.wasm")),
+    ),
 ];
 
 /// The embedded example plugin called `name`.

@@ -260,7 +260,9 @@ where
         let frame = frame.map_err(|e| {
             ApiError::bad_request("bad-body", format!("reading request body: {}", e.into()))
         })?;
-        let Some(data) = frame.data_ref() else { continue };
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
         seen += data.len() as u64;
         if seen > MAX_DRAIN_BYTES {
             break;

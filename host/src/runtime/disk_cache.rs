@@ -67,7 +67,10 @@ impl DiskCache {
     pub(crate) fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let key = load_or_create_key(dir)?;
-        Ok(Self { dir: dir.to_path_buf(), key })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            key,
+        })
     }
 
     fn path(&self, sha: &[u8; 32]) -> PathBuf {
@@ -125,6 +128,9 @@ mod tests {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(b"Jefe");
         let tag = hmac(&key, &[b"what do ya want ", b"for nothing?"]);
-        assert_eq!(hex::encode(tag), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            hex::encode(tag),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

@@ -56,11 +56,20 @@ impl Host for CallState {
 /// Entries with `start <= key < end` of `base` as modified by `overlay`, in key
 /// order, at most `limit`. The overlay wins on equal keys and its deletes hide
 /// committed keys.
-pub(crate) fn merged_range(base: &Kv, overlay: &Overlay, start: Vec<u8>, end: Option<Vec<u8>>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn merged_range(
+    base: &Kv,
+    overlay: &Overlay,
+    start: Vec<u8>,
+    end: Option<Vec<u8>>,
+    limit: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     if end.as_ref().is_some_and(|e| *e <= start) {
         return Vec::new();
     }
-    let range = (Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded));
+    let range = (
+        Bound::Included(start),
+        end.map_or(Bound::Unbounded, Bound::Excluded),
+    );
     let mut base = base.range(range.clone()).peekable();
     let mut over = overlay.range(range).peekable();
     let mut out = Vec::with_capacity(limit.min(64));
@@ -97,17 +106,32 @@ mod tests {
 
     #[test]
     fn scan_merges_overlay_in_key_order_and_honours_limit() {
-        let base: Kv = [("a", "1"), ("c", "3"), ("e", "5"), ("g", "7")].iter().map(|(k, v)| (b(k), b(v))).collect();
+        let base: Kv = [("a", "1"), ("c", "3"), ("e", "5"), ("g", "7")]
+            .iter()
+            .map(|(k, v)| (b(k), b(v)))
+            .collect();
         let mut overlay = Overlay::new();
         overlay.insert(b("b"), Some(b("2")));
         overlay.insert(b("c"), Some(b("33")));
         overlay.insert(b("e"), None);
         let all = merged_range(&base, &overlay, Vec::new(), None, 100);
-        let keys: Vec<_> = all.iter().map(|(k, v)| format!("{}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v))).collect();
+        let keys: Vec<_> = all
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(k),
+                    String::from_utf8_lossy(v)
+                )
+            })
+            .collect();
         assert_eq!(keys, ["a=1", "b=2", "c=33", "g=7"]);
         assert_eq!(merged_range(&base, &overlay, Vec::new(), None, 2).len(), 2);
         let mid = merged_range(&base, &overlay, b("b"), Some(b("g")), 100);
-        assert_eq!(mid.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), [b("b"), b("c")]);
+        assert_eq!(
+            mid.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            [b("b"), b("c")]
+        );
         assert!(merged_range(&base, &overlay, b("g"), Some(b("a")), 100).is_empty());
     }
 }

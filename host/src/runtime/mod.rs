@@ -113,7 +113,9 @@ pub enum ValidateError {
     #[error("not a WebAssembly binary (missing the \\0asm header)")]
     NotWasm,
     /// A core module was uploaded; plugins must be components.
-    #[error("this is a core WebAssembly module, not a component; build with --target wasm32-wasip2")]
+    #[error(
+        "this is a core WebAssembly module, not a component; build with --target wasm32-wasip2"
+    )]
     CoreModule,
     /// The component failed to parse or compile.
     #[error("invalid component: {0}")]
@@ -249,7 +251,10 @@ pub struct Code {
 impl Code {
     /// Wraps component bytes, hashing them.
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self { sha256: Sha256::digest(&bytes).into(), bytes: Arc::new(bytes) }
+        Self {
+            sha256: Sha256::digest(&bytes).into(),
+            bytes: Arc::new(bytes),
+        }
     }
 
     /// The component bytes.
@@ -278,14 +283,24 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let engine = engine::build(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
         Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
         let disk = match &config.compiled_cache_dir {
-            Some(dir) => Some(disk_cache::DiskCache::open(dir).map_err(|e| RuntimeError(format!("compiled cache {}: {e}", dir.display())))?),
+            Some(dir) => Some(
+                disk_cache::DiskCache::open(dir)
+                    .map_err(|e| RuntimeError(format!("compiled cache {}: {e}", dir.display())))?,
+            ),
             None => None,
         };
-        Ok(Self { engine, linker, cache: Mutex::new(HashMap::new()), disk, config })
+        Ok(Self {
+            engine,
+            linker,
+            cache: Mutex::new(HashMap::new()),
+            disk,
+            config,
+        })
     }
 
     /// The configuration this runtime was built with.
@@ -317,7 +332,10 @@ impl Runtime {
         }
         let sha = *sha;
         if wasm.len() > self.config.max_plugin_bytes {
-            return Err(ValidateError::TooLarge { size_bytes: wasm.len(), max_bytes: self.config.max_plugin_bytes });
+            return Err(ValidateError::TooLarge {
+                size_bytes: wasm.len(),
+                max_bytes: self.config.max_plugin_bytes,
+            });
         }
         if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
             return Err(ValidateError::NotWasm);
@@ -332,11 +350,15 @@ impl Runtime {
         let from_disk = cached.is_some();
         let component = match cached {
             Some(c) => c,
-            None => Component::new(&self.engine, wasm).map_err(|e| ValidateError::Invalid(format!("{e:#}")))?,
+            None => Component::new(&self.engine, wasm)
+                .map_err(|e| ValidateError::Invalid(format!("{e:#}")))?,
         };
-        let instance_pre =
-            self.linker.instantiate_pre(&component).map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
+        let pre = PluginPre::new(instance_pre)
+            .map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
         if let (Some(disk), false) = (&self.disk, from_disk) {
             disk.store(&sha, &component);
         }
@@ -350,8 +372,19 @@ impl Runtime {
     ///
     /// `base` is the plugin's committed KV; it is never modified here. On `Ok`
     /// the returned writes are what the caller must commit.
-    pub fn call(&self, code: &Code, mode: CallMode, input: &[u8], ctx: &CallContext<'_>, base: &Kv) -> CallOutcome {
-        let failed = |e: CallError| CallOutcome { result: Err(e), writes: BTreeMap::new(), fuel_used: 0 };
+    pub fn call(
+        &self,
+        code: &Code,
+        mode: CallMode,
+        input: &[u8],
+        ctx: &CallContext<'_>,
+        base: &Kv,
+    ) -> CallOutcome {
+        let failed = |e: CallError| CallOutcome {
+            result: Err(e),
+            writes: BTreeMap::new(),
+            fuel_used: 0,
+        };
         let compiled = match self.compiled(code.sha256(), code.bytes()) {
             Ok(c) => c,
             Err(e) => return failed(CallError::Host(format!("cannot compile plugin: {e}"))),
@@ -370,7 +403,9 @@ impl Runtime {
             random_calls: 0,
             limits: self.config.limits.clone(),
             limiter: Limiter {
-                memory_limit_bytes: ctx.memory_limit_bytes.min(self.config.memory_per_instance_bytes),
+                memory_limit_bytes: ctx
+                    .memory_limit_bytes
+                    .min(self.config.memory_per_instance_bytes),
                 table_elements_max: 100_000,
                 memory_limit_hit: false,
             },
@@ -382,25 +417,54 @@ impl Runtime {
         if let Err(e) = store.set_fuel(ctx.fuel) {
             return failed(CallError::Host(format!("{e:#}")));
         }
-        let result = compiled.pre.instantiate(&mut store).and_then(|plugin| match mode {
-            CallMode::Apply => plugin.call_apply(&mut store, input),
-            CallMode::Query => plugin.call_query(&mut store, input),
-        });
+        let result = compiled
+            .pre
+            .instantiate(&mut store)
+            .and_then(|plugin| match mode {
+                CallMode::Apply => plugin.call_apply(&mut store, input),
+                CallMode::Query => plugin.call_query(&mut store, input),
+            });
         let fuel_used = ctx.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let log = output.take();
         if !log.is_empty() {
-            tracing::info!(plugin = ctx.plugin, index = ctx.log_index, "guest output: {}", String::from_utf8_lossy(&log).trim_end());
+            tracing::info!(
+                plugin = ctx.plugin,
+                index = ctx.log_index,
+                "guest output: {}",
+                String::from_utf8_lossy(&log).trim_end()
+            );
         }
         let state = store.into_data();
         let result = match result {
             _ if state.write_in_query => Err(CallError::WriteInQuery),
-            Ok(Ok(out)) if out.len() > self.config.limits.max_output_bytes => Err(CallError::OutputTooLarge(out.len())),
-            Ok(Ok(out)) => Ok(Output { output: out, events: state.events }),
-            Ok(Err(pe)) => Err(CallError::Plugin { code: pe.code, message: pe.message }),
-            Err(e) => Err(classify_trap(e, ctx.fuel, state.limiter.memory_limit_hit, &log)),
+            Ok(Ok(out)) if out.len() > self.config.limits.max_output_bytes => {
+                Err(CallError::OutputTooLarge(out.len()))
+            }
+            Ok(Ok(out)) => Ok(Output {
+                output: out,
+                events: state.events,
+            }),
+            Ok(Err(pe)) => Err(CallError::Plugin {
+                code: pe.code,
+                message: pe.message,
+            }),
+            Err(e) => Err(classify_trap(
+                e,
+                ctx.fuel,
+                state.limiter.memory_limit_hit,
+                &log,
+            )),
         };
-        let writes = if result.is_ok() { state.overlay } else { BTreeMap::new() };
-        CallOutcome { result, writes, fuel_used }
+        let writes = if result.is_ok() {
+            state.overlay
+        } else {
+            BTreeMap::new()
+        };
+        CallOutcome {
+            result,
+            writes,
+            fuel_used,
+        }
     }
 }
 
@@ -420,10 +484,24 @@ fn classify_trap(e: wasmtime::Error, fuel: u64, memory_limit_hit: bool, log: &[u
         // A Rust panic prints "panicked at file:line:col:" and then its message
         // to stderr before trapping; that is the most useful thing to show.
         let text = String::from_utf8_lossy(log);
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with")).collect();
-        let start = lines.iter().rposition(|l| l.contains("panicked at")).unwrap_or(0);
-        let detail: String = lines[start..].join(" ").chars().take(MAX_TRAP_DETAIL_CHARS).collect();
-        let msg = if detail.is_empty() { trap.to_string() } else { format!("{trap}; guest stderr: {detail}") };
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with"))
+            .collect();
+        let start = lines
+            .iter()
+            .rposition(|l| l.contains("panicked at"))
+            .unwrap_or(0);
+        let detail: String = lines[start..]
+            .join(" ")
+            .chars()
+            .take(MAX_TRAP_DETAIL_CHARS)
+            .collect();
+        let msg = if detail.is_empty() {
+            trap.to_string()
+        } else {
+            format!("{trap}; guest stderr: {detail}")
+        };
         return CallError::Trap(msg);
     }
     CallError::Trap(format!("{e:#}"))

@@ -14,11 +14,23 @@ fn runtime() -> Runtime {
 }
 
 fn ctx(plugin: &str, index: u64) -> CallContext<'_> {
-    CallContext { plugin, log_index: index, timestamp_ms: 1_700_000_000_000, fuel: FUEL, memory_limit_bytes: 32 << 20 }
+    CallContext {
+        plugin,
+        log_index: index,
+        timestamp_ms: 1_700_000_000_000,
+        fuel: FUEL,
+        memory_limit_bytes: 32 << 20,
+    }
 }
 
 fn call(rt: &Runtime, wasm: &[u8], mode: CallMode, input: Value, base: &Kv) -> CallOutcome {
-    rt.call(&Code::new(wasm.to_vec()), mode, input.to_string().as_bytes(), &ctx("fixture", 7), base)
+    rt.call(
+        &Code::new(wasm.to_vec()),
+        mode,
+        input.to_string().as_bytes(),
+        &ctx("fixture", 7),
+        base,
+    )
 }
 
 fn commit(base: &mut Kv, outcome: &CallOutcome) {
@@ -34,11 +46,20 @@ fn commit(base: &mut Kv, outcome: &CallOutcome) {
 /// the failed call left nothing behind.
 fn assert_recovers(rt: &Runtime, wasm: &[u8], base: &mut Kv) {
     let before = base.clone();
-    let ok = call(rt, wasm, CallMode::Apply, json!({"op": "write", "key": "after", "value": "ok"}), base);
+    let ok = call(
+        rt,
+        wasm,
+        CallMode::Apply,
+        json!({"op": "write", "key": "after", "value": "ok"}),
+        base,
+    );
     assert!(ok.result.is_ok(), "next call must work: {:?}", ok.result);
     assert_eq!(ok.writes.len(), 1);
     commit(base, &ok);
-    assert_eq!(base.len(), before.len() + usize::from(!before.contains_key(b"after".as_slice())));
+    assert_eq!(
+        base.len(),
+        before.len() + usize::from(!before.contains_key(b"after".as_slice()))
+    );
 }
 
 #[test]
@@ -71,7 +92,13 @@ fn panic_is_a_trap_carrying_the_message() {
     let rt = runtime();
     let wasm = built("misbehave");
     let mut kv = Kv::new();
-    let out = call(&rt, &wasm, CallMode::Apply, json!({"op": "panic", "msg": "boom-42"}), &kv);
+    let out = call(
+        &rt,
+        &wasm,
+        CallMode::Apply,
+        json!({"op": "panic", "msg": "boom-42"}),
+        &kv,
+    );
     match &out.result {
         Err(CallError::Trap(msg)) => assert!(msg.contains("boom-42"), "message was {msg}"),
         other => panic!("expected a trap, got {other:?}"),
@@ -84,7 +111,13 @@ fn set_in_query_is_refused_even_when_ignored() {
     let rt = runtime();
     let wasm = built("misbehave");
     let mut kv = Kv::new();
-    let out = call(&rt, &wasm, CallMode::Query, json!({"op": "set-in-query"}), &kv);
+    let out = call(
+        &rt,
+        &wasm,
+        CallMode::Query,
+        json!({"op": "set-in-query"}),
+        &kv,
+    );
     assert_eq!(out.result, Err(CallError::WriteInQuery));
     assert!(out.writes.is_empty());
     assert_recovers(&rt, &wasm, &mut kv);
@@ -95,11 +128,31 @@ fn plugin_error_and_panic_roll_back_every_write() {
     let rt = runtime();
     let wasm = built("misbehave");
     let kv = Kv::new();
-    let out = call(&rt, &wasm, CallMode::Apply, json!({"op": "write-then-fail", "key": "k", "value": "v"}), &kv);
-    assert!(matches!(out.result, Err(CallError::Plugin { .. })), "{:?}", out.result);
+    let out = call(
+        &rt,
+        &wasm,
+        CallMode::Apply,
+        json!({"op": "write-then-fail", "key": "k", "value": "v"}),
+        &kv,
+    );
+    assert!(
+        matches!(out.result, Err(CallError::Plugin { .. })),
+        "{:?}",
+        out.result
+    );
     assert!(out.writes.is_empty());
-    let out = call(&rt, &wasm, CallMode::Apply, json!({"op": "write-then-panic", "key": "k", "value": "v"}), &kv);
-    assert!(matches!(out.result, Err(CallError::Trap(_))), "{:?}", out.result);
+    let out = call(
+        &rt,
+        &wasm,
+        CallMode::Apply,
+        json!({"op": "write-then-panic", "key": "k", "value": "v"}),
+        &kv,
+    );
+    assert!(
+        matches!(out.result, Err(CallError::Trap(_))),
+        "{:?}",
+        out.result
+    );
     assert!(out.writes.is_empty());
 }
 
@@ -109,12 +162,24 @@ fn successful_writes_are_all_visible() {
     let wasm = built("misbehave");
     let mut kv = Kv::new();
     for i in 0..5 {
-        let out = call(&rt, &wasm, CallMode::Apply, json!({"op": "write", "key": format!("k{i}"), "value": i.to_string()}), &kv);
+        let out = call(
+            &rt,
+            &wasm,
+            CallMode::Apply,
+            json!({"op": "write", "key": format!("k{i}"), "value": i.to_string()}),
+            &kv,
+        );
         assert!(out.result.is_ok());
         commit(&mut kv, &out);
     }
     assert_eq!(kv.len(), 5);
-    let out = call(&rt, &wasm, CallMode::Query, json!({"op": "get", "key": "k3"}), &kv);
+    let out = call(
+        &rt,
+        &wasm,
+        CallMode::Query,
+        json!({"op": "get", "key": "k3"}),
+        &kv,
+    );
     let body: Value = serde_json::from_slice(&out.result.expect("get works").output).unwrap();
     assert!(body.to_string().contains('3'), "got {body}");
 }
@@ -122,19 +187,36 @@ fn successful_writes_are_all_visible() {
 #[test]
 fn validation_rejects_each_kind_of_bad_upload() {
     let rt = runtime();
-    assert!(matches!(rt.validate(b"definitely not wasm at all"), Err(ValidateError::NotWasm)));
+    assert!(matches!(
+        rt.validate(b"definitely not wasm at all"),
+        Err(ValidateError::NotWasm)
+    ));
     // The smallest valid core module: magic + version 1.
-    assert!(matches!(rt.validate(b"\0asm\x01\0\0\0"), Err(ValidateError::CoreModule)));
+    assert!(matches!(
+        rt.validate(b"\0asm\x01\0\0\0"),
+        Err(ValidateError::CoreModule)
+    ));
     let err = rt.validate(&built("wrong-world")).unwrap_err();
     assert!(matches!(err, ValidateError::WrongWorld(_)), "{err}");
     assert_eq!(err.code(), "wrong-world");
     let mut truncated = built("counter");
     truncated.truncate(truncated.len() / 2);
-    assert!(matches!(rt.validate(&truncated), Err(ValidateError::Invalid(_))));
-    let small = Runtime::new(RuntimeConfig { max_plugin_bytes: 1024, ..RuntimeConfig::default() }).unwrap();
-    assert!(matches!(small.validate(&built("counter")), Err(ValidateError::TooLarge { .. })));
+    assert!(matches!(
+        rt.validate(&truncated),
+        Err(ValidateError::Invalid(_))
+    ));
+    let small = Runtime::new(RuntimeConfig {
+        max_plugin_bytes: 1024,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        small.validate(&built("counter")),
+        Err(ValidateError::TooLarge { .. })
+    ));
     for name in ["counter", "kv", "bank", "misbehave", "nondet"] {
-        rt.validate(&built(name)).unwrap_or_else(|e| panic!("{name} must validate: {e}"));
+        rt.validate(&built(name))
+            .unwrap_or_else(|e| panic!("{name} must validate: {e}"));
     }
 }
 
@@ -156,20 +238,36 @@ fn commands() -> Vec<Command> {
     vec![
         deploy("misbehave", "misbehave"),
         deploy("nondet", "nondet"),
-        apply("misbehave", json!({"op": "write", "key": "a", "value": "1"}), 1),
+        apply(
+            "misbehave",
+            json!({"op": "write", "key": "a", "value": "1"}),
+            1,
+        ),
         apply("misbehave", json!({"op": "loop"}), 2),
         apply("misbehave", json!({"op": "bomb"}), 3),
         apply("misbehave", json!({"op": "panic", "msg": "x"}), 4),
-        apply("misbehave", json!({"op": "write-then-fail", "key": "b", "value": "2"}), 5),
+        apply(
+            "misbehave",
+            json!({"op": "write-then-fail", "key": "b", "value": "2"}),
+            5,
+        ),
         apply("nondet", json!({}), 6),
         apply("nondet", json!({}), 7),
-        apply("misbehave", json!({"op": "write", "key": "c", "value": "3"}), 8),
+        apply(
+            "misbehave",
+            json!({"op": "write", "key": "c", "value": "3"}),
+            8,
+        ),
     ]
 }
 
 fn run_all(rt: &Runtime) -> (State, Vec<CommandResult>) {
     let mut state = State::new();
-    let results = commands().iter().enumerate().map(|(i, c)| state.apply(rt, i as u64 + 1, c)).collect();
+    let results = commands()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| state.apply(rt, i as u64 + 1, c))
+        .collect();
     (state, results)
 }
 
@@ -180,7 +278,13 @@ fn two_runtimes_reach_identical_state() {
     assert_eq!(ra, rb);
     assert_eq!(a.hash(), b.hash());
     // The failures really happened (so the sequence exercises them).
-    let codes: Vec<_> = ra.iter().filter_map(|r| match r { CommandResult::Failed(e) => Some(e.code.clone()), _ => None }).collect();
+    let codes: Vec<_> = ra
+        .iter()
+        .filter_map(|r| match r {
+            CommandResult::Failed(e) => Some(e.code.clone()),
+            _ => None,
+        })
+        .collect();
     assert!(codes.contains(&"out-of-fuel".to_string()), "{codes:?}");
     assert!(codes.contains(&"memory-limit".to_string()), "{codes:?}");
     assert!(codes.contains(&"plugin-trap".to_string()), "{codes:?}");
@@ -211,12 +315,20 @@ fn nondet_fixture_is_stable_across_processes() {
     let here = nondet_output();
     assert!(here.contains('{'), "nondet produced output: {here}");
     let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "runtime::tests::nondet_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "runtime::tests::nondet_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("CAIRN_NONDET_CHILD", "1")
         .output()
         .expect("re-run the test binary");
     let stdout = String::from_utf8_lossy(&child.stdout);
-    let line = stdout.lines().find_map(|l| l.split_once("NONDET-OUTPUT ").map(|(_, rest)| rest)).unwrap_or_else(|| panic!("child printed: {stdout}"));
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("NONDET-OUTPUT ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("child printed: {stdout}"));
     assert_eq!(line, here, "a fresh process computed a different output");
 }
 
@@ -230,9 +342,17 @@ fn drive(plugin: &str, calls: &[(CallMode, Value)]) -> Vec<Result<Value, String>
         .iter()
         .enumerate()
         .map(|(i, (mode, input))| {
-            let out = rt.call(&wasm, *mode, input.to_string().as_bytes(), &ctx(plugin, i as u64 + 1), &kv);
+            let out = rt.call(
+                &wasm,
+                *mode,
+                input.to_string().as_bytes(),
+                &ctx(plugin, i as u64 + 1),
+                &kv,
+            );
             commit(&mut kv, &out);
-            out.result.map(|o| serde_json::from_slice(&o.output).expect("plugins answer JSON")).map_err(|e| e.code())
+            out.result
+                .map(|o| serde_json::from_slice(&o.output).expect("plugins answer JSON"))
+                .map_err(|e| e.code())
         })
         .collect()
 }
@@ -258,21 +378,45 @@ fn kv_wasm_puts_swaps_and_lists_in_order() {
     let out = drive(
         "kv",
         &[
-            (CallMode::Apply, json!({"put": {"key": "user/2", "value": "b"}})),
-            (CallMode::Apply, json!({"put": {"key": "user/1", "value": "a"}})),
+            (
+                CallMode::Apply,
+                json!({"put": {"key": "user/2", "value": "b"}}),
+            ),
+            (
+                CallMode::Apply,
+                json!({"put": {"key": "user/1", "value": "a"}}),
+            ),
             (CallMode::Apply, json!({"put": {"key": "zeta", "value": 1}})),
-            (CallMode::Apply, json!({"cas": {"key": "zeta", "expected": 2, "new": 3}})),
-            (CallMode::Apply, json!({"cas": {"key": "zeta", "expected": 1, "new": 3}})),
+            (
+                CallMode::Apply,
+                json!({"cas": {"key": "zeta", "expected": 2, "new": 3}}),
+            ),
+            (
+                CallMode::Apply,
+                json!({"cas": {"key": "zeta", "expected": 1, "new": 3}}),
+            ),
             (CallMode::Query, json!({"get": {"key": "zeta"}})),
-            (CallMode::Query, json!({"list": {"prefix": "user/", "limit": 1}})),
+            (
+                CallMode::Query,
+                json!({"list": {"prefix": "user/", "limit": 1}}),
+            ),
             (CallMode::Query, json!({"list": {"prefix": "user/"}})),
         ],
     );
     assert_eq!(out[3], Err("cas-mismatch".to_string()));
     assert!(out[4].is_ok(), "{:?}", out[4]);
     assert_eq!(out[5], Ok(json!({"value": 3})));
-    assert_eq!(out[6].as_ref().unwrap()["entries"], json!([{"key": "user/1", "value": "a"}]));
-    assert_eq!(out[7].as_ref().unwrap()["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        out[6].as_ref().unwrap()["entries"],
+        json!([{"key": "user/1", "value": "a"}])
+    );
+    assert_eq!(
+        out[7].as_ref().unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -280,10 +424,19 @@ fn bank_wasm_rejects_overdraft_and_conserves_money() {
     let out = drive(
         "bank",
         &[
-            (CallMode::Apply, json!({"open": {"account": "alice", "initial": 100}})),
+            (
+                CallMode::Apply,
+                json!({"open": {"account": "alice", "initial": 100}}),
+            ),
             (CallMode::Apply, json!({"open": {"account": "bob"}})),
-            (CallMode::Apply, json!({"transfer": {"from": "alice", "to": "bob", "amount": 30}})),
-            (CallMode::Apply, json!({"transfer": {"from": "bob", "to": "alice", "amount": 31}})),
+            (
+                CallMode::Apply,
+                json!({"transfer": {"from": "alice", "to": "bob", "amount": 30}}),
+            ),
+            (
+                CallMode::Apply,
+                json!({"transfer": {"from": "bob", "to": "alice", "amount": 31}}),
+            ),
             (CallMode::Query, json!({"balance": {"account": "bob"}})),
             (CallMode::Query, json!({"total": {}})),
         ],
@@ -297,14 +450,26 @@ fn bank_wasm_rejects_overdraft_and_conserves_money() {
 #[test]
 fn compiled_components_are_reused_from_disk_only_when_this_node_wrote_them() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = RuntimeConfig { compiled_cache_dir: Some(dir.path().to_path_buf()), ..RuntimeConfig::default() };
+    let cfg = RuntimeConfig {
+        compiled_cache_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
     let wasm = Code::new(built("counter"));
-    let sha = Runtime::new(cfg.clone()).unwrap().validate(wasm.bytes()).unwrap();
+    let sha = Runtime::new(cfg.clone())
+        .unwrap()
+        .validate(wasm.bytes())
+        .unwrap();
     let artifact = dir.path().join(format!("{sha}.cwasm"));
     assert!(artifact.exists(), "the first compile writes an artifact");
     // A second runtime (a restart) loads it and runs it.
     let rt = Runtime::new(cfg.clone()).unwrap();
-    let out = rt.call(&wasm, CallMode::Apply, br#"{"increment":{"by":3}}"#, &ctx("counter", 1), &Kv::new());
+    let out = rt.call(
+        &wasm,
+        CallMode::Apply,
+        br#"{"increment":{"by":3}}"#,
+        &ctx("counter", 1),
+        &Kv::new(),
+    );
     assert!(out.result.is_ok(), "{:?}", out.result);
     // A tampered artifact is ignored (recompiled), never loaded.
     let mut bytes = std::fs::read(&artifact).unwrap();
@@ -312,7 +477,17 @@ fn compiled_components_are_reused_from_disk_only_when_this_node_wrote_them() {
     bytes[last] ^= 1;
     std::fs::write(&artifact, &bytes).unwrap();
     let rt = Runtime::new(cfg).unwrap();
-    let out = rt.call(&wasm, CallMode::Apply, br#"{"increment":{"by":3}}"#, &ctx("counter", 1), &Kv::new());
+    let out = rt.call(
+        &wasm,
+        CallMode::Apply,
+        br#"{"increment":{"by":3}}"#,
+        &ctx("counter", 1),
+        &Kv::new(),
+    );
     assert!(out.result.is_ok(), "{:?}", out.result);
-    assert_ne!(std::fs::read(&artifact).unwrap(), bytes, "the bad artifact was replaced by a fresh compile");
+    assert_ne!(
+        std::fs::read(&artifact).unwrap(),
+        bytes,
+        "the bad artifact was replaced by a fresh compile"
+    );
 }

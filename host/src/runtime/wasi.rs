@@ -66,7 +66,10 @@ pub(crate) struct CapturedOutput {
 
 impl CapturedOutput {
     pub(crate) fn new(cap_bytes: usize) -> Self {
-        Self { buf: Arc::new(Mutex::new(Vec::new())), cap_bytes }
+        Self {
+            buf: Arc::new(Mutex::new(Vec::new())),
+            cap_bytes,
+        }
     }
 
     /// Everything captured so far (at most the cap).
@@ -115,7 +118,11 @@ impl OutputStream for CapturedOutput {
 }
 
 impl tokio::io::AsyncWrite for CapturedOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(b);
         Poll::Ready(Ok(b.len()))
     }
@@ -129,16 +136,31 @@ impl tokio::io::AsyncWrite for CapturedOutput {
 
 /// Builds the WASI context for one call: no files, no environment, no network,
 /// clocks frozen at `timestamp_ms`, randomness seeded from the command.
-pub(crate) fn build_ctx(log_index: u64, plugin: &str, timestamp_ms: u64, output: &CapturedOutput) -> WasiCtx {
-    let clock = || FrozenClock { since_epoch: Duration::from_millis(timestamp_ms) };
+pub(crate) fn build_ctx(
+    log_index: u64,
+    plugin: &str,
+    timestamp_ms: u64,
+    output: &CapturedOutput,
+) -> WasiCtx {
+    let clock = || FrozenClock {
+        since_epoch: Duration::from_millis(timestamp_ms),
+    };
     let insecure_seed = seed(log_index, plugin, "wasi-insecure-seed");
     let mut seed16 = [0u8; 16];
     seed16.copy_from_slice(&insecure_seed[..16]);
     WasiCtxBuilder::new()
         .wall_clock(clock())
         .monotonic_clock(clock())
-        .secure_random(ChaCha20Rng::from_seed(seed(log_index, plugin, "wasi-secure")))
-        .insecure_random(ChaCha20Rng::from_seed(seed(log_index, plugin, "wasi-insecure")))
+        .secure_random(ChaCha20Rng::from_seed(seed(
+            log_index,
+            plugin,
+            "wasi-secure",
+        )))
+        .insecure_random(ChaCha20Rng::from_seed(seed(
+            log_index,
+            plugin,
+            "wasi-insecure",
+        )))
         .insecure_random_seed(u128::from_be_bytes(seed16))
         .stdout(output.clone())
         .stderr(output.clone())

@@ -49,7 +49,8 @@ pub(super) fn state_hash(state: &State) -> [u8; 32] {
         h.bytes(key.as_bytes());
         h.u64(rec.index);
         // The record is plain data; its bincode encoding is canonical.
-        let enc = bincode::serde::encode_to_vec(&rec.result, bincode::config::standard()).unwrap_or_default();
+        let enc = bincode::serde::encode_to_vec(&rec.result, bincode::config::standard())
+            .unwrap_or_default();
         h.bytes(&enc);
     }
     h.0.finalize().into()

@@ -47,19 +47,29 @@ pub struct State {
 
 /// Checks a plugin name: 1–64 bytes of `[a-z0-9_-]`, starting with a letter or digit.
 pub fn validate_plugin_name(name: &str) -> Result<(), ErrorBody> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    let ok_start = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let ok_start = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if name.is_empty() || name.len() > MAX_PLUGIN_NAME_BYTES || !ok_chars || !ok_start {
         return Err(ErrorBody::new(
             "invalid-plugin-name",
-            format!("plugin names are 1-{MAX_PLUGIN_NAME_BYTES} characters of a-z, 0-9, '-' and '_', got {name:?}"),
+            format!(
+                "plugin names are 1-{MAX_PLUGIN_NAME_BYTES} characters of a-z, 0-9, '-' and '_', got {name:?}"
+            ),
         ));
     }
     Ok(())
 }
 
 fn not_found(name: &str) -> ErrorBody {
-    ErrorBody::new("plugin-not-found", format!("no plugin named {name:?} is deployed"))
+    ErrorBody::new(
+        "plugin-not-found",
+        format!("no plugin named {name:?} is deployed"),
+    )
 }
 
 impl State {
@@ -90,7 +100,10 @@ impl State {
 
     /// Records that a non-command entry (membership, blank) was applied.
     pub fn advance(&mut self, index: u64) {
-        debug_assert!(index > self.applied_index || index == 0, "applied index must grow");
+        debug_assert!(
+            index > self.applied_index || index == 0,
+            "applied index must grow"
+        );
         self.applied_index = self.applied_index.max(index);
     }
 
@@ -99,12 +112,30 @@ impl State {
     pub fn apply(&mut self, runtime: &Runtime, index: u64, cmd: &Command) -> CommandResult {
         self.advance(index);
         match cmd {
-            Command::Deploy { name, wasm, fuel_per_call, memory_limit_bytes, timestamp_ms } => {
+            Command::Deploy {
+                name,
+                wasm,
+                fuel_per_call,
+                memory_limit_bytes,
+                timestamp_ms,
+            } => {
                 self.last_timestamp_ms = *timestamp_ms;
-                self.deploy(runtime, index, name, wasm, *fuel_per_call, *memory_limit_bytes)
+                self.deploy(
+                    runtime,
+                    index,
+                    name,
+                    wasm,
+                    *fuel_per_call,
+                    *memory_limit_bytes,
+                )
             }
             Command::Remove { name } => self.remove(name),
-            Command::Apply { plugin, input, timestamp_ms, idempotency_key } => {
+            Command::Apply {
+                plugin,
+                input,
+                timestamp_ms,
+                idempotency_key,
+            } => {
                 self.last_timestamp_ms = *timestamp_ms;
                 let Some(key) = idempotency_key else {
                     return self.apply_plugin(runtime, index, plugin, input, *timestamp_ms);
@@ -126,10 +157,13 @@ impl State {
     }
 
     fn remember(&mut self, index: u64, full_key: String, result: CommandResult) {
-        self.idempotency.insert(full_key.clone(), IdempotencyRecord { index, result });
+        self.idempotency
+            .insert(full_key.clone(), IdempotencyRecord { index, result });
         self.idempotency_by_index.insert(index, full_key);
         while self.idempotency_by_index.len() > IDEMPOTENCY_KEYS_RETAINED {
-            let Some(&(index, _)) = self.idempotency_by_index.get_min() else { break };
+            let Some(&(index, _)) = self.idempotency_by_index.get_min() else {
+                break;
+            };
             if let Some(oldest) = self.idempotency_by_index.remove(&index) {
                 self.idempotency.remove(&oldest);
             }
@@ -165,7 +199,9 @@ impl State {
             deployed_at_index: index,
             size_bytes: wasm.len() as u64,
         };
-        self.code.entry(sha).or_insert_with(|| Code::new(wasm.to_vec()));
+        self.code
+            .entry(sha)
+            .or_insert_with(|| Code::new(wasm.to_vec()));
         self.plugins.insert(name.to_string(), info.clone());
         self.kv.entry(name.to_string()).or_default();
         if let Some(old) = previous {
@@ -180,7 +216,9 @@ impl State {
         };
         self.kv.remove(name);
         self.drop_unreferenced_code(&info.sha256);
-        CommandResult::Removed { name: name.to_string() }
+        CommandResult::Removed {
+            name: name.to_string(),
+        }
     }
 
     fn drop_unreferenced_code(&mut self, sha: &str) {
@@ -189,12 +227,22 @@ impl State {
         }
     }
 
-    fn apply_plugin(&mut self, runtime: &Runtime, index: u64, name: &str, input: &[u8], timestamp_ms: u64) -> CommandResult {
+    fn apply_plugin(
+        &mut self,
+        runtime: &Runtime,
+        index: u64,
+        name: &str,
+        input: &[u8],
+        timestamp_ms: u64,
+    ) -> CommandResult {
         let Some(info) = self.plugins.get(name) else {
             return CommandResult::Failed(not_found(name));
         };
         let Some(code) = self.code.get(&info.sha256).cloned() else {
-            return CommandResult::Failed(ErrorBody::new("host-error", "plugin code missing from state"));
+            return CommandResult::Failed(ErrorBody::new(
+                "host-error",
+                "plugin code missing from state",
+            ));
         };
         let ctx = CallContext {
             plugin: name,
@@ -236,7 +284,10 @@ impl State {
             memory_limit_bytes: info.memory_limit_bytes as usize,
         };
         let base = self.kv.get(name).cloned().unwrap_or_default();
-        runtime.call(code, CallMode::Query, input, &ctx, &base).result.map_err(|e| e.to_body())
+        runtime
+            .call(code, CallMode::Query, input, &ctx, &base)
+            .result
+            .map_err(|e| e.to_body())
     }
 
     /// The state hash: sha256 over the registry, code, every KV entry and the

@@ -65,7 +65,11 @@ where
     I::Item: Serialize,
 {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let iter = self.0.borrow_mut().take().ok_or_else(|| serde::ser::Error::custom("sequence serialised twice"))?;
+        let iter = self
+            .0
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| serde::ser::Error::custom("sequence serialised twice"))?;
         s.collect_seq(iter)
     }
 }
@@ -81,7 +85,9 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
             let mut t = s.serialize_tuple(6)?;
             t.serialize_element(&Seq::new(st.plugins.values()))?;
             t.serialize_element(&Seq::new(st.code.iter().map(|(k, v)| (k, v.bytes()))))?;
-            t.serialize_element(&Seq::new(st.kv.iter().map(|(name, kv)| (name, Seq::new(kv.iter())))))?;
+            t.serialize_element(&Seq::new(
+                st.kv.iter().map(|(name, kv)| (name, Seq::new(kv.iter()))),
+            ))?;
             t.serialize_element(&Seq::new(st.idempotency.iter()))?;
             t.serialize_element(&st.applied_index)?;
             t.serialize_element(&st.last_timestamp_ms)?;
@@ -95,8 +101,12 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
     out.extend_from_slice(meta);
     let len_at = out.len();
     out.extend_from_slice(&0u64.to_be_bytes());
-    let body_len = bincode::serde::encode_into_std_write(BodyRef(state), &mut out, bincode::config::standard())
-        .expect("writing to a Vec cannot fail");
+    let body_len = bincode::serde::encode_into_std_write(
+        BodyRef(state),
+        &mut out,
+        bincode::config::standard(),
+    )
+    .expect("writing to a Vec cannot fail");
     out[len_at..len_at + 8].copy_from_slice(&(body_len as u64).to_be_bytes());
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
@@ -113,7 +123,9 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], SnapshotError> {
 }
 
 fn take_u64(buf: &mut &[u8]) -> Result<u64, SnapshotError> {
-    Ok(u64::from_be_bytes(take(buf, 8)?.try_into().expect("8 bytes")))
+    Ok(u64::from_be_bytes(
+        take(buf, 8)?.try_into().expect("8 bytes"),
+    ))
 }
 
 /// Decodes snapshot bytes into the state and the Raft layer's metadata.
@@ -138,12 +150,25 @@ pub fn decode(bytes: &[u8]) -> Result<(State, Vec<u8>), SnapshotError> {
     let meta = take(&mut buf, meta_len)?.to_vec();
     let body_len = take_u64(&mut buf)? as usize;
     let body = take(&mut buf, body_len)?;
-    let (body, _): (Body, usize) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-        .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    let (body, _): (Body, usize) =
+        bincode::serde::decode_from_slice(body, bincode::config::standard())
+            .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
     let mut state = State {
-        plugins: body.plugins.into_iter().map(|p| (p.name.clone(), p)).collect(),
-        code: body.code.into_iter().map(|(k, v)| (k, Code::new(v))).collect(),
-        kv: body.kv.into_iter().map(|(name, entries)| (name, entries.into_iter().collect::<crate::runtime::Kv>())).collect(),
+        plugins: body
+            .plugins
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect(),
+        code: body
+            .code
+            .into_iter()
+            .map(|(k, v)| (k, Code::new(v)))
+            .collect(),
+        kv: body
+            .kv
+            .into_iter()
+            .map(|(name, entries)| (name, entries.into_iter().collect::<crate::runtime::Kv>()))
+            .collect(),
         idempotency: imbl::OrdMap::new(),
         idempotency_by_index: imbl::OrdMap::new(),
         applied_index: body.applied_index,

@@ -42,16 +42,26 @@ fn upgrade_keeps_data_and_remove_drops_it() {
     let mut s = State::new();
     s.apply(&rt, 1, &deploy("c", "counter"));
     s.apply(&rt, 2, &apply("c", json!({"increment": {"by": 4}}), None));
-    let CommandResult::Deployed(info) = s.apply(&rt, 3, &deploy("c", "counter")) else { panic!("redeploy") };
+    let CommandResult::Deployed(info) = s.apply(&rt, 3, &deploy("c", "counter")) else {
+        panic!("redeploy")
+    };
     assert_eq!(info.version, 2);
     assert_eq!(info.deployed_at_index, 3);
-    assert_eq!(output(&s.apply(&rt, 4, &apply("c", json!({"get": {}}), None))), json!({"value": 4}));
+    assert_eq!(
+        output(&s.apply(&rt, 4, &apply("c", json!({"get": {}}), None))),
+        json!({"value": 4})
+    );
     // Upgrading to other code replaces the blob; the old one is not kept.
     s.apply(&rt, 5, &deploy("c", "kv"));
     assert_eq!(s.code.len(), 1);
-    assert!(matches!(s.apply(&rt, 6, &Command::Remove { name: "c".into() }), CommandResult::Removed { .. }));
+    assert!(matches!(
+        s.apply(&rt, 6, &Command::Remove { name: "c".into() }),
+        CommandResult::Removed { .. }
+    ));
     assert!(s.plugins().is_empty() && s.code.is_empty() && s.kv("c").is_empty());
-    let CommandResult::Failed(e) = s.apply(&rt, 7, &apply("c", json!({}), None)) else { panic!("removed") };
+    let CommandResult::Failed(e) = s.apply(&rt, 7, &apply("c", json!({}), None)) else {
+        panic!("removed")
+    };
     assert_eq!(e.code, "plugin-not-found");
 }
 
@@ -59,9 +69,17 @@ fn upgrade_keeps_data_and_remove_drops_it() {
 fn bad_deploys_are_recorded_as_failures() {
     let rt = runtime();
     let mut s = State::new();
-    let bad = Command::Deploy { name: "x".into(), wasm: b"junk".to_vec(), fuel_per_call: 1, memory_limit_bytes: 1, timestamp_ms: 0 };
+    let bad = Command::Deploy {
+        name: "x".into(),
+        wasm: b"junk".to_vec(),
+        fuel_per_call: 1,
+        memory_limit_bytes: 1,
+        timestamp_ms: 0,
+    };
     assert!(matches!(s.apply(&rt, 1, &bad), CommandResult::Failed(e) if e.code == "not-wasm"));
-    assert!(matches!(s.apply(&rt, 2, &deploy("Bad Name", "counter")), CommandResult::Failed(e) if e.code == "invalid-plugin-name"));
+    assert!(
+        matches!(s.apply(&rt, 2, &deploy("Bad Name", "counter")), CommandResult::Failed(e) if e.code == "invalid-plugin-name")
+    );
     assert!(s.plugins().is_empty());
     assert_eq!(s.applied_index(), 2);
 }
@@ -71,11 +89,23 @@ fn same_idempotency_key_applies_once() {
     let rt = runtime();
     let mut s = State::new();
     s.apply(&rt, 1, &deploy("c", "counter"));
-    let first = s.apply(&rt, 2, &apply("c", json!({"increment": {"by": 1}}), Some("k")));
-    let retry = s.apply(&rt, 3, &apply("c", json!({"increment": {"by": 1}}), Some("k")));
+    let first = s.apply(
+        &rt,
+        2,
+        &apply("c", json!({"increment": {"by": 1}}), Some("k")),
+    );
+    let retry = s.apply(
+        &rt,
+        3,
+        &apply("c", json!({"increment": {"by": 1}}), Some("k")),
+    );
     assert_eq!(first, retry);
     assert_eq!(s.idempotent_result("c", "k").map(|r| r.index), Some(2));
-    let other = s.apply(&rt, 4, &apply("c", json!({"increment": {"by": 1}}), Some("k2")));
+    let other = s.apply(
+        &rt,
+        4,
+        &apply("c", json!({"increment": {"by": 1}}), Some("k2")),
+    );
     assert_eq!(output(&other), json!({"value": 2}));
 }
 
@@ -85,24 +115,47 @@ fn snapshot_roundtrip_preserves_the_hash_and_rejects_damage() {
     let mut s = State::new();
     s.apply(&rt, 1, &deploy("kv", "kv"));
     for i in 0..20 {
-        s.apply(&rt, 2 + i, &apply("kv", json!({"put": {"key": format!("k{i}"), "value": i}}), Some(&format!("id{i}"))));
+        s.apply(
+            &rt,
+            2 + i,
+            &apply(
+                "kv",
+                json!({"put": {"key": format!("k{i}"), "value": i}}),
+                Some(&format!("id{i}")),
+            ),
+        );
     }
     let bytes = snapshot::encode(&s, b"meta");
     let (back, meta) = snapshot::decode(&bytes).expect("decodes");
     assert_eq!(meta, b"meta");
     assert_eq!(back.hash(), s.hash());
     assert_eq!(back.applied_index(), s.applied_index());
-    assert_eq!(back.idempotent_result("kv", "id3"), s.idempotent_result("kv", "id3"));
+    assert_eq!(
+        back.idempotent_result("kv", "id3"),
+        s.idempotent_result("kv", "id3")
+    );
 
     let mut flipped = bytes.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x40;
-    assert!(matches!(snapshot::decode(&flipped), Err(snapshot::SnapshotError::Checksum)));
-    assert!(matches!(snapshot::decode(&bytes[..bytes.len() - 1]), Err(snapshot::SnapshotError::Checksum)));
-    assert!(matches!(snapshot::decode(b"NOTASNAPSHOT"), Err(snapshot::SnapshotError::BadMagic)));
+    assert!(matches!(
+        snapshot::decode(&flipped),
+        Err(snapshot::SnapshotError::Checksum)
+    ));
+    assert!(matches!(
+        snapshot::decode(&bytes[..bytes.len() - 1]),
+        Err(snapshot::SnapshotError::Checksum)
+    ));
+    assert!(matches!(
+        snapshot::decode(b"NOTASNAPSHOT"),
+        Err(snapshot::SnapshotError::BadMagic)
+    ));
     let mut future = bytes.clone();
     future[11] = 9;
-    assert!(matches!(snapshot::decode(&future), Err(snapshot::SnapshotError::UnsupportedVersion(_))));
+    assert!(matches!(
+        snapshot::decode(&future),
+        Err(snapshot::SnapshotError::UnsupportedVersion(_))
+    ));
 }
 
 #[test]
@@ -113,7 +166,15 @@ fn the_hash_covers_kv_contents() {
     for s in [&mut a, &mut b] {
         s.apply(&rt, 1, &deploy("kv", "kv"));
     }
-    a.apply(&rt, 2, &apply("kv", json!({"put": {"key": "k", "value": 1}}), None));
-    b.apply(&rt, 2, &apply("kv", json!({"put": {"key": "k", "value": 2}}), None));
+    a.apply(
+        &rt,
+        2,
+        &apply("kv", json!({"put": {"key": "k", "value": 1}}), None),
+    );
+    b.apply(
+        &rt,
+        2,
+        &apply("kv", json!({"put": {"key": "k", "value": 2}}), None),
+    );
     assert_ne!(a.hash(), b.hash());
 }

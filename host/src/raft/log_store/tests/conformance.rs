@@ -40,10 +40,12 @@ async fn openraft_storage_conformance_suite() {
     let started = std::time::Instant::now();
     // The real state machine: one runtime shared by all cases (engine setup is
     // the slow part, and it holds no per-test state).
-    let runtime = std::sync::Arc::new(crate::runtime::Runtime::new(Default::default()).expect("runtime"));
+    let runtime =
+        std::sync::Arc::new(crate::runtime::Runtime::new(Default::default()).expect("runtime"));
     let builder = LogStoreBuilder {
         make_sm: move |dir: &Path| {
-            crate::raft::state_machine::StateMachine::open(dir, runtime.clone()).expect("state machine opens")
+            crate::raft::state_machine::StateMachine::open(dir, runtime.clone())
+                .expect("state machine opens")
         },
     };
     Suite::test_all(builder)
