@@ -59,6 +59,12 @@ pub enum Commands {
         name: String,
         /// Path to the component (default: the built-in example called NAME).
         file: Option<PathBuf>,
+        /// Fuel budget of each call (default: the node's).
+        #[arg(long)]
+        fuel_per_call: Option<u64>,
+        /// Linear-memory cap of each instance (default: the node's).
+        #[arg(long)]
+        memory_limit_bytes: Option<u64>,
     },
     /// Run a command through plugin NAME's `apply` (replicated).
     Apply {
@@ -168,6 +174,22 @@ impl ServeArgs {
         };
         config.validate().context("invalid configuration")?;
         Ok(config)
+    }
+}
+
+/// `/v1/plugins/{name}` with the optional per-plugin limits as query parameters.
+fn deploy_path(name: &str, fuel_per_call: Option<u64>, memory_limit_bytes: Option<u64>) -> String {
+    let params: Vec<String> = [
+        ("fuel_per_call", fuel_per_call),
+        ("memory_limit_bytes", memory_limit_bytes),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+    .collect();
+    if params.is_empty() {
+        format!("/v1/plugins/{name}")
+    } else {
+        format!("/v1/plugins/{name}?{}", params.join("&"))
     }
 }
 
@@ -281,7 +303,12 @@ impl Client {
     async fn run(&self, command: &Commands) -> anyhow::Result<()> {
         match command {
             Commands::Serve(_) | Commands::Bench(_) => unreachable!("handled by cli::run"),
-            Commands::Deploy { name, file } => {
+            Commands::Deploy {
+                name,
+                file,
+                fuel_per_call,
+                memory_limit_bytes,
+            } => {
                 let wasm = match file {
                     Some(file) => tokio::fs::read(file)
                         .await
@@ -295,7 +322,7 @@ impl Client {
                 let reply = self
                     .call(
                         Method::PUT,
-                        &format!("/v1/plugins/{name}"),
+                        &deploy_path(name, *fuel_per_call, *memory_limit_bytes),
                         Bytes::from(wasm),
                         &[],
                     )
@@ -476,6 +503,19 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn deploy_limits_become_query_parameters() {
+        assert_eq!(deploy_path("kv", None, None), "/v1/plugins/kv");
+        assert_eq!(
+            deploy_path("kv", Some(5), None),
+            "/v1/plugins/kv?fuel_per_call=5"
+        );
+        assert_eq!(
+            deploy_path("kv", Some(5), Some(65536)),
+            "/v1/plugins/kv?fuel_per_call=5&memory_limit_bytes=65536"
+        );
     }
 
     #[test]

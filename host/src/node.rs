@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use crate::api::error::ApiError;
 use crate::api::raft_rpc::RaftRpc;
 use crate::api::service::{
-    Applied, ClusterService, ClusterStatus, Consistency, DeployResponse, Member, MemberRole,
-    QueryOutput, RemoveResponse, StateHash,
+    Applied, ClusterService, ClusterStatus, Consistency, DeployOptions, DeployResponse, Member,
+    MemberRole, QueryOutput, RemoveResponse, StateHash,
 };
 use crate::api::{Api, ApiLimits};
 use crate::config::Config;
@@ -268,7 +268,12 @@ impl NodeService {
 }
 
 impl ClusterService for NodeService {
-    async fn deploy(&self, name: String, wasm: Bytes) -> Result<DeployResponse, ApiError> {
+    async fn deploy(
+        &self,
+        name: String,
+        wasm: Bytes,
+        options: DeployOptions,
+    ) -> Result<DeployResponse, ApiError> {
         validate_plugin_name(&name).map_err(|e| ApiError::bad_request(e.code, e.message))?;
         let runtime = self.inner.runtime.clone();
         let wasm2 = wasm.clone();
@@ -278,11 +283,24 @@ impl ClusterService for NodeService {
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
         let rc = &self.inner.config.runtime;
+        let memory_limit_bytes = options
+            .memory_limit_bytes
+            .unwrap_or(rc.memory_per_instance_bytes as u64);
+        // The instance pool is sized for this node's cap; a plugin cannot ask for more.
+        if memory_limit_bytes > rc.memory_per_instance_bytes as u64 {
+            return Err(ApiError::bad_request(
+                "memory-limit-too-large",
+                format!(
+                    "memory_limit_bytes may be at most {}",
+                    rc.memory_per_instance_bytes
+                ),
+            ));
+        }
         let cmd = Command::Deploy {
             name,
             wasm: wasm.to_vec(),
-            fuel_per_call: rc.default_fuel_per_call,
-            memory_limit_bytes: rc.memory_per_instance_bytes as u64,
+            fuel_per_call: options.fuel_per_call.unwrap_or(rc.default_fuel_per_call),
+            memory_limit_bytes,
             timestamp_ms: now_ms(),
         };
         match self.propose(cmd).await? {

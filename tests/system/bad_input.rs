@@ -230,3 +230,33 @@ async fn bad_requests_are_rejected_without_changing_state() -> anyhow::Result<()
     assert_eq!(r.json(), json!({"value": 5}));
     cluster.stop_all().await
 }
+
+/// Per-plugin limits from the deploy URL are recorded and enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_limits_are_per_plugin() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(1).await?;
+    let wasm = cairn_host::plugins::built("misbehave");
+    let node = cluster.node(1);
+    node.req(
+        Method::PUT,
+        "/v1/plugins/tight?fuel_per_call=200000",
+        &[],
+        wasm.clone(),
+    )
+    .await?
+    .expect(201)?;
+    let info = node.get("/v1/plugins/tight").await?.expect(200)?.json();
+    assert_eq!(info["fuel_per_call"], 200_000);
+    let resp = node.apply("tight", &json!({"op": "loop"})).await?;
+    assert_error(&resp, 422, "out-of-fuel");
+    let resp = node
+        .req(
+            Method::PUT,
+            "/v1/plugins/big?memory_limit_bytes=999999999999",
+            &[],
+            wasm,
+        )
+        .await?;
+    assert_error(&resp, 400, "memory-limit-too-large");
+    cluster.stop_all().await
+}

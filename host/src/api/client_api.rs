@@ -20,7 +20,9 @@ use http_body_util::Full;
 
 use crate::api::error::{ApiError, json_response};
 use crate::api::server::{RequestHead, Route};
-use crate::api::service::{AddMemberRequest, ClusterService, Consistency, PluginList};
+use crate::api::service::{
+    AddMemberRequest, ClusterService, Consistency, DeployOptions, PluginList,
+};
 use crate::state::CommandResult;
 
 /// Response header: the log index a write was applied at.
@@ -52,7 +54,8 @@ pub(crate) async fn handle<S: ClusterService>(
             Ok(json_response(StatusCode::OK, &PluginList { plugins }))
         }
         (Route::Plugin(name), &Method::PUT) => {
-            let deployed = service.deploy(name.to_string(), body).await?;
+            let options = deploy_params(head.uri.query())?;
+            let deployed = service.deploy(name.to_string(), body, options).await?;
             let index = deployed.log_index;
             Ok(with_index(
                 json_response(StatusCode::CREATED, &deployed),
@@ -172,6 +175,37 @@ fn idempotency_key(head: &RequestHead) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_string()))
 }
 
+/// Parses `fuel_per_call=N` and `memory_limit_bytes=N` of a deploy; anything
+/// else is a 400.
+pub(crate) fn deploy_params(query: Option<&str>) -> Result<DeployOptions, ApiError> {
+    let mut options = DeployOptions::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "fuel_per_call" => &mut options.fuel_per_call,
+            "memory_limit_bytes" => &mut options.memory_limit_bytes,
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad-query",
+                    format!("unknown query parameter {other:?}"),
+                ));
+            }
+        };
+        let n = value
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad-query",
+                    format!("{key} must be a positive number, not {value:?}"),
+                )
+            })?;
+        *slot = Some(n);
+    }
+    Ok(options)
+}
+
 /// Parses `consistency=linearizable|stale` and `min_index=N`; anything else is a 400
 /// so that a typo (`min-index`) is not silently ignored.
 pub(crate) fn query_params(query: Option<&str>) -> Result<(Consistency, Option<u64>), ApiError> {
@@ -215,6 +249,25 @@ pub(crate) fn query_params(query: Option<&str>) -> Result<(Consistency, Option<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_deploy_parameters() {
+        assert_eq!(deploy_params(None).unwrap(), DeployOptions::default());
+        assert_eq!(
+            deploy_params(Some("fuel_per_call=1000&memory_limit_bytes=65536")).unwrap(),
+            DeployOptions {
+                fuel_per_call: Some(1000),
+                memory_limit_bytes: Some(65536)
+            }
+        );
+        for bad in ["fuel_per_call=0", "fuel_per_call=x", "fuel=1"] {
+            assert_eq!(
+                deploy_params(Some(bad)).unwrap_err().code(),
+                "bad-query",
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn parses_query_parameters() {

@@ -25,6 +25,16 @@ pub enum Consistency {
     Stale,
 }
 
+/// Per-plugin limits chosen at deploy (`PUT /v1/plugins/{name}?fuel_per_call=N&memory_limit_bytes=M`);
+/// `None` takes the node's default. They are recorded in the log with the code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeployOptions {
+    /// Fuel budget of each call.
+    pub fuel_per_call: Option<u64>,
+    /// Linear-memory cap of each instance.
+    pub memory_limit_bytes: Option<u64>,
+}
+
 /// `201` body of `PUT /v1/plugins/{name}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployResponse {
@@ -140,6 +150,7 @@ pub trait ClusterService: Send + Sync + 'static {
         &self,
         name: String,
         wasm: Bytes,
+        options: DeployOptions,
     ) -> impl Future<Output = Result<DeployResponse, ApiError>> + Send;
 
     /// Replicates removal of a plugin and its KV.

@@ -53,7 +53,12 @@ fn unavailable<T>() -> Result<T, ApiError> {
 }
 
 impl ClusterService for StubService {
-    async fn deploy(&self, _name: String, _wasm: Bytes) -> Result<DeployResponse, ApiError> {
+    async fn deploy(
+        &self,
+        _name: String,
+        _wasm: Bytes,
+        _options: crate::api::service::DeployOptions,
+    ) -> Result<DeployResponse, ApiError> {
         unavailable()
     }
     async fn remove(&self, _name: String) -> Result<RemoveResponse, ApiError> {
