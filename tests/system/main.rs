@@ -5,6 +5,7 @@ mod harness;
 mod process;
 
 mod bad_input;
+mod events;
 mod idempotency;
 mod kill9_leader;
 mod leader_failover;

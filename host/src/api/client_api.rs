@@ -77,9 +77,15 @@ pub(crate) async fn handle<S: ClusterService>(
             &service.get_plugin(name.to_string()).await?,
         )),
         (Route::PluginApply(name), _) => {
+            let with_events = apply_params(head.uri.query())?;
             let key = idempotency_key(head)?;
             let applied = service.apply(name.to_string(), body, key).await?;
             match applied.result {
+                CommandResult::Applied(out) if with_events => Ok(with_index(
+                    json_response(StatusCode::OK, &output_with_events(&out)),
+                    LOG_INDEX_HEADER,
+                    applied.log_index,
+                )),
                 CommandResult::Applied(out) => Ok(with_index(
                     output_response(out.output),
                     LOG_INDEX_HEADER,
@@ -138,6 +144,42 @@ pub(crate) async fn handle<S: ClusterService>(
 }
 
 /// A plugin's output bytes; labelled JSON when they are JSON (our plugins), else opaque.
+/// Parses an apply's query string: only `events=true|false`.
+pub(crate) fn apply_params(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut events = false;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("events", "true") => events = true,
+            ("events", "false") => events = false,
+            (key, value) => {
+                return Err(ApiError::bad_request(
+                    "bad-query",
+                    format!(
+                        "unknown query parameter {key}={value:?} (apply takes events=true|false)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// Bytes as JSON: embedded as-is when they are JSON, else `{"hex": "..."}`.
+fn bytes_as_json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::json!({ "hex": hex::encode(bytes) }))
+}
+
+/// `{"output": …, "events": [{"topic", "payload"}]}` for `?events=true`.
+fn output_with_events(out: &crate::state::Output) -> serde_json::Value {
+    let events: Vec<serde_json::Value> = out
+        .events
+        .iter()
+        .map(|e| serde_json::json!({ "topic": e.topic, "payload": bytes_as_json(&e.payload) }))
+        .collect();
+    serde_json::json!({ "output": bytes_as_json(&out.output), "events": events })
+}
+
 fn output_response(output: Vec<u8>) -> Response<Full<Bytes>> {
     let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&output).is_ok();
     let mut resp = Response::new(Full::new(Bytes::from(output)));
@@ -249,6 +291,27 @@ pub(crate) fn query_params(query: Option<&str>) -> Result<(Consistency, Option<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_embedded_as_json_or_hex() {
+        assert!(!apply_params(None).unwrap());
+        assert!(apply_params(Some("events=true")).unwrap());
+        assert_eq!(
+            apply_params(Some("events=yes")).unwrap_err().code(),
+            "bad-query"
+        );
+        let out = crate::state::Output {
+            output: br#"{"ok":1}"#.to_vec(),
+            events: vec![crate::state::Event {
+                topic: "t".into(),
+                payload: vec![0xff, 0x00],
+            }],
+        };
+        assert_eq!(
+            output_with_events(&out),
+            serde_json::json!({"output": {"ok": 1}, "events": [{"topic": "t", "payload": {"hex": "ff00"}}]})
+        );
+    }
 
     #[test]
     fn parses_deploy_parameters() {

@@ -299,7 +299,7 @@ async fn writes_to_a_follower_are_proxied_to_the_leader_once() {
     let resp = call(
         &follower,
         Method::POST,
-        "/v1/plugins/counter/apply?x",
+        "/v1/plugins/counter/apply?events=false",
         "in",
         &[("idempotency-key", "abc")],
     )
