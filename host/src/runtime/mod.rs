@@ -4,9 +4,11 @@
 //! It touches no sockets, real clocks or OS randomness (DESIGN.md rules 3–5).
 
 mod bindings;
+mod config;
 mod context_host;
 mod disk_cache;
 mod engine;
+mod error;
 mod kv_host;
 mod store;
 mod wasi;
@@ -16,184 +18,19 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store};
 
-use crate::state::{ErrorBody, Output};
+use crate::state::Output;
 use bindings::{Plugin, PluginPre};
+pub use config::{Limits, RuntimeConfig};
+use error::classify_trap;
+pub use error::{CallError, ValidateError};
 pub use store::CallMode;
 use store::{CallState, Limiter};
 
 /// A plugin's committed key-value data: a persistent ordered map, so taking a
 /// snapshot or starting a call is an O(1) clone.
 pub type Kv = imbl::OrdMap<Vec<u8>, Vec<u8>>;
-
-/// Limits that shape a call's outcome. They must be equal on every node of a
-/// cluster, like the code itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Longest key a plugin may write.
-    pub max_key_bytes: usize,
-    /// Largest value a plugin may write.
-    pub max_value_bytes: usize,
-    /// Most entries one `scan` returns.
-    pub max_scan_entries: usize,
-    /// Most bytes one `random-bytes` call returns.
-    pub max_random_bytes: usize,
-    /// Most events one call may emit; further events are dropped.
-    pub max_events_per_call: usize,
-    /// Most event bytes (topic + payload) one call may emit.
-    pub max_event_bytes_per_call: usize,
-    /// Largest output a call may return; more is a `output-too-large` error.
-    pub max_output_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_key_bytes: 4 * 1024,
-            max_value_bytes: 1024 * 1024,
-            max_scan_entries: 10_000,
-            max_random_bytes: 64 * 1024,
-            max_events_per_call: 256,
-            max_event_bytes_per_call: 256 * 1024,
-            max_output_bytes: 4 * 1024 * 1024,
-        }
-    }
-}
-
-/// How the engine and its instance pool are sized.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuntimeConfig {
-    /// Fuel budget given to each call of a newly deployed plugin (recorded in
-    /// the log with the deploy, so every node meters identically).
-    pub default_fuel_per_call: u64,
-    /// Largest component accepted for deploy.
-    pub max_plugin_bytes: usize,
-    /// Linear-memory cap of every instance (enforced deterministically).
-    pub memory_per_instance_bytes: usize,
-    /// Wasm stack cap; running past it is a trap.
-    pub max_stack_bytes: usize,
-    /// Instances that may be alive at once (the pooling allocator's size).
-    pub pooled_instances: u32,
-    /// Guest stdout+stderr kept per call before the rest is dropped.
-    pub max_guest_log_bytes: usize,
-    /// Limits visible to plugins.
-    pub limits: Limits,
-    /// Where compiled components are cached across restarts (`None`: memory only).
-    pub compiled_cache_dir: Option<std::path::PathBuf>,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        Self {
-            default_fuel_per_call: 100_000_000,
-            max_plugin_bytes: 16 * 1024 * 1024,
-            memory_per_instance_bytes: 64 * 1024 * 1024,
-            max_stack_bytes: 512 * 1024,
-            pooled_instances: 64,
-            max_guest_log_bytes: 16 * 1024,
-            limits: Limits::default(),
-            compiled_cache_dir: None,
-        }
-    }
-}
-
-/// Why a component was refused at deploy time.
-#[derive(Debug, thiserror::Error)]
-pub enum ValidateError {
-    /// The upload exceeds `max_plugin_bytes`.
-    #[error("component is {size_bytes} bytes, the limit is {max_bytes} bytes")]
-    TooLarge {
-        /// Size of the upload.
-        size_bytes: usize,
-        /// The configured limit.
-        max_bytes: usize,
-    },
-    /// The bytes do not start with the WebAssembly magic number.
-    #[error("not a WebAssembly binary (missing the \\0asm header)")]
-    NotWasm,
-    /// A core module was uploaded; plugins must be components.
-    #[error(
-        "this is a core WebAssembly module, not a component; build with --target wasm32-wasip2"
-    )]
-    CoreModule,
-    /// The component failed to parse or compile.
-    #[error("invalid component: {0}")]
-    Invalid(String),
-    /// The component does not implement the `cairn:plugin/plugin` world.
-    #[error("component does not match the cairn:plugin world: {0}")]
-    WrongWorld(String),
-}
-
-impl ValidateError {
-    /// The stable error code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ValidateError::TooLarge { .. } => "plugin-too-large",
-            ValidateError::NotWasm => "not-wasm",
-            ValidateError::CoreModule => "not-a-component",
-            ValidateError::Invalid(_) => "invalid-component",
-            ValidateError::WrongWorld(_) => "wrong-world",
-        }
-    }
-}
-
-/// Why a call produced no output. Each kind is distinguishable by its code.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
-    /// The plugin returned `err(plugin-error)` on purpose.
-    #[error("{code}: {message}")]
-    Plugin {
-        /// The plugin's code.
-        code: String,
-        /// The plugin's message.
-        message: String,
-    },
-    /// The call used up its fuel budget.
-    #[error("out of fuel after {fuel} units")]
-    OutOfFuel {
-        /// The budget.
-        fuel: u64,
-    },
-    /// The instance tried to grow memory beyond its cap.
-    #[error("memory limit exceeded: {0}")]
-    MemoryLimit(String),
-    /// The guest trapped (panic, unreachable, stack overflow, …).
-    #[error("plugin trapped: {0}")]
-    Trap(String),
-    /// A `query` tried to write to the KV.
-    #[error("query attempted to write to the key-value store")]
-    WriteInQuery,
-    /// The output exceeded `max_output_bytes`.
-    #[error("output of {0} bytes exceeds the limit")]
-    OutputTooLarge(usize),
-    /// The host could not run the call (e.g. the pool is exhausted).
-    #[error("host failure: {0}")]
-    Host(String),
-}
-
-impl CallError {
-    /// The stable error code, also used as the HTTP error code.
-    pub fn code(&self) -> String {
-        match self {
-            CallError::Plugin { code, .. } => code.clone(),
-            CallError::OutOfFuel { .. } => "out-of-fuel".into(),
-            CallError::MemoryLimit(_) => "memory-limit".into(),
-            CallError::Trap(_) => "plugin-trap".into(),
-            CallError::WriteInQuery => "write-in-query".into(),
-            CallError::OutputTooLarge(_) => "output-too-large".into(),
-            CallError::Host(_) => "host-error".into(),
-        }
-    }
-
-    /// The error as a wire body.
-    pub fn to_body(&self) -> ErrorBody {
-        match self {
-            CallError::Plugin { code, message } => ErrorBody::new(code.clone(), message.clone()),
-            other => ErrorBody::new(other.code(), other.to_string()),
-        }
-    }
-}
 
 /// What a plugin call needs to know about its command.
 #[derive(Clone, Debug)]
@@ -466,45 +303,6 @@ impl Runtime {
             fuel_used,
         }
     }
-}
-
-/// How much guest stderr a trap message carries.
-const MAX_TRAP_DETAIL_CHARS: usize = 512;
-
-/// Maps a wasmtime error to its failure kind. The memory flag is checked first
-/// because a refused grow surfaces as a plain error, not a `Trap`.
-fn classify_trap(e: wasmtime::Error, fuel: u64, memory_limit_hit: bool, log: &[u8]) -> CallError {
-    if memory_limit_hit {
-        return CallError::MemoryLimit(format!("{:#}", e.root_cause()));
-    }
-    if let Some(trap) = e.downcast_ref::<Trap>() {
-        if *trap == Trap::OutOfFuel {
-            return CallError::OutOfFuel { fuel };
-        }
-        // A Rust panic prints "panicked at file:line:col:" and then its message
-        // to stderr before trapping; that is the most useful thing to show.
-        let text = String::from_utf8_lossy(log);
-        let lines: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with"))
-            .collect();
-        let start = lines
-            .iter()
-            .rposition(|l| l.contains("panicked at"))
-            .unwrap_or(0);
-        let detail: String = lines[start..]
-            .join(" ")
-            .chars()
-            .take(MAX_TRAP_DETAIL_CHARS)
-            .collect();
-        let msg = if detail.is_empty() {
-            trap.to_string()
-        } else {
-            format!("{trap}; guest stderr: {detail}")
-        };
-        return CallError::Trap(msg);
-    }
-    CallError::Trap(format!("{e:#}"))
 }
 
 #[cfg(test)]

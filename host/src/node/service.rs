@@ -1,72 +1,38 @@
-//! Node wiring: builds the log store, state machine, network, Raft and HTTP
-//! server in one function, and implements the client API over them.
+//! The client API of one node over openraft and the state machine: proposing
+//! commands, linearizable and bounded-staleness reads, membership changes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::api::error::ApiError;
-use crate::api::raft_rpc::RaftRpc;
 use crate::api::service::{
     Applied, ClusterService, ClusterStatus, Consistency, DeployOptions, DeployResponse, Member,
     MemberRole, QueryOutput, RemoveResponse, StateHash,
 };
-use crate::api::{Api, ApiLimits};
 use crate::config::Config;
-use crate::http_client::{HttpClient, new_client};
-use crate::raft::log_store::{LogStore, LogStoreConfig};
-use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{NodeId, Raft, TypeConfig};
 use crate::runtime::Runtime;
 use crate::state::{Command, CommandResult, PluginInfo, validate_plugin_name};
 
 /// One running node's shared parts.
-struct Inner {
-    id: NodeId,
-    raft: Raft,
-    sm: StateMachine,
-    runtime: Arc<Runtime>,
-    config: Config,
+pub(super) struct Inner {
+    pub(super) id: NodeId,
+    pub(super) raft: Raft,
+    pub(super) sm: StateMachine,
+    pub(super) runtime: Arc<Runtime>,
+    pub(super) config: Config,
 }
 
 /// The client-API service of one node; clones share the node.
 #[derive(Clone)]
 pub struct NodeService {
-    inner: Arc<Inner>,
-}
-
-/// A started node: its address and the handles to stop it.
-pub struct RunningNode {
-    /// The address the HTTP server is bound to.
-    pub addr: std::net::SocketAddr,
-    /// The client-API service (for embedding and tests).
-    pub service: NodeService,
-    shutdown_tx: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl RunningNode {
-    /// Stops serving, shuts Raft down and waits for both; the data dir is left resumable.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.shutdown_tx.send(true);
-        let served = self.server.await;
-        self.service
-            .inner
-            .raft
-            .shutdown()
-            .await
-            .map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
-        served??;
-        Ok(())
-    }
+    pub(super) inner: Arc<Inner>,
 }
 
 fn now_ms() -> u64 {
@@ -74,126 +40,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Runs a node until `shutdown` turns `true` (the `cairn serve` entry point).
-pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let node = start(config).await?;
-    let _ = shutdown.wait_for(|stop| *stop).await;
-    tracing::info!("shutting down");
-    node.stop().await
-}
-
-/// Builds and starts every part of a node; returns once it serves HTTP.
-pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
-    config.validate()?;
-    std::fs::create_dir_all(&config.data_dir)?;
-    let mut runtime_config = config.runtime.clone();
-    runtime_config.max_plugin_bytes = config.max_plugin_bytes as usize;
-    runtime_config
-        .compiled_cache_dir
-        .get_or_insert_with(|| config.data_dir.join("compiled"));
-    let runtime = Arc::new(Runtime::new(runtime_config)?);
-    let log_dir = config.data_dir.join("log");
-    let log_store =
-        tokio::task::spawn_blocking(move || LogStore::open(&log_dir, LogStoreConfig::default()))
-            .await??;
-    let sm_dir = config.data_dir.join("snapshots");
-    let rt2 = runtime.clone();
-    let sm = tokio::task::spawn_blocking(move || StateMachine::open(&sm_dir, rt2)).await??;
-    let client = new_client();
-    let network = NetworkFactory::new(&config, client.clone());
-    let raft_config = Arc::new(config.openraft_config()?);
-    let raft = Raft::new(config.node_id, raft_config, network, log_store, sm.clone()).await?;
-
-    let listener = TcpListener::bind(config.listen_addr).await?;
-    let addr = listener.local_addr()?;
-    let inner = Arc::new(Inner {
-        id: config.node_id,
-        raft: raft.clone(),
-        sm,
-        runtime,
-        config: config.clone(),
-    });
-    let service = NodeService { inner };
-    let rpc = RaftRpc::new(raft.clone(), &config);
-    let api = Arc::new(Api::new(
-        service.clone(),
-        rpc,
-        client.clone(),
-        ApiLimits::from_config(&config),
-    ));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::api::serve(listener, api, shutdown_rx));
-
-    if !raft.is_initialized().await? {
-        match &config.join_url {
-            None => {
-                let mut members = BTreeMap::new();
-                members.insert(
-                    config.node_id,
-                    BasicNode {
-                        addr: config.advertise_addr.clone(),
-                    },
-                );
-                raft.initialize(members).await?;
-                tracing::info!(id = config.node_id, "initialised a new single-node cluster");
-            }
-            Some(url) => {
-                let url = url.clone();
-                let (id, advertise) = (config.node_id, config.advertise_addr.clone());
-                // Joining needs this node's server up (the leader replicates to
-                // it while adding it), so ask in the background.
-                tokio::spawn(async move {
-                    if let Err(e) = join(&client, &url, id, &advertise).await {
-                        tracing::error!(error = %e, %url, "joining the cluster failed");
-                    }
-                });
-            }
-        }
-    }
-    Ok(RunningNode {
-        addr,
-        service,
-        shutdown_tx,
-        server,
-    })
-}
-
-/// How long one join request may take: the leader answers only once this
-/// node has caught up, which for a large state means a snapshot transfer.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Asks the cluster at `url` to add this node, retrying while it has no leader.
-async fn join(client: &HttpClient, url: &str, id: NodeId, advertise: &str) -> anyhow::Result<()> {
-    let body = serde_json::to_vec(&serde_json::json!({"id": id, "addr": advertise}))?;
-    let mut last = String::new();
-    for attempt in 0..60 {
-        let uri = crate::http_client::url(url, "/v1/cluster/members")?;
-        let req = crate::http_client::request(
-            http::Method::POST,
-            uri,
-            Some("application/json"),
-            Bytes::from(body.clone()),
-        );
-        match crate::http_client::send(client, req, JOIN_TIMEOUT, 64 * 1024).await {
-            Ok(resp) if resp.status().is_success() => {
-                tracing::info!(%url, "joined the cluster");
-                return Ok(());
-            }
-            Ok(resp) => {
-                last = format!(
-                    "status {}: {}",
-                    resp.status(),
-                    String::from_utf8_lossy(resp.body())
-                )
-            }
-            Err(e) => last = e.to_string(),
-        }
-        tracing::warn!(attempt, error = %last, "join attempt failed; retrying");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    anyhow::bail!("could not join via {url}: {last}")
 }
 
 impl NodeService {

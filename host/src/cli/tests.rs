@@ -1,0 +1,83 @@
+//! Unit tests of `cli`.
+
+use clap::CommandFactory;
+
+use super::*;
+
+#[test]
+fn cli_definition_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn deploy_limits_become_query_parameters() {
+    assert_eq!(deploy_path("kv", None, None), "/v1/plugins/kv");
+    assert_eq!(
+        deploy_path("kv", Some(5), None),
+        "/v1/plugins/kv?fuel_per_call=5"
+    );
+    assert_eq!(
+        deploy_path("kv", Some(5), Some(65536)),
+        "/v1/plugins/kv?fuel_per_call=5&memory_limit_bytes=65536"
+    );
+}
+
+#[test]
+fn parses_issue_examples() {
+    let cli = Cli::try_parse_from([
+        "cairn",
+        "serve",
+        "--id",
+        "2",
+        "--listen",
+        "127.0.0.1:7071",
+        "--join",
+        "http://127.0.0.1:7070",
+    ])
+    .unwrap();
+    let Commands::Serve(args) = cli.command else {
+        panic!("not serve")
+    };
+    let cfg = args.to_config().unwrap();
+    assert_eq!(
+        (cfg.node_id, cfg.advertise_addr.as_str()),
+        (2, "127.0.0.1:7071")
+    );
+    assert_eq!(cfg.join_url.as_deref(), Some("http://127.0.0.1:7070"));
+
+    let cli = Cli::try_parse_from([
+        "cairn",
+        "query",
+        "counter",
+        "{}",
+        "--stale",
+        "--min-index",
+        "9",
+        "--json",
+    ])
+    .unwrap();
+    assert!(cli.json);
+    assert!(matches!(
+        cli.command,
+        Commands::Query {
+            stale: true,
+            min_index: Some(9),
+            ..
+        }
+    ));
+    assert!(Cli::try_parse_from(["cairn", "members", "add", "4", "127.0.0.1:7073"]).is_ok());
+    assert!(Cli::try_parse_from(["cairn", "members", "remove", "x"]).is_err());
+}
+
+#[test]
+fn error_lines_use_the_node_code() {
+    let body = br#"{"error":{"code":"plugin-not-found","message":"plugin \"x\" is not deployed"}}"#;
+    assert_eq!(
+        describe_failure(StatusCode::NOT_FOUND, body),
+        r#"plugin-not-found: plugin "x" is not deployed"#
+    );
+    assert_eq!(
+        describe_failure(StatusCode::BAD_GATEWAY, b"oops"),
+        "HTTP 502 Bad Gateway: oops"
+    );
+}
