@@ -140,6 +140,15 @@ pub struct ServeArgs {
     /// URL of a cluster member to ask to add this node.
     #[arg(long)]
     pub join: Option<String>,
+    /// Leader heartbeat interval.
+    #[arg(long, default_value_t = Config::default().heartbeat_interval_ms)]
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the randomised election timeout.
+    #[arg(long, default_value_t = Config::default().election_timeout_min_ms)]
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomised election timeout.
+    #[arg(long, default_value_t = Config::default().election_timeout_max_ms)]
+    pub election_timeout_max_ms: u64,
     /// Take a snapshot (and purge the log behind it) after this many entries.
     #[arg(long, default_value_t = Config::default().snapshot_logs_since_last)]
     pub snapshot_logs_since_last: u64,
@@ -166,6 +175,9 @@ impl ServeArgs {
                 .unwrap_or_else(|| self.listen.to_string()),
             data_dir: self.data_dir.clone(),
             join_url: self.join.clone(),
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            election_timeout_min_ms: self.election_timeout_min_ms,
+            election_timeout_max_ms: self.election_timeout_max_ms,
             snapshot_logs_since_last: self.snapshot_logs_since_last,
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
             max_body_bytes: self.max_body_bytes,
