@@ -9,6 +9,7 @@ mod events;
 mod idempotency;
 mod kill9_leader;
 mod leader_failover;
+mod linearizability;
 mod membership;
 mod single_node;
 mod snapshot_rejoin;
