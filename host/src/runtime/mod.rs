@@ -110,11 +110,6 @@ impl Code {
     }
 }
 
-/// Hex sha256 of component bytes: a plugin version's identity.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 impl Runtime {
     /// Builds the engine (deterministic configuration) and links the host imports.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
@@ -150,11 +145,6 @@ impl Runtime {
     pub fn validate(&self, wasm: &[u8]) -> Result<String, ValidateError> {
         let sha: [u8; 32] = Sha256::digest(wasm).into();
         self.compiled(&sha, wasm).map(|_| hex::encode(sha))
-    }
-
-    /// Whether the component with this sha256 is already compiled.
-    pub fn is_cached(&self, sha: &[u8; 32]) -> bool {
-        self.lock_cache().contains_key(sha)
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Compiled>>> {
