@@ -227,7 +227,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutdown signal received");
         let _ = tx.send(true);
     });
-    crate::node::run(config, rx).await
+    Ok(crate::node::run(config, rx).await?)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -25,6 +25,47 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{NodeId, Raft};
 use crate::runtime::Runtime;
 
+/// Why a node could not start, stop or join.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The Wasm runtime could not be built.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    /// The log store could not be opened.
+    #[error("log store: {0}")]
+    LogStore(#[from] crate::raft::log_store::LogStoreError),
+    /// Disk or socket I/O failed (data dir, snapshots, listening).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// openraft refused to start, initialise or stop.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// Asking the cluster to add this node failed.
+    #[error("could not join via {url}: {reason}")]
+    Join {
+        /// The member asked.
+        url: String,
+        /// The last failure.
+        reason: String,
+    },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> NodeError {
+    move |source| NodeError::Io { what, source }
+}
+
+fn raft_err(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Raft(e.to_string())
+}
+
 /// A started node: its address and the handles to stop it.
 pub struct RunningNode {
     /// The address the HTTP server is bound to.
@@ -37,22 +78,17 @@ pub struct RunningNode {
 
 impl RunningNode {
     /// Stops serving, shuts Raft down and waits for both; the data dir is left resumable.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<(), NodeError> {
         let _ = self.shutdown_tx.send(true);
         let served = self.server.await;
-        self.service
-            .inner
-            .raft
-            .shutdown()
-            .await
-            .map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
-        served??;
+        self.service.inner.raft.shutdown().await.map_err(raft_err)?;
+        served.map_err(raft_err)?.map_err(io("serving http"))?;
         Ok(())
     }
 }
 
 /// Runs a node until `shutdown` turns `true` (the `cairn serve` entry point).
-pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), NodeError> {
     let node = start(config).await?;
     let _ = shutdown.wait_for(|stop| *stop).await;
     tracing::info!("shutting down");
@@ -60,9 +96,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
 }
 
 /// Builds and starts every part of a node; returns once it serves HTTP.
-pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
+pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir)?;
+    std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
     let mut runtime_config = config.runtime.clone();
     runtime_config.max_plugin_bytes = config.max_plugin_bytes as usize;
     runtime_config
@@ -72,17 +108,27 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let log_dir = config.data_dir.join("log");
     let log_store =
         tokio::task::spawn_blocking(move || LogStore::open(&log_dir, LogStoreConfig::default()))
-            .await??;
+            .await
+            .map_err(raft_err)??;
     let sm_dir = config.data_dir.join("snapshots");
     let rt2 = runtime.clone();
-    let sm = tokio::task::spawn_blocking(move || StateMachine::open(&sm_dir, rt2)).await??;
+    let sm = tokio::task::spawn_blocking(move || StateMachine::open(&sm_dir, rt2))
+        .await
+        .map_err(raft_err)?
+        .map_err(io("opening the state machine"))?;
     let client = new_client();
     let network = NetworkFactory::new(&config, client.clone());
     let raft_config = Arc::new(config.openraft_config()?);
-    let raft = Raft::new(config.node_id, raft_config, network, log_store, sm.clone()).await?;
+    let raft = Raft::new(config.node_id, raft_config, network, log_store, sm.clone())
+        .await
+        .map_err(raft_err)?;
 
-    let listener = TcpListener::bind(config.listen_addr).await?;
-    let addr = listener.local_addr()?;
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(io("binding the listen address"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io("reading the bound address"))?;
     let inner = Arc::new(Inner {
         id: config.node_id,
         raft: raft.clone(),
@@ -101,7 +147,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(crate::api::serve(listener, api, shutdown_rx));
 
-    if !raft.is_initialized().await? {
+    if !raft.is_initialized().await.map_err(raft_err)? {
         match &config.join_url {
             None => {
                 let mut members = BTreeMap::new();
@@ -111,7 +157,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
                         addr: config.advertise_addr.clone(),
                     },
                 );
-                raft.initialize(members).await?;
+                raft.initialize(members).await.map_err(raft_err)?;
                 tracing::info!(id = config.node_id, "initialised a new single-node cluster");
             }
             Some(url) => {
@@ -140,11 +186,23 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
 const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Asks the cluster at `url` to add this node, retrying while it has no leader.
-async fn join(client: &HttpClient, url: &str, id: NodeId, advertise: &str) -> anyhow::Result<()> {
-    let body = serde_json::to_vec(&serde_json::json!({"id": id, "addr": advertise}))?;
+async fn join(
+    client: &HttpClient,
+    url: &str,
+    id: NodeId,
+    advertise: &str,
+) -> Result<(), NodeError> {
+    let join_err = |reason: String| NodeError::Join {
+        url: url.to_string(),
+        reason,
+    };
+    let body = serde_json::json!({"id": id, "addr": advertise})
+        .to_string()
+        .into_bytes();
     let mut last = String::new();
     for attempt in 0..60 {
-        let uri = crate::http_client::url(url, "/v1/cluster/members")?;
+        let uri = crate::http_client::url(url, "/v1/cluster/members")
+            .map_err(|e| join_err(e.to_string()))?;
         let req = crate::http_client::request(
             http::Method::POST,
             uri,
@@ -168,5 +226,5 @@ async fn join(client: &HttpClient, url: &str, id: NodeId, advertise: &str) -> an
         tracing::warn!(attempt, error = %last, "join attempt failed; retrying");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    anyhow::bail!("could not join via {url}: {last}")
+    Err(join_err(last))
 }
