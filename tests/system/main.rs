@@ -11,6 +11,7 @@ mod kill9_leader;
 mod leader_failover;
 mod linearizability;
 mod membership;
+mod metrics;
 mod single_node;
 mod snapshot_rejoin;
 mod three_nodes;

@@ -136,6 +136,14 @@ pub(crate) async fn handle<S: ClusterService>(
             ))
         }
         (Route::StateHash, _) => Ok(json_response(StatusCode::OK, &service.state_hash().await?)),
+        (Route::Metrics, _) => {
+            let mut resp = Response::new(Full::new(Bytes::from(service.metrics().await?)));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Ok(resp)
+        }
         // Healthz and raft are answered by the server before reaching here.
         (Route::Healthz | Route::Raft(_), _) => Err(ApiError::Internal(
             "route dispatched to the client api".into(),

@@ -83,15 +83,19 @@ pub(crate) enum Route<'a> {
     Members,
     Member(&'a str),
     StateHash,
+    Metrics,
 }
 
 impl Route<'_> {
     /// Methods this route answers, as sent in `Allow`.
     fn allowed(&self) -> &'static str {
         match self {
-            Route::Healthz | Route::Readyz | Route::Plugins | Route::Cluster | Route::StateHash => {
-                "GET"
-            }
+            Route::Healthz
+            | Route::Readyz
+            | Route::Plugins
+            | Route::Cluster
+            | Route::StateHash
+            | Route::Metrics => "GET",
             Route::Plugin(_) => "GET, PUT, DELETE",
             Route::Member(_) => "DELETE",
             Route::Raft(_) | Route::PluginApply(_) | Route::PluginQuery(_) | Route::Members => {
@@ -107,6 +111,7 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
     let r = match segments.as_slice() {
         ["healthz"] => Route::Healthz,
         ["readyz"] => Route::Readyz,
+        ["metrics"] => Route::Metrics,
         ["raft", endpoint] => Route::Raft(RaftEndpoint::from_segment(endpoint)?),
         ["v1", "plugins"] => Route::Plugins,
         ["v1", "plugins", name] => Route::Plugin(name),

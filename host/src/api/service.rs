@@ -202,6 +202,9 @@ pub trait ClusterService: Send + Sync + 'static {
     /// Hash of this node's applied state.
     fn state_hash(&self) -> impl Future<Output = Result<StateHash, ApiError>> + Send;
 
+    /// Operational metrics in the Prometheus text format (`GET /metrics`).
+    fn metrics(&self) -> impl Future<Output = Result<String, ApiError>> + Send;
+
     /// `Ok` when the node has a leader and has caught up; otherwise [`ApiError::NotReady`].
     fn readiness(&self) -> impl Future<Output = Result<(), ApiError>> + Send;
 }

@@ -1,6 +1,7 @@
 //! Node wiring: builds the log store, state machine, network, Raft and HTTP
 //! server in one function; `service` implements the client API over them.
 
+mod metrics;
 mod service;
 
 use service::Inner;
@@ -135,6 +136,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         sm,
         runtime,
         config: config.clone(),
+        counters: Default::default(),
     });
     let service = NodeService { inner };
     let rpc = RaftRpc::new(raft.clone(), &config);

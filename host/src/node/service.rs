@@ -27,6 +27,7 @@ pub(super) struct Inner {
     pub(super) sm: StateMachine,
     pub(super) runtime: Arc<Runtime>,
     pub(super) config: Config,
+    pub(super) counters: super::metrics::Counters,
 }
 
 /// The client-API service of one node; clones share the node.
@@ -208,6 +209,9 @@ impl ClusterService for NodeService {
             idempotency_key: idempotency_key.clone(),
         };
         let (log_index, result) = self.propose(cmd).await?;
+        self.inner
+            .counters
+            .apply(matches!(result, CommandResult::Applied(_)));
         // A retry that raced its first attempt through the log reports the
         // first attempt's index, like a retry that arrives later.
         let log_index = match &idempotency_key {
@@ -239,6 +243,7 @@ impl ClusterService for NodeService {
         let result = tokio::task::spawn_blocking(move || state.query(&runtime, &name, &input))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.inner.counters.query(result.is_ok());
         match result {
             Ok(out) => Ok(QueryOutput {
                 applied_index,
@@ -340,6 +345,15 @@ impl ClusterService for NodeService {
             .await
             .map_err(|e| self.write_error(e))?;
         self.cluster_status().await
+    }
+
+    async fn metrics(&self) -> Result<String, ApiError> {
+        let m = self.inner.raft.metrics().borrow_watched().clone();
+        Ok(super::metrics::render(
+            &m,
+            &self.state(),
+            &self.inner.counters,
+        ))
     }
 
     async fn state_hash(&self) -> Result<StateHash, ApiError> {

@@ -122,6 +122,10 @@ impl ClusterService for StubService {
     async fn remove_member(&self, _id: NodeId) -> Result<ClusterStatus, ApiError> {
         unavailable()
     }
+    async fn metrics(&self) -> Result<String, ApiError> {
+        Ok("cairn_stub 1\n".to_string())
+    }
+
     async fn state_hash(&self) -> Result<StateHash, ApiError> {
         unavailable()
     }

@@ -1,0 +1,149 @@
+//! Operational counters of one node and their Prometheus text rendering.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use openraft::RaftMetrics;
+
+use crate::raft::types::TypeConfig;
+use crate::state::State;
+
+/// Counters of client requests this node handled (not forwarded ones).
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) applies_ok: AtomicU64,
+    pub(super) applies_failed: AtomicU64,
+    pub(super) queries_ok: AtomicU64,
+    pub(super) queries_failed: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one apply by whether the plugin accepted it.
+    pub(super) fn apply(&self, ok: bool) {
+        let c = if ok {
+            &self.applies_ok
+        } else {
+            &self.applies_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one query by whether it produced output.
+    pub(super) fn query(&self, ok: bool) {
+        let c = if ok {
+            &self.queries_ok
+        } else {
+            &self.queries_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Out(String);
+
+impl Out {
+    fn metric(&mut self, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(self.0, "{name}{labels} {value}");
+        }
+    }
+}
+
+/// Renders the node's metrics in the Prometheus text exposition format.
+pub(super) fn render(m: &RaftMetrics<TypeConfig>, state: &State, counters: &Counters) -> String {
+    let idx = |l: Option<openraft::alias::LogIdOf<TypeConfig>>| l.map_or(0, |l| l.index);
+    let voters = m.membership_config.membership().voter_ids().count() as u64;
+    let kv_entries: u64 = state
+        .plugins()
+        .iter()
+        .map(|p| state.kv(&p.name).len() as u64)
+        .sum();
+    let mut out = Out(String::new());
+    out.metric(
+        "cairn_raft_term",
+        "gauge",
+        "Current Raft term.",
+        &[("", m.current_term)],
+    );
+    out.metric(
+        "cairn_raft_is_leader",
+        "gauge",
+        "1 if this node is the leader.",
+        &[("", u64::from(m.state == openraft::ServerState::Leader))],
+    );
+    out.metric(
+        "cairn_raft_leader_id",
+        "gauge",
+        "Known leader id (0 if none).",
+        &[("", m.current_leader.unwrap_or(0))],
+    );
+    out.metric(
+        "cairn_raft_voters",
+        "gauge",
+        "Voters in the effective membership.",
+        &[("", voters)],
+    );
+    out.metric(
+        "cairn_raft_last_log_index",
+        "gauge",
+        "Last index in the local log.",
+        &[("", m.last_log_index.unwrap_or(0))],
+    );
+    out.metric(
+        "cairn_raft_committed_index",
+        "gauge",
+        "Last index known committed.",
+        &[("", idx(m.local_committed))],
+    );
+    out.metric(
+        "cairn_raft_applied_index",
+        "gauge",
+        "Last index applied to the state machine.",
+        &[("", idx(m.last_applied))],
+    );
+    out.metric(
+        "cairn_raft_snapshot_index",
+        "gauge",
+        "Last index covered by a snapshot.",
+        &[("", idx(m.snapshot))],
+    );
+    out.metric(
+        "cairn_raft_purged_index",
+        "gauge",
+        "Last index purged from the log.",
+        &[("", idx(m.purged))],
+    );
+    out.metric(
+        "cairn_plugins",
+        "gauge",
+        "Deployed plugins.",
+        &[("", state.plugins().len() as u64)],
+    );
+    out.metric(
+        "cairn_kv_entries",
+        "gauge",
+        "Key-value entries over all plugins.",
+        &[("", kv_entries)],
+    );
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    out.metric(
+        "cairn_applies_total",
+        "counter",
+        "Apply requests this node proposed, by outcome.",
+        &[
+            (r#"{outcome="ok"}"#, load(&counters.applies_ok)),
+            (r#"{outcome="failed"}"#, load(&counters.applies_failed)),
+        ],
+    );
+    out.metric(
+        "cairn_queries_total",
+        "counter",
+        "Queries this node answered, by outcome.",
+        &[
+            (r#"{outcome="ok"}"#, load(&counters.queries_ok)),
+            (r#"{outcome="failed"}"#, load(&counters.queries_failed)),
+        ],
+    );
+    out.0
+}
