@@ -60,6 +60,9 @@ pub struct Config {
     pub purge_batch_size: u64,
     /// Most entries sent in one append-entries RPC.
     pub max_entries_per_append: u64,
+    /// `/readyz` answers 503 while the applied index trails the committed
+    /// one by more than this many entries.
+    pub ready_max_lag_entries: u64,
     /// The Wasm runtime: fuel per call, memory and stack per instance, plugin limits.
     pub runtime: crate::runtime::RuntimeConfig,
 }
@@ -90,6 +93,7 @@ impl Default for Config {
             max_in_snapshot_log_to_keep: 1000,
             purge_batch_size: 256,
             max_entries_per_append: 300,
+            ready_max_lag_entries: 1000,
             runtime: crate::runtime::RuntimeConfig::default(),
         }
     }

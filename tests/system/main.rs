@@ -12,6 +12,7 @@ mod leader_failover;
 mod linearizability;
 mod membership;
 mod metrics;
+mod partition;
 mod single_node;
 mod snapshot_rejoin;
 mod three_nodes;

@@ -369,11 +369,16 @@ impl ClusterService for NodeService {
         let Some(_) = m.current_leader else {
             return Err(ApiError::NotReady("no leader known".into()));
         };
+        // Under load the applied index always trails the committed one by
+        // the batch being applied; only a real backlog (a restart replaying
+        // its log, a follower catching up) makes the node not ready.
         let applied = m.last_applied.map_or(0, |l| l.index);
         let committed = m.local_committed.map_or(0, |l| l.index);
-        if applied < committed {
+        let lag = committed.saturating_sub(applied);
+        if lag > self.inner.config.ready_max_lag_entries {
             return Err(ApiError::NotReady(format!(
-                "applied {applied} of {committed} committed entries"
+                "applied {applied} of {committed} committed entries (more than {} behind)",
+                self.inner.config.ready_max_lag_entries
             )));
         }
         Ok(())

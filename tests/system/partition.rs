@@ -1,0 +1,448 @@
+//! Network partition with real `cairn` processes, each in its own network namespace: the leader
+//! is cut off from the other two nodes and from the client; the majority elects a new leader and
+//! keeps acknowledging writes; after healing, the old leader follows the new one, every
+//! acknowledged put is there and all three nodes converge to the same state hash.
+
+/// Namespaces, bridge and veths for this test.
+mod netns;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use bytes::Bytes;
+use cairn_host::http_client::{self, HttpClient};
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{Resp, WAIT, eventually, send_to};
+use crate::process::{cairn_bin, check_acked, writers::Writers};
+use netns::{TestNet, remove_stale, unsupported_reason};
+
+/// Every node listens on this port of its own namespace's address.
+const PORT: u16 = 7070;
+/// Deadline for elections and catch-up that involve a healed link: TCP connections opened
+/// before the partition first have to time out or be replaced.
+const HEAL_WAIT: Duration = Duration::from_secs(45);
+
+/// One `cairn serve` process inside network namespace `ns`, listening on `ip:7070`.
+struct NsNode {
+    id: u64,
+    ns: String,
+    ip: String,
+    data_dir: PathBuf,
+    child: Option<Child>,
+    client: HttpClient,
+}
+
+impl NsNode {
+    fn addr(&self) -> String {
+        format!("{}:{PORT}", self.ip)
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.data_dir.join("stderr.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Starts the process via `ip netns exec` (which execs, so the child's pid is cairn's own)
+    /// and waits until it answers `/healthz`.
+    async fn spawn(&mut self, extra: &[String]) -> Result<()> {
+        std::fs::create_dir_all(&self.data_dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("stderr.log"))?;
+        let addr = self.addr();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(cairn_bin())
+            .arg("serve")
+            .args(["--id", &self.id.to_string()])
+            .args(["--listen", &addr, "--advertise", &addr])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning cairn via ip netns exec")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
+                self.child = None;
+                bail!(
+                    "node {} exited at start ({status}); log tail:\n{}",
+                    self.id,
+                    self.log_tail(30)
+                );
+            }
+            if let Ok(r) = self.get("/healthz").await
+                && r.status == 200
+            {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "node {} did not answer /healthz within 20 s; log tail:\n{}",
+                self.id,
+                self.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and a bounded wait for a clean exit.
+    async fn stop(&mut self) -> Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        let pid = child.id().to_string();
+        ensure!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()?
+                .success(),
+            "kill -TERM {pid} failed"
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                ensure!(
+                    status.success(),
+                    "node {} exited with {status} after SIGTERM",
+                    self.id
+                );
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                bail!("node {} did not exit within 15 s of SIGTERM", self.id);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn req(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Result<Resp> {
+        send_to(&self.client, &self.addr(), method, path, &[], body.into()).await
+    }
+
+    async fn get(&self, path: &str) -> Result<Resp> {
+        self.req(Method::GET, path, Bytes::new()).await
+    }
+
+    async fn cluster(&self) -> Result<Value> {
+        Ok(self.get("/v1/cluster").await?.expect(200)?.json())
+    }
+
+    async fn state_hash(&self) -> Result<(u64, String)> {
+        let v = self.get("/v1/state-hash").await?.expect(200)?.json();
+        let idx = v["applied_index"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no applied_index in {v}"))?;
+        let hash = v["hash"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no hash in {v}"))?;
+        Ok((idx, hash.to_string()))
+    }
+
+    /// Every kv entry, read linearizably through this node, paged with `range`.
+    async fn kv_all(&self) -> Result<BTreeMap<String, Value>> {
+        const PAGE: usize = 1000;
+        let mut out = BTreeMap::new();
+        let mut start = String::new();
+        // Bounded: far more pages than the few thousand puts this test can make.
+        for _ in 0..100 {
+            let q = json!({"range": {"start": start, "limit": PAGE}});
+            let r = self
+                .req(
+                    Method::POST,
+                    "/v1/plugins/kv/query?consistency=linearizable",
+                    serde_json::to_vec(&q)?,
+                )
+                .await?
+                .expect(200)?
+                .json();
+            let entries = r["entries"]
+                .as_array()
+                .ok_or_else(|| anyhow!("no entries in {r}"))?;
+            let mut new = 0;
+            for e in entries {
+                let k = e["key"].as_str().ok_or_else(|| anyhow!("bad entry {e}"))?;
+                if out.insert(k.to_string(), e["value"].clone()).is_none() {
+                    new += 1;
+                }
+                start = k.to_string();
+            }
+            // `start` is inclusive: a page with nothing new is the end.
+            if entries.len() < PAGE || new == 0 {
+                return Ok(out);
+            }
+        }
+        bail!("kv scan did not finish in 100 pages")
+    }
+}
+
+/// The nodes and their network. Dropping it (also on failure or panic) kills every process
+/// first, then removes the network; unless the test passed it prints each node's log tail.
+struct Lab {
+    nodes: Vec<NsNode>,
+    net: TestNet,
+    dir: tempfile::TempDir,
+    passed: bool,
+}
+
+impl Lab {
+    fn node(&self, id: u64) -> &NsNode {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("no such node")
+    }
+
+    /// Starts node `id` (1-based) in namespace `id`; nodes after the first join through node 1.
+    async fn start_node(&mut self, id: u64) -> Result<()> {
+        let i = (id - 1) as usize;
+        let mut node = NsNode {
+            id,
+            ns: self.net.namespaces[i].clone(),
+            ip: self.net.ips[i].clone(),
+            data_dir: self.dir.path().join(format!("node{id}")),
+            child: None,
+            client: http_client::new_client(),
+        };
+        let extra = match self.nodes.first() {
+            Some(first) => vec!["--join".to_string(), format!("http://{}", first.addr())],
+            None => vec![],
+        };
+        let res = node.spawn(&extra).await;
+        // Kept even if the start failed, so that `Drop` reaps a process that never got healthy.
+        self.nodes.push(node);
+        res
+    }
+
+    /// One look: the leader that every node in `ids` names, if they agree and it says it leads.
+    async fn agreed_leader(&self, ids: &[u64]) -> Result<Option<u64>> {
+        let mut leader = None;
+        for &id in ids {
+            let Some(l) = self.node(id).cluster().await?["leader_id"].as_u64() else {
+                return Ok(None);
+            };
+            if leader.is_some_and(|x| x != l) {
+                return Ok(None);
+            }
+            leader = Some(l);
+        }
+        let Some(l) = leader.filter(|l| ids.contains(l)) else {
+            return Ok(None);
+        };
+        Ok((self.node(l).cluster().await?["state"] == "leader").then_some(l))
+    }
+
+    async fn wait_leader(&self, ids: &[u64], timeout: Duration) -> Result<u64> {
+        eventually(
+            timeout,
+            &format!("a leader agreed by nodes {ids:?}"),
+            || self.agreed_leader(ids),
+        )
+        .await
+    }
+
+    /// Waits until every node in `ids` lists exactly those voters.
+    async fn wait_voters(&self, ids: &[u64]) -> Result<()> {
+        eventually(WAIT, &format!("voters {ids:?} on every node"), || async {
+            for &id in ids {
+                let c = self.node(id).cluster().await?;
+                let mut voters: Vec<u64> = c["members"]
+                    .as_array()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|m| m["role"] == "voter")
+                            .filter_map(|m| m["id"].as_u64())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                voters.sort();
+                if voters != ids {
+                    return Err(anyhow!("node {id} lists voters {voters:?}"));
+                }
+            }
+            Ok(Some(()))
+        })
+        .await
+    }
+
+    /// Waits until all nodes report the same applied index and state hash.
+    async fn converge(&self, timeout: Duration) -> Result<(u64, String)> {
+        eventually(
+            timeout,
+            "identical applied index and state hash",
+            || async {
+                let mut hashes = Vec::new();
+                for n in &self.nodes {
+                    hashes.push((n.id, n.state_hash().await?));
+                }
+                if hashes.iter().all(|h| h.1 == hashes[0].1) {
+                    Ok(Some(hashes[0].1.clone()))
+                } else {
+                    Err(anyhow!("states differ: {hashes:?}"))
+                }
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+        if !self.passed {
+            for n in &self.nodes {
+                eprintln!(
+                    "---- node {} ({} in {}) log tail ----\n{}",
+                    n.id,
+                    n.addr(),
+                    n.ns,
+                    n.log_tail(40)
+                );
+            }
+        }
+        self.net.teardown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitioned_leader_is_replaced_and_rejoins_as_follower() -> Result<()> {
+    if let Some(why) = unsupported_reason() {
+        eprintln!("SKIPPED: partition test needs network namespaces: {why}");
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    remove_stale();
+    let mut lab = Lab {
+        nodes: Vec::new(),
+        net: TestNet::create(3)?,
+        dir: tempfile::tempdir()?,
+        passed: false,
+    };
+    let all = [1u64, 2, 3];
+
+    lab.start_node(1).await?;
+    lab.wait_leader(&[1], WAIT).await?;
+    for id in [2, 3] {
+        lab.start_node(id).await?;
+        lab.wait_voters(&all[..id as usize]).await?;
+    }
+    let old = lab.wait_leader(&all, WAIT).await?;
+    let wasm = cairn_host::plugins::example("kv").expect("kv example plugin");
+    lab.node(old)
+        .req(Method::PUT, "/v1/plugins/kv", Bytes::from_static(wasm))
+        .await?
+        .expect(201)?;
+
+    // Some history before the partition, written through every node.
+    let addrs: Vec<String> = lab.nodes.iter().map(NsNode::addr).collect();
+    let before = Writers::spawn("a", 2, addrs.clone(), 1_000);
+    before.wait_acked(30, Duration::from_secs(30)).await?;
+    let mut acked = before.stop().await?;
+
+    // Partition: the old leader's bridge port goes down, so its namespace can reach neither
+    // the other two namespaces nor the client in the root namespace.
+    lab.net.isolate((old - 1) as usize)?;
+    let t_part = Instant::now();
+    let probe = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect(lab.node(old).addr()),
+    )
+    .await;
+    ensure!(
+        !matches!(probe, Ok(Ok(_))),
+        "the isolated node {old} is still reachable from the client"
+    );
+
+    let majority: Vec<u64> = all.iter().copied().filter(|&id| id != old).collect();
+    let majority_addrs: Vec<String> = majority.iter().map(|&id| lab.node(id).addr()).collect();
+    let during = Writers::spawn("p", 4, majority_addrs, 5_000);
+    let new_leader = lab.wait_leader(&majority, HEAL_WAIT).await?;
+    let t_elected = t_part.elapsed();
+    during.wait_acked(50, Duration::from_secs(60)).await?;
+    let t_50 = t_part.elapsed();
+    // Stopped before healing, so every put counted here was acknowledged during the partition.
+    let during = during.stop().await?;
+    ensure!(
+        during.len() >= 50,
+        "only {} puts acknowledged",
+        during.len()
+    );
+    let n_during = during.len();
+    acked.extend(during);
+
+    lab.net.heal((old - 1) as usize)?;
+    let t_heal = Instant::now();
+    // The old leader must step down and follow a leader from the majority (the one elected
+    // during the partition, or another majority node if the old one's rejoin forced an election:
+    // the old leader itself cannot win, its log lacks the partition's committed puts).
+    let leader_after = eventually(
+        HEAL_WAIT,
+        "the old leader following a new leader",
+        || async {
+            let Some(l) = lab.agreed_leader(&majority).await? else {
+                return Ok(None);
+            };
+            let c = lab.node(old).cluster().await?;
+            if c["state"] == "follower" && c["leader_id"].as_u64() == Some(l) {
+                Ok(Some(l))
+            } else {
+                Err(anyhow!("old leader {old} reports {c}"))
+            }
+        },
+    )
+    .await?;
+    let t_rejoined = t_heal.elapsed();
+
+    // Writes through all three again, the old leader included (it forwards to the new one).
+    let after = Writers::spawn("h", 2, addrs, 1_000);
+    after.wait_acked(20, Duration::from_secs(30)).await?;
+    acked.extend(after.stop().await?);
+
+    let found = lab.node(old).kv_all().await?;
+    check_acked(&acked, &found)?;
+    let (applied, hash) = lab.converge(HEAL_WAIT).await?;
+
+    for n in &mut lab.nodes {
+        n.stop().await?;
+    }
+    lab.passed = true;
+    lab.net.teardown();
+    let left = lab.net.leftovers();
+    ensure!(
+        left.is_empty(),
+        "network objects left after teardown: {left:?}"
+    );
+    eprintln!(
+        "partition: isolated leader {old}; node {new_leader} elected after {t_elected:?}; \
+         {n_during} puts acknowledged during the partition (the 50th after {t_50:?}); after healing node {old} followed \
+         {leader_after} within {t_rejoined:?}; {} acknowledged puts all present; converged at \
+         {applied} {hash}; total {:?}",
+        acked.len(),
+        t0.elapsed()
+    );
+    Ok(())
+}
