@@ -12,6 +12,8 @@ use cairn_host::node::RunningNode;
 use http::Method;
 use serde_json::Value;
 
+use crate::http_node::{HttpNode, wait_agreed_leader};
+
 /// Default deadline for "eventually" conditions (leader elected, convergence).
 pub const WAIT: Duration = Duration::from_secs(20);
 /// Per-request deadline.
@@ -264,7 +266,7 @@ impl Node {
 
     /// `GET /v1/cluster` as JSON.
     pub async fn cluster(&self) -> Result<Value> {
-        Ok(self.get("/v1/cluster").await?.expect(200)?.json())
+        self.cluster_json().await
     }
 
     /// Waits until this node's published applied state reaches `index`.
@@ -281,6 +283,18 @@ impl Node {
     pub fn state_hash(&self) -> (u64, String) {
         let s = self.handle().service.state();
         (s.applied_index(), s.hash_hex())
+    }
+}
+
+impl HttpNode for Node {
+    fn node_id(&self) -> u64 {
+        self.id
+    }
+    fn http_addr(&self) -> String {
+        self.addr().to_string()
+    }
+    fn http_client(&self) -> &HttpClient {
+        &self.client
     }
 }
 
@@ -344,25 +358,7 @@ impl Cluster {
     /// Waits until every running node names the same leader, that leader is running
     /// and reports itself leader; returns its id.
     pub async fn wait_leader(&self) -> Result<u64> {
-        eventually(WAIT, "a leader all running nodes agree on", || async {
-            let mut leader = None;
-            for n in self.running() {
-                let c = n.cluster().await?;
-                let Some(l) = c["leader_id"].as_u64() else {
-                    return Ok(None);
-                };
-                if leader.is_some_and(|x| x != l) {
-                    return Ok(None);
-                }
-                leader = Some(l);
-            }
-            let Some(l) = leader else { return Ok(None) };
-            let Some(ln) = self.running().find(|n| n.id == l) else {
-                return Ok(None);
-            };
-            Ok((ln.cluster().await?["state"] == "leader").then_some(l))
-        })
-        .await
+        wait_agreed_leader(&self.running().collect::<Vec<_>>(), WAIT).await
     }
 
     /// Waits until every running node sees `n` voters.

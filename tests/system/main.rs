@@ -2,6 +2,7 @@
 //! separate `cairn` processes (the real binary) for crash, snapshot and membership scenarios.
 
 mod harness;
+mod http_node;
 mod process;
 
 mod bad_input;

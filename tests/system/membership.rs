@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 
+use crate::http_node::HttpNode;
 use crate::process::{ProcCluster, check_acked, writers::Writers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -19,7 +20,7 @@ async fn join_remove_and_full_restart_keep_every_acknowledged_put() -> anyhow::R
     // A 4th process joins through node 1 and becomes a voter everywhere.
     cluster.add(4, Vec::new()).await?;
     cluster.wait_voter_ids(&[1, 2, 3, 4]).await?;
-    let c = cluster.node(1).cluster().await?;
+    let c = cluster.node(1).cluster_json().await?;
     let voters = c["members"]
         .as_array()
         .map_or(0, |m| m.iter().filter(|m| m["role"] == "voter").count());
@@ -40,7 +41,7 @@ async fn join_remove_and_full_restart_keep_every_acknowledged_put() -> anyhow::R
     cluster.node_mut(2).stop().await?;
     cluster.wait_voter_ids(&[1, 3, 4]).await?;
     cluster.wait_leader().await?;
-    let c = cluster.node(1).cluster().await?;
+    let c = cluster.node(1).cluster_json().await?;
     let ids: Vec<u64> = c["members"]
         .as_array()
         .map(|m| m.iter().filter_map(|m| m["id"].as_u64()).collect())

@@ -25,11 +25,27 @@ async fn metrics_report_raft_state_and_requests() -> anyhow::Result<()> {
     node.apply("counter", &json!({"increment": {"by": 1}}))
         .await?
         .expect(200)?;
-    node.apply("counter", &json!({"nonsense": {}}))
+    let failed = node
+        .apply("counter", &json!({"nonsense": {}}))
         .await?
         .expect(422)?;
-    let resp = node.get("/metrics").await?.expect(200)?;
-    let text = String::from_utf8_lossy(&resp.body).into_owned();
+    let last = failed
+        .header_u64("cairn-log-index")
+        .expect("log index header");
+    // openraft publishes its metrics a moment after the state machine answers
+    // the client, so wait for the applied index to catch up before reading.
+    let text = eventually(
+        Duration::from_secs(10),
+        "metrics show the last apply",
+        || async {
+            let resp = node.get("/metrics").await?.expect(200)?;
+            let text = String::from_utf8_lossy(&resp.body).into_owned();
+            Ok(sample(&text, "cairn_raft_applied_index")
+                .is_some_and(|applied| applied >= last)
+                .then_some(text))
+        },
+    )
+    .await?;
     assert_eq!(sample(&text, "cairn_raft_is_leader"), Some(1), "{text}");
     assert_eq!(sample(&text, "cairn_plugins"), Some(1), "{text}");
     assert_eq!(

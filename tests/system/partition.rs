@@ -6,7 +6,6 @@
 /// Namespaces, bridge and veths for this test.
 mod netns;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,9 +14,11 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use bytes::Bytes;
 use cairn_host::http_client::{self, HttpClient};
 use http::Method;
-use serde_json::{Value, json};
 
-use crate::harness::{Resp, WAIT, eventually, send_to};
+use crate::harness::{WAIT, eventually};
+use crate::http_node::{
+    HttpNode, agreed_leader, converge_http, wait_agreed_leader, wait_voter_ids,
+};
 use crate::process::{cairn_bin, check_acked, writers::Writers};
 use netns::{TestNet, remove_stale, unsupported_reason};
 
@@ -84,7 +85,7 @@ impl NsNode {
                     self.log_tail(30)
                 );
             }
-            if let Ok(r) = self.get("/healthz").await
+            if let Ok(r) = self.send(Method::GET, "/healthz", Bytes::new()).await
                 && r.status == 200
             {
                 return Ok(());
@@ -137,69 +138,22 @@ impl NsNode {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-
-    async fn req(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Result<Resp> {
-        send_to(&self.client, &self.addr(), method, path, &[], body.into()).await
-    }
-
-    async fn get(&self, path: &str) -> Result<Resp> {
-        self.req(Method::GET, path, Bytes::new()).await
-    }
-
-    async fn cluster(&self) -> Result<Value> {
-        Ok(self.get("/v1/cluster").await?.expect(200)?.json())
-    }
-
-    async fn state_hash(&self) -> Result<(u64, String)> {
-        let v = self.get("/v1/state-hash").await?.expect(200)?.json();
-        let idx = v["applied_index"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("no applied_index in {v}"))?;
-        let hash = v["hash"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no hash in {v}"))?;
-        Ok((idx, hash.to_string()))
-    }
-
-    /// Every kv entry, read linearizably through this node, paged with `range`.
-    async fn kv_all(&self) -> Result<BTreeMap<String, Value>> {
-        const PAGE: usize = 1000;
-        let mut out = BTreeMap::new();
-        let mut start = String::new();
-        // Bounded: far more pages than the few thousand puts this test can make.
-        for _ in 0..100 {
-            let q = json!({"range": {"start": start, "limit": PAGE}});
-            let r = self
-                .req(
-                    Method::POST,
-                    "/v1/plugins/kv/query?consistency=linearizable",
-                    serde_json::to_vec(&q)?,
-                )
-                .await?
-                .expect(200)?
-                .json();
-            let entries = r["entries"]
-                .as_array()
-                .ok_or_else(|| anyhow!("no entries in {r}"))?;
-            let mut new = 0;
-            for e in entries {
-                let k = e["key"].as_str().ok_or_else(|| anyhow!("bad entry {e}"))?;
-                if out.insert(k.to_string(), e["value"].clone()).is_none() {
-                    new += 1;
-                }
-                start = k.to_string();
-            }
-            // `start` is inclusive: a page with nothing new is the end.
-            if entries.len() < PAGE || new == 0 {
-                return Ok(out);
-            }
-        }
-        bail!("kv scan did not finish in 100 pages")
-    }
 }
 
 /// The nodes and their network. Dropping it (also on failure or panic) kills every process
 /// first, then removes the network; unless the test passed it prints each node's log tail.
+impl HttpNode for NsNode {
+    fn node_id(&self) -> u64 {
+        self.id
+    }
+    fn http_addr(&self) -> String {
+        self.addr()
+    }
+    fn http_client(&self) -> &HttpClient {
+        &self.client
+    }
+}
+
 struct Lab {
     nodes: Vec<NsNode>,
     net: TestNet,
@@ -208,6 +162,11 @@ struct Lab {
 }
 
 impl Lab {
+    /// The nodes with these ids, in that order.
+    fn subset(&self, ids: &[u64]) -> Vec<&NsNode> {
+        ids.iter().map(|&id| self.node(id)).collect()
+    }
+
     fn node(&self, id: u64) -> &NsNode {
         self.nodes
             .iter()
@@ -238,73 +197,21 @@ impl Lab {
 
     /// One look: the leader that every node in `ids` names, if they agree and it says it leads.
     async fn agreed_leader(&self, ids: &[u64]) -> Result<Option<u64>> {
-        let mut leader = None;
-        for &id in ids {
-            let Some(l) = self.node(id).cluster().await?["leader_id"].as_u64() else {
-                return Ok(None);
-            };
-            if leader.is_some_and(|x| x != l) {
-                return Ok(None);
-            }
-            leader = Some(l);
-        }
-        let Some(l) = leader.filter(|l| ids.contains(l)) else {
-            return Ok(None);
-        };
-        Ok((self.node(l).cluster().await?["state"] == "leader").then_some(l))
+        agreed_leader(&self.subset(ids)).await
     }
 
     async fn wait_leader(&self, ids: &[u64], timeout: Duration) -> Result<u64> {
-        eventually(
-            timeout,
-            &format!("a leader agreed by nodes {ids:?}"),
-            || self.agreed_leader(ids),
-        )
-        .await
+        wait_agreed_leader(&self.subset(ids), timeout).await
     }
 
     /// Waits until every node in `ids` lists exactly those voters.
     async fn wait_voters(&self, ids: &[u64]) -> Result<()> {
-        eventually(WAIT, &format!("voters {ids:?} on every node"), || async {
-            for &id in ids {
-                let c = self.node(id).cluster().await?;
-                let mut voters: Vec<u64> = c["members"]
-                    .as_array()
-                    .map(|m| {
-                        m.iter()
-                            .filter(|m| m["role"] == "voter")
-                            .filter_map(|m| m["id"].as_u64())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                voters.sort();
-                if voters != ids {
-                    return Err(anyhow!("node {id} lists voters {voters:?}"));
-                }
-            }
-            Ok(Some(()))
-        })
-        .await
+        wait_voter_ids(&self.subset(ids), ids, WAIT).await
     }
 
     /// Waits until all nodes report the same applied index and state hash.
     async fn converge(&self, timeout: Duration) -> Result<(u64, String)> {
-        eventually(
-            timeout,
-            "identical applied index and state hash",
-            || async {
-                let mut hashes = Vec::new();
-                for n in &self.nodes {
-                    hashes.push((n.id, n.state_hash().await?));
-                }
-                if hashes.iter().all(|h| h.1 == hashes[0].1) {
-                    Ok(Some(hashes[0].1.clone()))
-                } else {
-                    Err(anyhow!("states differ: {hashes:?}"))
-                }
-            },
-        )
-        .await
+        converge_http(&self.nodes.iter().collect::<Vec<_>>(), timeout).await
     }
 }
 
@@ -353,7 +260,7 @@ async fn partitioned_leader_is_replaced_and_rejoins_as_follower() -> Result<()> 
     let old = lab.wait_leader(&all, WAIT).await?;
     let wasm = cairn_host::plugins::example("kv").expect("kv example plugin");
     lab.node(old)
-        .req(Method::PUT, "/v1/plugins/kv", Bytes::from_static(wasm))
+        .send(Method::PUT, "/v1/plugins/kv", Bytes::from_static(wasm))
         .await?
         .expect(201)?;
 
@@ -406,7 +313,7 @@ async fn partitioned_leader_is_replaced_and_rejoins_as_follower() -> Result<()> 
             let Some(l) = lab.agreed_leader(&majority).await? else {
                 return Ok(None);
             };
-            let c = lab.node(old).cluster().await?;
+            let c = lab.node(old).cluster_json().await?;
             if c["state"] == "follower" && c["leader_id"].as_u64() == Some(l) {
                 Ok(Some(l))
             } else {
@@ -422,7 +329,7 @@ async fn partitioned_leader_is_replaced_and_rejoins_as_follower() -> Result<()> 
     after.wait_acked(20, Duration::from_secs(30)).await?;
     acked.extend(after.stop().await?);
 
-    let found = lab.node(old).kv_all().await?;
+    let found = lab.node(old).kv_scan("").await?;
     check_acked(&acked, &found)?;
     let (applied, hash) = lab.converge(HEAL_WAIT).await?;
 

@@ -14,6 +14,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{Resp, WAIT, eventually, free_port, send_to};
+use crate::http_node::{HttpNode, converge_http, wait_agreed_leader, wait_voter_ids};
 
 /// How long a process gets to exit after SIGTERM before it is SIGKILLed (and the test fails).
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -236,61 +237,17 @@ impl ProcNode {
     pub async fn get(&self, path: &str) -> Result<Resp> {
         self.req(Method::GET, path, Bytes::new()).await
     }
+}
 
-    pub async fn query(&self, name: &str, q: &Value) -> Result<Resp> {
-        let path = format!("/v1/plugins/{name}/query?consistency=linearizable");
-        self.req(Method::POST, &path, serde_json::to_vec(q)?).await
+impl HttpNode for ProcNode {
+    fn node_id(&self) -> u64 {
+        self.id
     }
-
-    /// `GET /v1/cluster` as JSON.
-    pub async fn cluster(&self) -> Result<Value> {
-        Ok(self.get("/v1/cluster").await?.expect(200)?.json())
+    fn http_addr(&self) -> String {
+        self.addr()
     }
-
-    /// `GET /v1/state-hash` as `(applied_index, hash)`.
-    pub async fn state_hash(&self) -> Result<(u64, String)> {
-        let v = self.get("/v1/state-hash").await?.expect(200)?.json();
-        let idx = v["applied_index"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("no applied_index in {v}"))?;
-        let hash = v["hash"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no hash in {v}"))?;
-        Ok((idx, hash.to_string()))
-    }
-
-    /// Every kv entry whose key starts with `prefix`, read linearizably, paged with `range`.
-    pub async fn kv_scan(&self, prefix: &str) -> Result<BTreeMap<String, Value>> {
-        const PAGE: usize = 500;
-        let mut out = BTreeMap::new();
-        let mut start = prefix.to_string();
-        // Bounded: at most 1000 pages.
-        for _ in 0..1000 {
-            let r = self
-                .query("kv", &json!({"range": {"start": start, "limit": PAGE}}))
-                .await?
-                .expect(200)?
-                .json();
-            let entries = r["entries"]
-                .as_array()
-                .ok_or_else(|| anyhow!("no entries in {r}"))?;
-            let mut new = 0;
-            for e in entries {
-                let k = e["key"].as_str().ok_or_else(|| anyhow!("bad entry {e}"))?;
-                if !k.starts_with(prefix) {
-                    return Ok(out);
-                }
-                if out.insert(k.to_string(), e["value"].clone()).is_none() {
-                    new += 1;
-                }
-                start = k.to_string();
-            }
-            // `start` is inclusive: a page holding only the key it started from is the end.
-            if entries.len() < PAGE || new == 0 {
-                return Ok(out);
-            }
-        }
-        bail!("kv scan did not finish in 1000 pages")
+    fn http_client(&self) -> &HttpClient {
+        &self.client
     }
 }
 
@@ -356,51 +313,12 @@ impl ProcCluster {
 
     /// Waits until every running node names the same running leader, which reports itself leader.
     pub async fn wait_leader(&self) -> Result<u64> {
-        eventually(WAIT, "a leader all running nodes agree on", || async {
-            let mut leader = None;
-            for n in self.running() {
-                let c = n.cluster().await?;
-                let Some(l) = c["leader_id"].as_u64() else {
-                    return Ok(None);
-                };
-                if leader.is_some_and(|x| x != l) {
-                    return Ok(None);
-                }
-                leader = Some(l);
-            }
-            let Some(l) = leader else { return Ok(None) };
-            let Some(ln) = self.running().find(|n| n.id == l) else {
-                return Ok(None);
-            };
-            Ok((ln.cluster().await?["state"] == "leader").then_some(l))
-        })
-        .await
+        wait_agreed_leader(&self.running().collect::<Vec<_>>(), WAIT).await
     }
 
     /// Waits until every running node lists exactly the voters `ids`.
     pub async fn wait_voter_ids(&self, ids: &[u64]) -> Result<()> {
-        let mut want = ids.to_vec();
-        want.sort();
-        eventually(WAIT, &format!("voters {want:?} on every node"), || async {
-            for node in self.running() {
-                let c = node.cluster().await?;
-                let mut voters: Vec<u64> = c["members"]
-                    .as_array()
-                    .map(|m| {
-                        m.iter()
-                            .filter(|m| m["role"] == "voter")
-                            .filter_map(|m| m["id"].as_u64())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                voters.sort();
-                if voters != want {
-                    return Err(anyhow!("node {} lists voters {voters:?}", node.id));
-                }
-            }
-            Ok(Some(()))
-        })
-        .await
+        wait_voter_ids(&self.running().collect::<Vec<_>>(), ids, WAIT).await
     }
 
     /// Waits until every running node sees `n` voters (the node ids present in `nodes`).
@@ -412,26 +330,7 @@ impl ProcCluster {
 
     /// Waits until every running node reports the same applied index and state hash.
     pub async fn converge(&self) -> Result<(u64, String)> {
-        eventually(
-            WAIT,
-            "identical applied index and state hash on all running nodes",
-            || async {
-                let mut hashes = Vec::new();
-                for n in self.running() {
-                    hashes.push((n.id, n.state_hash().await?));
-                }
-                let first = hashes
-                    .first()
-                    .map(|h| h.1.clone())
-                    .ok_or_else(|| anyhow!("no node running"))?;
-                if hashes.iter().all(|h| h.1 == first) {
-                    Ok(Some(first))
-                } else {
-                    Err(anyhow!("states differ: {hashes:?}"))
-                }
-            },
-        )
-        .await
+        converge_http(&self.running().collect::<Vec<_>>(), WAIT).await
     }
 
     /// Deploys the example kv plugin through node `via`.

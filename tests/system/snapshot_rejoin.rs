@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::http_node::HttpNode;
 use crate::process::{ProcCluster, check_acked, writers::Writers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
