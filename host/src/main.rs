@@ -11,7 +11,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A node logs at info by default; client commands stay quiet unless asked (RUST_LOG).
     let default_level = if matches!(cli.command, Commands::Serve(_)) {
-        "info"
+        // openraft narrates every vote and append at info; keep its warnings.
+        "info,openraft=warn"
     } else {
         "warn"
     };

@@ -90,7 +90,18 @@ impl RunningNode {
 
 /// Runs a node until `shutdown` turns `true` (the `cairn serve` entry point).
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), NodeError> {
+    let (id, data_dir) = (config.node_id, config.data_dir.clone());
     let node = start(config).await?;
+    let examples: Vec<&str> = crate::plugins::EXAMPLES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    tracing::info!(
+        id,
+        data_dir = %data_dir.display(),
+        "serving on http://{}; built-in example plugins {examples:?} deploy with `cairn deploy counter`",
+        node.addr
+    );
     let _ = shutdown.wait_for(|stop| *stop).await;
     tracing::info!("shutting down");
     node.stop().await
