@@ -221,7 +221,21 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
             }
             _ => match client_api::handle(&self.service, route, head, body.clone()).await {
                 Err(ApiError::ForwardToLeader { leader_addr }) => {
-                    forward::proxy(&self.client, &self.limits, &leader_addr, head, body).await
+                    let proxied =
+                        forward::proxy(&self.client, &self.limits, &leader_addr, head, body);
+                    // A leader that died or was cut off keeps the forwarded request
+                    // hanging until the forward timeout; once this node sees another
+                    // leader (or none), answer 503 so the client retries promptly.
+                    // The request is not re-sent: it may have reached the old leader.
+                    tokio::select! {
+                        resp = proxied => resp,
+                        () = self.service.leader_moved(leader_addr.clone()) => {
+                            Err(ApiError::ForwardFailed(format!(
+                                "leader {leader_addr} was replaced while the request was \
+                                 forwarded; its outcome is unknown, retry with an Idempotency-Key"
+                            )))
+                        }
+                    }
                 }
                 other => other,
             },

@@ -202,6 +202,11 @@ pub trait ClusterService: Send + Sync + 'static {
     /// Hash of this node's applied state.
     fn state_hash(&self) -> impl Future<Output = Result<StateHash, ApiError>> + Send;
 
+    /// Resolves once this node no longer believes `leader_addr` is the
+    /// leader (another was elected, or it lost contact); never resolves
+    /// while it still does. Lets a forwarded request give up early.
+    fn leader_moved(&self, leader_addr: String) -> impl Future<Output = ()> + Send;
+
     /// Operational metrics in the Prometheus text format (`GET /metrics`).
     fn metrics(&self) -> impl Future<Output = Result<String, ApiError>> + Send;
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
@@ -345,6 +346,33 @@ impl ClusterService for NodeService {
             .await
             .map_err(|e| self.write_error(e))?;
         self.cluster_status().await
+    }
+
+    async fn leader_moved(&self, leader_addr: String) {
+        // openraft's metrics trail its core by a moment: right after an
+        // election they may still name the previous leader. Waiting one
+        // election timeout first keeps that lag from failing a good forward.
+        tokio::time::sleep(Duration::from_millis(
+            self.inner.config.election_timeout_min_ms,
+        ))
+        .await;
+        let wait = self.inner.raft.wait(None);
+        let moved = wait.metrics(
+            move |m| {
+                let addr = m.current_leader.and_then(|id| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&id)
+                        .map(|n| n.addr.clone())
+                });
+                addr.as_deref() != Some(leader_addr.as_str())
+            },
+            "the leader moved",
+        );
+        // An error means Raft shut down; the forward's own timeout then decides.
+        if moved.await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     async fn metrics(&self) -> Result<String, ApiError> {

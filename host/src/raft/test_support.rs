@@ -122,6 +122,10 @@ impl ClusterService for StubService {
     async fn remove_member(&self, _id: NodeId) -> Result<ClusterStatus, ApiError> {
         unavailable()
     }
+    async fn leader_moved(&self, _leader_addr: String) {
+        std::future::pending::<()>().await
+    }
+
     async fn metrics(&self) -> Result<String, ApiError> {
         Ok("cairn_stub 1\n".to_string())
     }
