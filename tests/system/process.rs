@@ -19,9 +19,35 @@ use crate::http_node::{HttpNode, converge_http, wait_agreed_leader, wait_voter_i
 /// How long a process gets to exit after SIGTERM before it is SIGKILLed (and the test fails).
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The newest modification time of any file under `dir` (bounded walk).
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).ok()?.flatten() {
+            seen += 1;
+            if seen > 10_000 {
+                return newest;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if let Ok(t) = meta.modified() {
+                newest = newest.max(Some(t));
+            }
+        }
+    }
+    newest
+}
+
 /// Path of the `cairn` binary next to this test binary (`target/<profile>/cairn`).
-/// Built once per test run with `cargo build -p cairn-host --bin cairn` when it is
-/// missing or older than this test binary (which is rebuilt whenever `cairn-host` changes).
+///
+/// `cargo test` builds it (the `cairn-host` package has integration tests that
+/// run it). It is rebuilt here only when missing or older than a source it is
+/// made from (host, guest SDK, plugins, WIT): a rebuild from inside a test run
+/// resolves features differently from `cargo test` and recompiles the
+/// dependencies, which is slow, so it must not happen when the binary is fresh.
 pub fn cairn_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -34,9 +60,17 @@ pub fn cairn_bin() -> &'static Path {
             .to_path_buf();
         let bin = profile_dir.join(format!("cairn{}", std::env::consts::EXE_SUFFIX));
         let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let stale = match (mtime(&bin), mtime(&exe)) {
-            (Some(b), Some(e)) => b < e,
-            _ => true,
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ sits in the workspace");
+        let newest_source = ["host", "guest-sdk", "plugins", "wit"]
+            .iter()
+            .filter_map(|d| newest_mtime(&workspace.join(d)))
+            .max();
+        let stale = match (mtime(&bin), newest_source) {
+            (Some(b), Some(src)) => b < src,
+            (Some(_), None) => false,
+            (None, _) => true,
         };
         if stale {
             let target_dir = profile_dir.parent().expect("target dir");
