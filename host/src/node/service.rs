@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
@@ -350,25 +349,19 @@ impl ClusterService for NodeService {
 
     async fn leader_moved(&self, leader_addr: String) {
         // openraft's metrics trail its core by a moment: right after an
-        // election they may still name the previous leader. Waiting one
-        // election timeout first keeps that lag from failing a good forward.
-        tokio::time::sleep(Duration::from_millis(
-            self.inner.config.election_timeout_min_ms,
-        ))
-        .await;
+        // election they may still name the previous leader. So first wait
+        // until they name the leader we forwarded to, then until they stop.
+        let named = |m: &openraft::RaftMetrics<TypeConfig>| {
+            m.current_leader
+                .and_then(|id| m.membership_config.membership().get_node(&id))
+                .is_some_and(|n| n.addr == leader_addr)
+        };
         let wait = self.inner.raft.wait(None);
-        let moved = wait.metrics(
-            move |m| {
-                let addr = m.current_leader.and_then(|id| {
-                    m.membership_config
-                        .membership()
-                        .get_node(&id)
-                        .map(|n| n.addr.clone())
-                });
-                addr.as_deref() != Some(leader_addr.as_str())
-            },
-            "the leader moved",
-        );
+        let moved = async {
+            wait.metrics(|m| named(m), "metrics name the leader")
+                .await?;
+            wait.metrics(|m| !named(m), "the leader moved").await
+        };
         // An error means Raft shut down; the forward's own timeout then decides.
         if moved.await.is_err() {
             std::future::pending::<()>().await;
