@@ -63,6 +63,18 @@ pub struct Config {
     /// `/readyz` answers 503 while the applied index trails the committed
     /// one by more than this many entries.
     pub ready_max_lag_entries: u64,
+    /// How long one join request may take: the cluster answers only once this
+    /// node has caught up, which for a large state means a snapshot transfer.
+    pub join_timeout_ms: u64,
+    /// Pause between join attempts while the cluster has no leader.
+    pub join_retry_interval_ms: u64,
+    /// Join attempts before `--join` gives up.
+    pub join_max_attempts: u32,
+    /// How much of an oversized request body is read and discarded before
+    /// the 413, so a client still sending sees the answer, not a reset.
+    pub max_drain_bytes: u64,
+    /// A client must send its request headers within this time.
+    pub header_read_timeout_ms: u64,
     /// The Wasm runtime: fuel per call, memory and stack per instance, plugin limits.
     pub runtime: crate::runtime::RuntimeConfig,
 }
@@ -94,6 +106,11 @@ impl Default for Config {
             purge_batch_size: 256,
             max_entries_per_append: 300,
             ready_max_lag_entries: 1000,
+            join_timeout_ms: 10 * 60 * 1000,
+            join_retry_interval_ms: 500,
+            join_max_attempts: 60,
+            max_drain_bytes: 64 * MIB,
+            header_read_timeout_ms: 30_000,
             runtime: crate::runtime::RuntimeConfig::default(),
         }
     }

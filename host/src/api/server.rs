@@ -30,9 +30,6 @@ use crate::http_client::HttpClient;
 use crate::raft::network::RAFT_CONTENT_TYPE;
 use crate::raft::types::NodeId;
 
-/// A client that sends request headers slower than this is cut off (slowloris guard).
-const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
-
 /// The limits the HTTP layer enforces, taken from [`Config`].
 #[derive(Clone, Debug)]
 pub struct ApiLimits {
@@ -46,6 +43,10 @@ pub struct ApiLimits {
     pub forward_timeout: Duration,
     /// How long open connections get to finish after shutdown.
     pub shutdown_grace: Duration,
+    /// Bytes of an oversized body read and discarded before the 413.
+    pub max_drain_bytes: u64,
+    /// Deadline for a client's request headers (a slow-loris guard).
+    pub header_read_timeout: Duration,
 }
 
 impl ApiLimits {
@@ -57,6 +58,8 @@ impl ApiLimits {
             max_plugin_bytes: config.max_plugin_bytes,
             forward_timeout: config.forward_timeout(),
             shutdown_grace: config.shutdown_grace(),
+            max_drain_bytes: config.max_drain_bytes,
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
         }
     }
 }
@@ -204,7 +207,7 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
             Route::Plugin(_) if head.method == Method::PUT => self.limits.max_plugin_bytes,
             _ => self.limits.max_body_bytes,
         };
-        let body = read_body(body, &head.headers, limit).await?;
+        let body = read_body(body, &head.headers, limit, self.limits.max_drain_bytes).await?;
         match route {
             Route::Healthz => Ok(json_response(
                 StatusCode::OK,
@@ -247,14 +250,14 @@ fn method_allowed(route: &Route<'_>, method: &Method) -> bool {
     route.allowed().split(", ").any(|m| m == method.as_str())
 }
 
-/// How much of an oversized body is read and thrown away before the 413 is
-/// sent. A client still sending its body would otherwise see a reset
-/// connection instead of the answer.
-const MAX_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
-
 /// Reads the whole body, refusing more than `limit_bytes` (decided early, from
 /// `Content-Length`, when the client announces it).
-async fn read_body<B>(body: B, headers: &HeaderMap, limit_bytes: u64) -> Result<Bytes, ApiError>
+async fn read_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    limit_bytes: u64,
+    max_drain_bytes: u64,
+) -> Result<Bytes, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -267,7 +270,7 @@ where
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let too_large = announced.is_some_and(|len| len > limit_bytes);
-    if too_large && (expects_continue || announced.is_some_and(|len| len > MAX_DRAIN_BYTES)) {
+    if too_large && (expects_continue || announced.is_some_and(|len| len > max_drain_bytes)) {
         // The client waits for our answer before sending (or the body is
         // too big to be worth draining): answer from the headers alone.
         return Err(ApiError::BodyTooLarge { limit_bytes });
@@ -283,7 +286,7 @@ where
             continue;
         };
         seen += data.len() as u64;
-        if seen > MAX_DRAIN_BYTES {
+        if seen > max_drain_bytes {
             break;
         }
         if seen <= limit_bytes {
@@ -358,13 +361,14 @@ async fn serve_connection<S, R>(
     S: ClusterService,
     R: RaftRpcHandler,
 {
+    let header_read_timeout = api.limits.header_read_timeout;
     let service = service_fn(move |req| {
         let api = api.clone();
         async move { Ok::<_, Infallible>(api.handle(req).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
+        .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -23,7 +23,7 @@ use crate::http_client::{HttpClient, new_client};
 use crate::raft::log_store::{LogStore, LogStoreConfig};
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::types::{NodeId, Raft};
+use crate::raft::types::Raft;
 use crate::runtime::Runtime;
 
 /// Why a node could not start, stop or join.
@@ -175,11 +175,11 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
             }
             Some(url) => {
                 let url = url.clone();
-                let (id, advertise) = (config.node_id, config.advertise_addr.clone());
+                let config = config.clone();
                 // Joining needs this node's server up (the leader replicates to
                 // it while adding it), so ask in the background.
                 tokio::spawn(async move {
-                    if let Err(e) = join(&client, &url, id, &advertise).await {
+                    if let Err(e) = join(&client, &url, &config).await {
                         tracing::error!(error = %e, %url, "joining the cluster failed");
                     }
                 });
@@ -194,17 +194,12 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     })
 }
 
-/// How long one join request may take: the leader answers only once this
-/// node has caught up, which for a large state means a snapshot transfer.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
+/// A join answer is a small JSON cluster status.
+const JOIN_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Asks the cluster at `url` to add this node, retrying while it has no leader.
-async fn join(
-    client: &HttpClient,
-    url: &str,
-    id: NodeId,
-    advertise: &str,
-) -> Result<(), NodeError> {
+async fn join(client: &HttpClient, url: &str, config: &Config) -> Result<(), NodeError> {
+    let (id, advertise) = (config.node_id, &config.advertise_addr);
     let join_err = |reason: String| NodeError::Join {
         url: url.to_string(),
         reason,
@@ -213,7 +208,7 @@ async fn join(
         .to_string()
         .into_bytes();
     let mut last = String::new();
-    for attempt in 0..60 {
+    for attempt in 1..=config.join_max_attempts {
         let uri = crate::http_client::url(url, "/v1/cluster/members")
             .map_err(|e| join_err(e.to_string()))?;
         let req = crate::http_client::request(
@@ -222,7 +217,8 @@ async fn join(
             Some("application/json"),
             Bytes::from(body.clone()),
         );
-        match crate::http_client::send(client, req, JOIN_TIMEOUT, 64 * 1024).await {
+        let timeout = Duration::from_millis(config.join_timeout_ms);
+        match crate::http_client::send(client, req, timeout, JOIN_MAX_RESPONSE_BYTES).await {
             Ok(resp) if resp.status().is_success() => {
                 tracing::info!(%url, "joined the cluster");
                 return Ok(());
@@ -237,7 +233,7 @@ async fn join(
             Err(e) => last = e.to_string(),
         }
         tracing::warn!(attempt, error = %last, "join attempt failed; retrying");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(config.join_retry_interval_ms)).await;
     }
     Err(join_err(last))
 }

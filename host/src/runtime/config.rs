@@ -48,6 +48,8 @@ pub struct RuntimeConfig {
     pub max_stack_bytes: usize,
     /// Instances that may be alive at once (the pooling allocator's size).
     pub pooled_instances: u32,
+    /// Most elements a guest table may grow to.
+    pub max_table_elements: usize,
     /// Guest stdout+stderr kept per call before the rest is dropped.
     pub max_guest_log_bytes: usize,
     /// Limits visible to plugins.
@@ -64,6 +66,7 @@ impl Default for RuntimeConfig {
             memory_per_instance_bytes: 64 * 1024 * 1024,
             max_stack_bytes: 512 * 1024,
             pooled_instances: 64,
+            max_table_elements: 100_000,
             max_guest_log_bytes: 16 * 1024,
             limits: Limits::default(),
             compiled_cache_dir: None,

@@ -233,7 +233,7 @@ impl Runtime {
                 memory_limit_bytes: ctx
                     .memory_limit_bytes
                     .min(self.config.memory_per_instance_bytes),
-                table_elements_max: 100_000,
+                table_elements_max: self.config.max_table_elements,
                 memory_limit_hit: false,
             },
             wasi: wasi::build_ctx(ctx.log_index, ctx.plugin, ctx.timestamp_ms, &output),
