@@ -35,8 +35,10 @@ fn crash_cfg() -> LogStoreConfig {
     }
 }
 
-/// The writer half. A no-op unless re-executed by the parent with [`CHILD_DIR_ENV`].
+/// The writer half, run only as the parent's child process (so it is ignored
+/// in a normal run instead of passing without doing anything).
 #[test]
+#[ignore = "child process of kill_9_during_appends_loses_no_acknowledged_entry"]
 fn crash_writer_child() {
     let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
         return;
@@ -91,7 +93,14 @@ fn kill_9_during_appends_loses_no_acknowledged_entry() {
 
     for round in 1..=3u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                CHILD_TEST,
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(CHILD_DIR_ENV, &dir)
             .env(CHILD_TERM_ENV, round.to_string())
             .stdout(Stdio::piped())
