@@ -67,12 +67,7 @@ fn bench_wasm(case: &Case, calls: usize) {
         };
         let t = Instant::now();
         let out = rt.call(&code, CallMode::Apply, input.as_bytes(), &ctx, &kv);
-        for (k, v) in out.writes {
-            match v {
-                Some(v) => kv.insert(k, v),
-                None => kv.remove(&k),
-            };
-        }
+        cairn_host::runtime::commit(&mut kv, out.writes);
         samples.push(t.elapsed());
         assert!(out.result.is_ok(), "{:?}", out.result);
     }

@@ -54,8 +54,16 @@ pub struct CallOutcome {
     pub result: Result<Output, CallError>,
     /// Writes to commit (`None` = delete); empty unless `result` is `Ok`.
     pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Fuel the call consumed.
-    pub fuel_used: u64,
+}
+
+/// Applies a successful call's `writes` to the plugin's committed `kv`.
+pub fn commit(kv: &mut Kv, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+    for (k, v) in writes {
+        match v {
+            Some(v) => kv.insert(k, v),
+            None => kv.remove(&k),
+        };
+    }
 }
 
 /// A compiled, linked plugin ready to instantiate.
@@ -210,7 +218,6 @@ impl Runtime {
         let failed = |e: CallError| CallOutcome {
             result: Err(e),
             writes: BTreeMap::new(),
-            fuel_used: 0,
         };
         let compiled = match self.compiled(code.sha256(), code.bytes()) {
             Ok(c) => c,
@@ -251,7 +258,6 @@ impl Runtime {
                 CallMode::Apply => plugin.call_apply(&mut store, input),
                 CallMode::Query => plugin.call_query(&mut store, input),
             });
-        let fuel_used = ctx.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let log = output.take();
         if !log.is_empty() {
             tracing::info!(
@@ -287,11 +293,7 @@ impl Runtime {
         } else {
             BTreeMap::new()
         };
-        CallOutcome {
-            result,
-            writes,
-            fuel_used,
-        }
+        CallOutcome { result, writes }
     }
 }
 

@@ -256,12 +256,7 @@ impl State {
         match outcome.result {
             Ok(out) => {
                 let mut kv = base;
-                for (k, v) in outcome.writes {
-                    match v {
-                        Some(v) => kv.insert(k, v),
-                        None => kv.remove(&k),
-                    };
-                }
+                crate::runtime::commit(&mut kv, outcome.writes);
                 self.kv.insert(name.to_string(), kv);
                 CommandResult::Applied(out)
             }
