@@ -6,20 +6,17 @@
 /// Namespaces, bridge and veths for this test.
 mod netns;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Result, anyhow, ensure};
 use bytes::Bytes;
-use cairn_host::http_client::{self, HttpClient};
 use http::Method;
 
 use crate::harness::{WAIT, eventually};
 use crate::http_node::{
     HttpNode, agreed_leader, converge_http, wait_agreed_leader, wait_voter_ids,
 };
-use crate::process::{cairn_bin, check_acked, writers::Writers};
+use crate::process::{ProcNode, check_acked, kill_all, writers::Writers};
 use netns::{TestNet, remove_stale, unsupported_reason};
 
 /// Every node listens on this port of its own namespace's address.
@@ -28,134 +25,10 @@ const PORT: u16 = 7070;
 /// before the partition first have to time out or be replaced.
 const HEAL_WAIT: Duration = Duration::from_secs(45);
 
-/// One `cairn serve` process inside network namespace `ns`, listening on `ip:7070`.
-struct NsNode {
-    id: u64,
-    ns: String,
-    ip: String,
-    data_dir: PathBuf,
-    child: Option<Child>,
-    client: HttpClient,
-}
-
-impl NsNode {
-    fn addr(&self) -> String {
-        format!("{}:{PORT}", self.ip)
-    }
-
-    fn log_tail(&self, n: usize) -> String {
-        let log = std::fs::read_to_string(self.data_dir.join("stderr.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// Starts the process via `ip netns exec` (which execs, so the child's pid is cairn's own)
-    /// and waits until it answers `/healthz`.
-    async fn spawn(&mut self, extra: &[String]) -> Result<()> {
-        std::fs::create_dir_all(&self.data_dir)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.join("stderr.log"))?;
-        let addr = self.addr();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .arg(cairn_bin())
-            .arg("serve")
-            .args(["--id", &self.id.to_string()])
-            .args(["--listen", &addr, "--advertise", &addr])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("spawning cairn via ip netns exec")?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
-                self.child = None;
-                bail!(
-                    "node {} exited at start ({status}); log tail:\n{}",
-                    self.id,
-                    self.log_tail(30)
-                );
-            }
-            if let Ok(r) = self.send(Method::GET, "/healthz", Bytes::new()).await
-                && r.status == 200
-            {
-                return Ok(());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "node {} did not answer /healthz within 20 s; log tail:\n{}",
-                self.id,
-                self.log_tail(30)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM and a bounded wait for a clean exit.
-    async fn stop(&mut self) -> Result<()> {
-        let Some(child) = self.child.as_mut() else {
-            return Ok(());
-        };
-        let pid = child.id().to_string();
-        ensure!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()?
-                .success(),
-            "kill -TERM {pid} failed"
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
-                ensure!(
-                    status.success(),
-                    "node {} exited with {status} after SIGTERM",
-                    self.id
-                );
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                bail!("node {} did not exit within 15 s of SIGTERM", self.id);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
 /// The nodes and their network. Dropping it (also on failure or panic) kills every process
 /// first, then removes the network; unless the test passed it prints each node's log tail.
-impl HttpNode for NsNode {
-    fn node_id(&self) -> u64 {
-        self.id
-    }
-    fn http_addr(&self) -> String {
-        self.addr()
-    }
-    fn http_client(&self) -> &HttpClient {
-        &self.client
-    }
-}
-
 struct Lab {
-    nodes: Vec<NsNode>,
+    nodes: Vec<ProcNode>,
     net: TestNet,
     dir: tempfile::TempDir,
     passed: bool,
@@ -163,11 +36,11 @@ struct Lab {
 
 impl Lab {
     /// The nodes with these ids, in that order.
-    fn subset(&self, ids: &[u64]) -> Vec<&NsNode> {
+    fn subset(&self, ids: &[u64]) -> Vec<&ProcNode> {
         ids.iter().map(|&id| self.node(id)).collect()
     }
 
-    fn node(&self, id: u64) -> &NsNode {
+    fn node(&self, id: u64) -> &ProcNode {
         self.nodes
             .iter()
             .find(|n| n.id == id)
@@ -177,22 +50,18 @@ impl Lab {
     /// Starts node `id` (1-based) in namespace `id`; nodes after the first join through node 1.
     async fn start_node(&mut self, id: u64) -> Result<()> {
         let i = (id - 1) as usize;
-        let mut node = NsNode {
-            id,
-            ns: self.net.namespaces[i].clone(),
-            ip: self.net.ips[i].clone(),
-            data_dir: self.dir.path().join(format!("node{id}")),
-            child: None,
-            client: http_client::new_client(),
-        };
         let extra = match self.nodes.first() {
             Some(first) => vec!["--join".to_string(), format!("http://{}", first.addr())],
             None => vec![],
         };
-        let res = node.spawn(&extra).await;
-        // Kept even if the start failed, so that `Drop` reaps a process that never got healthy.
+        // `ip netns exec` execs, so the child's pid is cairn's own.
+        let wrapper = ["ip", "netns", "exec", &self.net.namespaces[i]]
+            .map(String::from)
+            .to_vec();
+        let node =
+            ProcNode::start_in(id, self.dir.path(), &self.net.ips[i], PORT, wrapper, extra).await?;
         self.nodes.push(node);
-        res
+        Ok(())
     }
 
     /// One look: the leader that every node in `ids` names, if they agree and it says it leads.
@@ -217,20 +86,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for n in &mut self.nodes {
-            n.kill();
-        }
-        if !self.passed {
-            for n in &self.nodes {
-                eprintln!(
-                    "---- node {} ({} in {}) log tail ----\n{}",
-                    n.id,
-                    n.addr(),
-                    n.ns,
-                    n.log_tail(40)
-                );
-            }
-        }
+        kill_all(&mut self.nodes, self.passed);
         self.net.teardown();
     }
 }
@@ -265,7 +121,7 @@ async fn partitioned_leader_is_replaced_and_rejoins_as_follower() -> Result<()> 
         .expect(201)?;
 
     // Some history before the partition, written through every node.
-    let addrs: Vec<String> = lab.nodes.iter().map(NsNode::addr).collect();
+    let addrs: Vec<String> = lab.nodes.iter().map(ProcNode::addr).collect();
     let before = Writers::spawn("a", 2, addrs.clone(), 1_000);
     before.wait_acked(30, Duration::from_secs(30)).await?;
     let mut acked = before.stop().await?;

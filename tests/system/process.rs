@@ -101,7 +101,11 @@ pub fn cairn_bin() -> &'static Path {
 /// One `cairn serve` process (or its spec, while stopped).
 pub struct ProcNode {
     pub id: u64,
+    /// Address it listens on and advertises (loopback, or a namespace's).
+    pub host: String,
     pub port: u16,
+    /// Words run in front of the binary, e.g. `ip netns exec NS`.
+    pub wrapper: Vec<String>,
     pub data_dir: PathBuf,
     /// Extra `serve` flags (join, snapshot policy), reused on restart.
     pub args: Vec<String>,
@@ -112,11 +116,25 @@ pub struct ProcNode {
 impl ProcNode {
     /// Spawns node `id` on a fresh loopback port under `dir/node<id>` and waits until it answers `/healthz`.
     pub async fn start(id: u64, dir: &Path, args: Vec<String>) -> Result<ProcNode> {
+        Self::start_in(id, dir, "127.0.0.1", free_port(), Vec::new(), args).await
+    }
+
+    /// Like [`ProcNode::start`], listening on `host:port` and run through `wrapper`.
+    pub async fn start_in(
+        id: u64,
+        dir: &Path,
+        host: &str,
+        port: u16,
+        wrapper: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<ProcNode> {
         let data_dir = dir.join(format!("node{id}"));
         std::fs::create_dir_all(&data_dir)?;
         let mut node = ProcNode {
             id,
-            port: free_port(),
+            host: host.to_string(),
+            port,
+            wrapper,
             data_dir,
             args,
             child: None,
@@ -128,7 +146,7 @@ impl ProcNode {
 
     /// `host:port` of this node.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     pub fn url(&self) -> String {
@@ -167,7 +185,16 @@ impl ProcNode {
                 .append(true)
                 .open(self.log_path())?;
             let addr = self.addr();
-            let child = Command::new(bin)
+            let (program, wrapper_args) = match self.wrapper.split_first() {
+                Some((first, rest)) => (Path::new(first.as_str()), rest),
+                None => (bin, &[][..]),
+            };
+            let mut cmd = Command::new(program);
+            cmd.args(wrapper_args);
+            if !self.wrapper.is_empty() {
+                cmd.arg(bin);
+            }
+            let child = cmd
                 .arg("serve")
                 .args(["--id", &self.id.to_string()])
                 .args(["--listen", &addr, "--advertise", &addr])
@@ -389,18 +416,25 @@ impl ProcCluster {
 
 impl Drop for ProcCluster {
     fn drop(&mut self) {
-        for n in &mut self.nodes {
-            n.kill();
-        }
-        if !self.passed {
-            for n in &self.nodes {
-                eprintln!(
-                    "---- node {} ({}) log tail ----\n{}",
-                    n.id,
-                    n.log_path().display(),
-                    n.log_tail(40)
-                );
-            }
+        kill_all(&mut self.nodes, self.passed);
+    }
+}
+
+/// Kills every node; unless the test passed, prints each one's log tail so a
+/// failure can be understood.
+pub fn kill_all(nodes: &mut [ProcNode], passed: bool) {
+    for n in nodes.iter_mut() {
+        n.kill();
+    }
+    if !passed {
+        for n in nodes.iter() {
+            eprintln!(
+                "---- node {} ({}, {}) log tail ----\n{}",
+                n.id,
+                n.addr(),
+                n.log_path().display(),
+                n.log_tail(40)
+            );
         }
     }
 }
