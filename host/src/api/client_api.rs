@@ -155,8 +155,8 @@ pub(crate) async fn handle<S: ClusterService>(
 /// Parses an apply's query string: only `events=true|false`.
 pub(crate) fn apply_params(query: Option<&str>) -> Result<bool, ApiError> {
     let mut events = false;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=').unwrap_or((pair, "")) {
+    for pair in query_pairs(query) {
+        match pair {
             ("events", "true") => events = true,
             ("events", "false") => events = false,
             (key, value) => {
@@ -225,12 +225,20 @@ fn idempotency_key(head: &RequestHead) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_string()))
 }
 
+/// The `key=value` pairs of a query string (a bare `key` has an empty value).
+fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
 /// Parses `fuel_per_call=N` and `memory_limit_bytes=N` of a deploy; anything
 /// else is a 400.
 pub(crate) fn deploy_params(query: Option<&str>) -> Result<DeployOptions, ApiError> {
     let mut options = DeployOptions::default();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, value) in query_pairs(query) {
         let slot = match key {
             "fuel_per_call" => &mut options.fuel_per_call,
             "memory_limit_bytes" => &mut options.memory_limit_bytes,
@@ -261,8 +269,7 @@ pub(crate) fn deploy_params(query: Option<&str>) -> Result<DeployOptions, ApiErr
 pub(crate) fn query_params(query: Option<&str>) -> Result<(Consistency, Option<u64>), ApiError> {
     let mut consistency = Consistency::default();
     let mut min_index = None;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, value) in query_pairs(query) {
         match key {
             "consistency" => {
                 consistency = match value {

@@ -163,6 +163,15 @@ pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
+impl ErrorEnvelope {
+    /// The error a response body carries, if it is one of ours.
+    pub fn parse(body: &[u8]) -> Option<ErrorBody> {
+        serde_json::from_slice::<ErrorEnvelope>(body)
+            .ok()
+            .map(|e| e.error)
+    }
+}
+
 /// A JSON response; serialisation of our own response types cannot fail, but if it
 /// ever did the client still gets a JSON 500 rather than a dropped connection.
 pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {

@@ -3,13 +3,10 @@
 //! Output is human-readable by default and the server's raw JSON with `--json`.
 //! Failures are returned as errors; `main` prints them on one line and exits non-zero.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use clap::{Args, Parser, Subcommand};
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -17,177 +14,15 @@ use tokio::sync::watch;
 use crate::api::error::ErrorEnvelope;
 use crate::api::service::{ClusterStatus, DeployResponse, PluginList, StateHash};
 use crate::api::{IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
-use crate::config::Config;
 use crate::http_client::{self, HttpClient};
+
+mod args;
+pub use args::{Cli, Commands, MembersCommand, ServeArgs};
 
 /// Deadline for one CLI request; long enough for a deploy that compiles a component.
 const CLI_REQUEST_TIMEOUT_MS: u64 = 60_000;
 /// Largest response the CLI reads.
 const CLI_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
-
-/// Cairn: a Raft-replicated log running WebAssembly plugins as state machines.
-#[derive(Debug, Parser)]
-#[command(name = "cairn", version, about)]
-pub struct Cli {
-    /// Node to talk to (client commands); `bench` takes several (repeat or comma-separate).
-    #[arg(
-        long,
-        global = true,
-        env = "CAIRN_URL",
-        default_value = "http://127.0.0.1:7070",
-        value_delimiter = ',',
-        action = clap::ArgAction::Append
-    )]
-    pub url: Vec<String>,
-    /// Print the server's raw JSON instead of a human summary.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Commands,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Commands {
-    /// Run a node (alone, or joining a cluster with --join).
-    Serve(ServeArgs),
-    /// Deploy (or upgrade) plugin NAME from a .wasm component file; without
-    /// FILE, NAME must be one of the built-in examples (counter, kv, bank).
-    Deploy {
-        /// Plugin name.
-        name: String,
-        /// Path to the component (default: the built-in example called NAME).
-        file: Option<PathBuf>,
-        /// Fuel budget of each call (default: the node's).
-        #[arg(long)]
-        fuel_per_call: Option<u64>,
-        /// Linear-memory cap of each instance (default: the node's).
-        #[arg(long)]
-        memory_limit_bytes: Option<u64>,
-    },
-    /// Run a command through plugin NAME's `apply` (replicated).
-    Apply {
-        /// Plugin name.
-        name: String,
-        /// The command, usually JSON.
-        input: String,
-        /// Makes retries safe: the same key applies once.
-        #[arg(long)]
-        idempotency_key: Option<String>,
-    },
-    /// Run plugin NAME's read-only `query`.
-    Query {
-        /// Plugin name.
-        name: String,
-        /// The query, usually JSON.
-        input: String,
-        /// Answer from the contacted node without a read index (may be stale).
-        #[arg(long)]
-        stale: bool,
-        /// Wait until the node has applied this log index first.
-        #[arg(long)]
-        min_index: Option<u64>,
-    },
-    /// Show the cluster as seen by the node.
-    Status,
-    /// Change cluster membership.
-    Members {
-        /// add or remove.
-        #[command(subcommand)]
-        action: MembersCommand,
-    },
-    /// List deployed plugins.
-    Plugins,
-    /// Show the node's state hash.
-    StateHash,
-    /// Load-test a running cluster with the `kv` plugin (deployed if absent).
-    Bench(crate::bench::BenchArgs),
-}
-
-/// `cairn members …`
-#[derive(Debug, Subcommand)]
-pub enum MembersCommand {
-    /// Add node ID at ADDR (learner, caught up, then voter).
-    Add {
-        /// Node id.
-        id: u64,
-        /// Its advertised host:port.
-        addr: String,
-    },
-    /// Remove node ID.
-    Remove {
-        /// Node id.
-        id: u64,
-    },
-}
-
-/// `cairn serve` flags.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// This node's id.
-    #[arg(long, default_value_t = 1)]
-    pub id: u64,
-    /// Address to bind.
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    pub listen: SocketAddr,
-    /// host:port peers and clients use to reach this node (default: --listen).
-    #[arg(long)]
-    pub advertise: Option<String>,
-    /// Where the log, vote and snapshots live.
-    #[arg(long, default_value = "./cairn-data")]
-    pub data_dir: PathBuf,
-    /// URL of a cluster member to ask to add this node.
-    #[arg(long)]
-    pub join: Option<String>,
-    /// Leader heartbeat interval.
-    #[arg(long, default_value_t = Config::default().heartbeat_interval_ms)]
-    pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomised election timeout.
-    #[arg(long, default_value_t = Config::default().election_timeout_min_ms)]
-    pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomised election timeout.
-    #[arg(long, default_value_t = Config::default().election_timeout_max_ms)]
-    pub election_timeout_max_ms: u64,
-    /// Take a snapshot (and purge the log behind it) after this many entries.
-    #[arg(long, default_value_t = Config::default().snapshot_logs_since_last)]
-    pub snapshot_logs_since_last: u64,
-    /// Entries kept in the log behind a snapshot, for slightly lagging followers.
-    #[arg(long, default_value_t = Config::default().max_in_snapshot_log_to_keep)]
-    pub max_in_snapshot_log_to_keep: u64,
-    /// Largest request body (plugin uploads have their own limit).
-    #[arg(long, default_value_t = Config::default().max_body_bytes)]
-    pub max_body_bytes: u64,
-    /// Largest plugin component accepted for deploy.
-    #[arg(long, default_value_t = Config::default().max_plugin_bytes)]
-    pub max_plugin_bytes: u64,
-}
-
-impl ServeArgs {
-    /// The node configuration these flags describe (defaults for everything else).
-    pub fn to_config(&self) -> anyhow::Result<Config> {
-        let config = Config {
-            node_id: self.id,
-            listen_addr: self.listen,
-            advertise_addr: self
-                .advertise
-                .clone()
-                .unwrap_or_else(|| self.listen.to_string()),
-            data_dir: self.data_dir.clone(),
-            join_url: self.join.clone(),
-            heartbeat_interval_ms: self.heartbeat_interval_ms,
-            election_timeout_min_ms: self.election_timeout_min_ms,
-            election_timeout_max_ms: self.election_timeout_max_ms,
-            snapshot_logs_since_last: self.snapshot_logs_since_last,
-            max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
-            max_body_bytes: self.max_body_bytes,
-            max_plugin_bytes: self.max_plugin_bytes,
-            ..Config::default()
-        };
-        config.validate().context("invalid configuration")?;
-        Ok(config)
-    }
-}
 
 /// `/v1/plugins/{name}` with the optional per-plugin limits as query parameters.
 fn deploy_path(name: &str, fuel_per_call: Option<u64>, memory_limit_bytes: Option<u64>) -> String {
@@ -458,9 +293,9 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> anyhow::Result<T> {
 
 /// One line from an error response: the node's `code: message` when it sent one.
 fn describe_failure(status: StatusCode, body: &[u8]) -> String {
-    match serde_json::from_slice::<ErrorEnvelope>(body) {
-        Ok(env) => format!("{}: {}", env.error.code, env.error.message),
-        Err(_) => {
+    match ErrorEnvelope::parse(body) {
+        Some(e) => format!("{}: {}", e.code, e.message),
+        None => {
             let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
             format!("HTTP {status}: {}", text.trim())
         }

@@ -1,6 +1,6 @@
 //! Unit tests of `cli`.
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Parser};
 
 use super::*;
 

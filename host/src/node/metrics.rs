@@ -54,11 +54,8 @@ impl Out {
 pub(super) fn render(m: &RaftMetrics<TypeConfig>, state: &State, counters: &Counters) -> String {
     let idx = |l: Option<openraft::alias::LogIdOf<TypeConfig>>| l.map_or(0, |l| l.index);
     let voters = m.membership_config.membership().voter_ids().count() as u64;
-    let kv_entries: u64 = state
-        .plugins()
-        .iter()
-        .map(|p| state.kv(&p.name).len() as u64)
-        .sum();
+    let plugins = state.plugins();
+    let kv_entries: u64 = plugins.iter().map(|p| state.kv(&p.name).len() as u64).sum();
     let mut out = Out(String::new());
     out.metric(
         "cairn_raft_term",
@@ -118,7 +115,7 @@ pub(super) fn render(m: &RaftMetrics<TypeConfig>, state: &State, counters: &Coun
         "cairn_plugins",
         "gauge",
         "Deployed plugins.",
-        &[("", state.plugins().len() as u64)],
+        &[("", plugins.len() as u64)],
     );
     out.metric(
         "cairn_kv_entries",
