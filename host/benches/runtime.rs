@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use cairn_host::plugins::built;
-use cairn_host::runtime::{CallContext, CallMode, Code, Kv, Runtime, RuntimeConfig};
+use cairn_host::runtime::{
+    CallContext, CallMode, Code, EngineParams, Kv, Limits, Runtime, RuntimeConfig,
+};
 use cairn_sdk::MockHost;
 
 struct Case {
@@ -38,7 +40,7 @@ fn bench_wasm(case: &Case, calls: usize) {
         .map(|_| {
             let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
             let t = Instant::now();
-            rt.validate(&wasm).expect("plugin validates");
+            rt.validate(&wasm, EngineParams::default(), usize::MAX).expect("plugin validates");
             t.elapsed()
         })
         .min()
@@ -51,8 +53,9 @@ fn bench_wasm(case: &Case, calls: usize) {
     );
 
     let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
-    rt.validate(&wasm).expect("plugin validates");
+    rt.validate(&wasm, EngineParams::default(), usize::MAX).expect("plugin validates");
     let code = Code::new(wasm);
+    let limits = Limits::default();
     let mut kv = Kv::new();
     let mut samples = Vec::with_capacity(calls);
     let started = Instant::now();
@@ -64,6 +67,8 @@ fn bench_wasm(case: &Case, calls: usize) {
             timestamp_ms: 0,
             fuel: 10_000_000,
             memory_limit_bytes: 64 << 20,
+            limits: &limits,
+            engine: EngineParams::default(),
         };
         let t = Instant::now();
         let out = rt.call(&code, CallMode::Apply, input.as_bytes(), &ctx, &kv);

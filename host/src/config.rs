@@ -41,8 +41,6 @@ pub struct Config {
     pub max_snapshot_bytes: u64,
     /// Largest request body accepted on any route except plugin upload → 413.
     pub max_body_bytes: u64,
-    /// Largest plugin component accepted by `PUT /v1/plugins/{name}` → 413.
-    pub max_plugin_bytes: u64,
     /// Transport deadline for one append-entries or vote RPC.
     pub rpc_timeout_ms: u64,
     /// Deadline for proxying one client request to the leader.
@@ -75,8 +73,12 @@ pub struct Config {
     pub max_drain_bytes: u64,
     /// A client must send its request headers within this time.
     pub header_read_timeout_ms: u64,
-    /// The Wasm runtime: fuel per call, memory and stack per instance, plugin limits.
+    /// This node's Wasm runtime resources (instance pool, guest log cap).
     pub runtime: crate::runtime::RuntimeConfig,
+    /// The cluster settings this node proposes when the cluster has none yet
+    /// (at init). Once the cluster has a settings record every node follows
+    /// it, and a node whose flags differ says so in its log.
+    pub cluster: crate::state::ClusterSettings,
 }
 
 impl Default for Config {
@@ -96,7 +98,6 @@ impl Default for Config {
             snapshot_chunk_bytes: 4 * MIB,
             max_snapshot_bytes: 1024 * MIB,
             max_body_bytes: 8 * MIB,
-            max_plugin_bytes: 32 * MIB,
             rpc_timeout_ms: 3000,
             forward_timeout_ms: 10_000,
             min_index_wait_ms: 5000,
@@ -112,6 +113,7 @@ impl Default for Config {
             max_drain_bytes: 64 * MIB,
             header_read_timeout_ms: 30_000,
             runtime: crate::runtime::RuntimeConfig::default(),
+            cluster: crate::state::ClusterSettings::default(),
         }
     }
 }
@@ -155,6 +157,9 @@ pub enum ConfigError {
         /// Its value.
         large_value: u64,
     },
+    /// The initial cluster settings contradict themselves.
+    #[error("cluster settings: {0}")]
+    Cluster(String),
     /// openraft rejected the derived configuration.
     #[error("openraft config: {0}")]
     Openraft(String),
@@ -181,7 +186,6 @@ impl Config {
             ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
             ("max_snapshot_bytes", self.max_snapshot_bytes),
             ("max_body_bytes", self.max_body_bytes),
-            ("max_plugin_bytes", self.max_plugin_bytes),
             ("rpc_timeout_ms", self.rpc_timeout_ms),
             ("forward_timeout_ms", self.forward_timeout_ms),
             ("min_index_wait_ms", self.min_index_wait_ms),
@@ -223,6 +227,9 @@ impl Config {
                 large_value: self.max_snapshot_bytes,
             });
         }
+        self.cluster
+            .validate()
+            .map_err(|e| ConfigError::Cluster(e.to_string()))?;
         self.openraft_config().map(|_| ())
     }
 

@@ -71,7 +71,7 @@ async fn bad_requests_are_rejected_without_changing_state() -> anyhow::Result<()
     let mut cluster = Cluster::start_with(1, &|c| {
         c.snapshot_chunk_bytes = 64 * KIB;
         c.max_body_bytes = 256 * KIB;
-        c.max_plugin_bytes = 512 * KIB;
+        c.cluster.max_plugin_bytes = 512 * KIB;
     })
     .await?;
     let node = &cluster.nodes[0];

@@ -11,6 +11,8 @@
 //! | GET | `/v1/cluster` | 200 cluster status |
 //! | POST | `/v1/cluster/members` `{"id","addr"}` | 200 cluster status |
 //! | DELETE | `/v1/cluster/members/{id}` | 200 cluster status |
+//! | GET | `/v1/cluster/settings` | 200 the cluster settings |
+//! | PATCH | `/v1/cluster/settings` `{field: value, "limits": {…}}` | 200 the settings after the change |
 //! | GET | `/v1/state-hash` | 200 `{"applied_index","hash"}` |
 //! | GET | `/readyz` | 200 `{"ready":true}` |
 
@@ -135,6 +137,19 @@ pub(crate) async fn handle<S: ClusterService>(
                 &service.remove_member(id).await?,
             ))
         }
+        (Route::Settings, &Method::PATCH) => {
+            let changes: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(
+                    "bad-json",
+                    format!("expected a JSON object of settings to change: {e}"),
+                )
+            })?;
+            Ok(json_response(
+                StatusCode::OK,
+                &service.update_settings(changes).await?,
+            ))
+        }
+        (Route::Settings, _) => Ok(json_response(StatusCode::OK, &service.settings().await?)),
         (Route::StateHash, _) => Ok(json_response(StatusCode::OK, &service.state_hash().await?)),
         (Route::Metrics, _) => {
             let mut resp = Response::new(Full::new(Bytes::from(service.metrics().await?)));

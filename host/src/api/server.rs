@@ -35,10 +35,9 @@ use crate::raft::types::NodeId;
 pub struct ApiLimits {
     /// This node's id (stamped on forwarded requests to detect loops).
     pub node_id: NodeId,
-    /// Cap on request bodies except plugin uploads.
+    /// Cap on request bodies except plugin uploads (those follow the
+    /// cluster's `max_plugin_bytes`, asked of the service per request).
     pub max_body_bytes: u64,
-    /// Cap on `PUT /v1/plugins/{name}` bodies.
-    pub max_plugin_bytes: u64,
     /// Deadline for proxying a request to the leader.
     pub forward_timeout: Duration,
     /// How long open connections get to finish after shutdown.
@@ -55,7 +54,6 @@ impl ApiLimits {
         Self {
             node_id: config.node_id,
             max_body_bytes: config.max_body_bytes,
-            max_plugin_bytes: config.max_plugin_bytes,
             forward_timeout: config.forward_timeout(),
             shutdown_grace: config.shutdown_grace(),
             max_drain_bytes: config.max_drain_bytes,
@@ -85,6 +83,7 @@ pub(crate) enum Route<'a> {
     Cluster,
     Members,
     Member(&'a str),
+    Settings,
     StateHash,
     Metrics,
 }
@@ -101,6 +100,7 @@ impl Route<'_> {
             | Route::Metrics => "GET",
             Route::Plugin(_) => "GET, PUT, DELETE",
             Route::Member(_) => "DELETE",
+            Route::Settings => "GET, PATCH",
             Route::Raft(_) | Route::PluginApply(_) | Route::PluginQuery(_) | Route::Members => {
                 "POST"
             }
@@ -123,6 +123,7 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "cluster"] => Route::Cluster,
         ["v1", "cluster", "members"] => Route::Members,
         ["v1", "cluster", "members", id] => Route::Member(id),
+        ["v1", "cluster", "settings"] => Route::Settings,
         ["v1", "state-hash"] => Route::StateHash,
         _ => return None,
     };
@@ -204,7 +205,7 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
             });
         }
         let limit = match route {
-            Route::Plugin(_) if head.method == Method::PUT => self.limits.max_plugin_bytes,
+            Route::Plugin(_) if head.method == Method::PUT => self.service.max_upload_bytes(),
             _ => self.limits.max_body_bytes,
         };
         let body = read_body(body, &head.headers, limit, self.limits.max_drain_bytes).await?;

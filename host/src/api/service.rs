@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
 use crate::raft::types::NodeId;
-use crate::state::{CommandResult, PluginInfo};
+use crate::state::{ClusterSettings, CommandResult, PluginInfo};
 
 /// How fresh a query's answer must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,4 +212,18 @@ pub trait ClusterService: Send + Sync + 'static {
 
     /// `Ok` when the node has a leader and has caught up; otherwise [`ApiError::NotReady`].
     fn readiness(&self) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// The largest plugin upload the cluster accepts now (`max_plugin_bytes`);
+    /// the server refuses a larger body before reading it.
+    fn max_upload_bytes(&self) -> u64;
+
+    /// The cluster settings this node has applied.
+    fn settings(&self) -> impl Future<Output = Result<ClusterSettings, ApiError>> + Send;
+
+    /// Merges `changes` (a JSON object of fields to change) into the current
+    /// settings and replicates the result; answers the settings in force after it.
+    fn update_settings(
+        &self,
+        changes: serde_json::Value,
+    ) -> impl Future<Output = Result<ClusterSettings, ApiError>> + Send;
 }

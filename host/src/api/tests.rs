@@ -18,7 +18,6 @@ const KIB: u64 = 1024;
 fn small_limits(c: &mut Config) {
     c.snapshot_chunk_bytes = KIB;
     c.max_body_bytes = 70 * KIB;
-    c.max_plugin_bytes = 100 * KIB;
 }
 
 async fn call(

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::state::{ClusterSettings, ENTRY_OVERHEAD_BYTES};
 
 /// Cairn: a Raft-replicated log running WebAssembly plugins as state machines.
 #[derive(Debug, Parser)]
@@ -142,9 +143,26 @@ pub struct ServeArgs {
     /// Largest request body (plugin uploads have their own limit).
     #[arg(long, default_value_t = Config::default().max_body_bytes)]
     pub max_body_bytes: u64,
-    /// Largest plugin component accepted for deploy.
-    #[arg(long, default_value_t = Config::default().max_plugin_bytes)]
+    /// Initial cluster setting (used when this node initialises the cluster):
+    /// largest plugin component accepted for deploy.
+    #[arg(long, default_value_t = ClusterSettings::default().max_plugin_bytes)]
     pub max_plugin_bytes: u64,
+    /// Initial cluster setting: largest log entry a request may become
+    /// (at least max_plugin_bytes + 64 KiB; raised to that when lower and not given).
+    #[arg(long)]
+    pub max_entry_bytes: Option<u64>,
+    /// Initial cluster setting: fuel per call of a plugin deployed without one.
+    #[arg(long, default_value_t = ClusterSettings::default().default_fuel_per_call)]
+    pub default_fuel_per_call: u64,
+    /// Initial cluster setting: most fuel a plugin may ask for per call.
+    #[arg(long, default_value_t = ClusterSettings::default().max_fuel_per_call)]
+    pub max_fuel_per_call: u64,
+    /// Initial cluster setting: memory cap of a plugin deployed without one.
+    #[arg(long, default_value_t = ClusterSettings::default().default_memory_limit_bytes)]
+    pub default_memory_limit_bytes: u64,
+    /// Initial cluster setting: most memory a plugin may ask for per instance.
+    #[arg(long, default_value_t = ClusterSettings::default().max_memory_limit_bytes)]
+    pub max_memory_limit_bytes: u64,
 }
 
 impl ServeArgs {
@@ -165,7 +183,19 @@ impl ServeArgs {
             snapshot_logs_since_last: self.snapshot_logs_since_last,
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
             max_body_bytes: self.max_body_bytes,
-            max_plugin_bytes: self.max_plugin_bytes,
+            cluster: ClusterSettings {
+                max_plugin_bytes: self.max_plugin_bytes,
+                max_entry_bytes: self.max_entry_bytes.unwrap_or_else(|| {
+                    ClusterSettings::default()
+                        .max_entry_bytes
+                        .max(self.max_plugin_bytes.saturating_add(ENTRY_OVERHEAD_BYTES))
+                }),
+                default_fuel_per_call: self.default_fuel_per_call,
+                max_fuel_per_call: self.max_fuel_per_call,
+                default_memory_limit_bytes: self.default_memory_limit_bytes,
+                max_memory_limit_bytes: self.max_memory_limit_bytes,
+                ..ClusterSettings::default()
+            },
             ..Config::default()
         };
         config.validate().context("invalid configuration")?;

@@ -3,6 +3,7 @@
 
 mod metrics;
 mod service;
+mod settings;
 
 use service::Inner;
 pub use service::NodeService;
@@ -112,7 +113,6 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
     let mut runtime_config = config.runtime.clone();
-    runtime_config.max_plugin_bytes = config.max_plugin_bytes as usize;
     runtime_config
         .compiled_cache_dir
         .get_or_insert_with(|| config.data_dir.join("compiled"));
@@ -158,7 +158,13 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         ApiLimits::from_config(&config),
     ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::api::serve(listener, api, shutdown_rx));
+    let server = tokio::spawn(crate::api::serve(listener, api, shutdown_rx.clone()));
+    tokio::spawn(settings::keep(
+        raft.clone(),
+        service.inner.sm.clone(),
+        config.cluster.clone(),
+        shutdown_rx,
+    ));
 
     if !raft.is_initialized().await.map_err(raft_err)? {
         match &config.join_url {
@@ -172,6 +178,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
                 );
                 raft.initialize(members).await.map_err(raft_err)?;
                 tracing::info!(id = config.node_id, "initialised a new single-node cluster");
+                settings::write_initial(&raft, &config.cluster).await;
             }
             Some(url) => {
                 let url = url.clone();

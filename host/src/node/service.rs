@@ -17,8 +17,8 @@ use crate::api::service::{
 use crate::config::Config;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{NodeId, Raft, TypeConfig};
-use crate::runtime::Runtime;
-use crate::state::{Command, CommandResult, PluginInfo, validate_plugin_name};
+use crate::runtime::{Runtime, ValidateError};
+use crate::state::{ClusterSettings, Command, SETTINGS_CONFLICT, SettingsError, CommandResult, PluginInfo, validate_plugin_name};
 
 /// One running node's shared parts.
 pub(super) struct Inner {
@@ -122,31 +122,56 @@ impl ClusterService for NodeService {
         options: DeployOptions,
     ) -> Result<DeployResponse, ApiError> {
         validate_plugin_name(&name).map_err(|e| ApiError::bad_request(e.code, e.message))?;
-        let runtime = self.inner.runtime.clone();
-        let wasm2 = wasm.clone();
-        // Validation compiles the component: CPU work, off the async workers.
-        tokio::task::spawn_blocking(move || runtime.validate(&wasm2))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
-        let rc = &self.inner.config.runtime;
-        let memory_limit_bytes = options
-            .memory_limit_bytes
-            .unwrap_or(rc.memory_per_instance_bytes as u64);
-        // The instance pool is sized for this node's cap; a plugin cannot ask for more.
-        if memory_limit_bytes > rc.memory_per_instance_bytes as u64 {
+        // Checked here for a prompt answer; the state machine checks again
+        // against the settings in force when the deploy applies.
+        let settings = self.state().settings().clone();
+        let fuel_per_call = options
+            .fuel_per_call
+            .unwrap_or(settings.default_fuel_per_call);
+        if fuel_per_call > settings.max_fuel_per_call {
             return Err(ApiError::bad_request(
-                "memory-limit-too-large",
+                "fuel-too-large",
                 format!(
-                    "memory_limit_bytes may be at most {}",
-                    rc.memory_per_instance_bytes
+                    "fuel_per_call may be at most {} (the cluster's max_fuel_per_call)",
+                    settings.max_fuel_per_call
                 ),
             ));
         }
+        let memory_limit_bytes = options
+            .memory_limit_bytes
+            .unwrap_or(settings.default_memory_limit_bytes);
+        if memory_limit_bytes > settings.max_memory_limit_bytes {
+            return Err(ApiError::bad_request(
+                "memory-limit-too-large",
+                format!(
+                    "memory_limit_bytes may be at most {} (the cluster's max_memory_limit_bytes)",
+                    settings.max_memory_limit_bytes
+                ),
+            ));
+        }
+        let runtime = self.inner.runtime.clone();
+        let wasm2 = wasm.clone();
+        // Validation compiles the component: CPU work, off the async workers.
+        tokio::task::spawn_blocking(move || {
+            runtime.validate(
+                &wasm2,
+                settings.engine_params(),
+                settings.max_plugin_bytes as usize,
+            )
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            ValidateError::TooLarge { max_bytes, .. } => ApiError::BodyTooLarge {
+                limit_bytes: max_bytes as u64,
+            },
+            ValidateError::Host(m) => ApiError::Unavailable(m),
+            e => ApiError::bad_request(e.code(), e.to_string()),
+        })?;
         let cmd = Command::Deploy {
             name,
             wasm: wasm.to_vec(),
-            fuel_per_call: options.fuel_per_call.unwrap_or(rc.default_fuel_per_call),
+            fuel_per_call,
             memory_limit_bytes,
             timestamp_ms: now_ms(),
         };
@@ -403,5 +428,45 @@ impl ClusterService for NodeService {
             )));
         }
         Ok(())
+    }
+
+    fn max_upload_bytes(&self) -> u64 {
+        self.inner.sm.applied().state.settings().max_plugin_bytes
+    }
+
+    async fn settings(&self) -> Result<ClusterSettings, ApiError> {
+        Ok(self.state().settings().clone())
+    }
+
+    async fn update_settings(
+        &self,
+        changes: serde_json::Value,
+    ) -> Result<ClusterSettings, ApiError> {
+        let state = self.state();
+        let expected_index = state.settings_index();
+        let settings = state
+            .settings()
+            .merged(&changes)
+            .map_err(|e| ApiError::bad_request(SettingsError::CODE, e.to_string()))?;
+        settings
+            .validate()
+            .map_err(|e| ApiError::bad_request(SettingsError::CODE, e.to_string()))?;
+        let cmd = Command::UpdateSettings {
+            settings,
+            expected_index,
+        };
+        match self.propose(cmd).await? {
+            (_, CommandResult::SettingsUpdated(s)) => Ok(s),
+            (_, CommandResult::Failed(e)) if e.code == SETTINGS_CONFLICT => {
+                Err(ApiError::Conflict {
+                    code: e.code,
+                    message: e.message,
+                })
+            }
+            (_, CommandResult::Failed(e)) => Err(ApiError::bad_request(e.code, e.message)),
+            (_, other) => Err(ApiError::Internal(format!(
+                "unexpected settings result {other}"
+            ))),
+        }
     }
 }

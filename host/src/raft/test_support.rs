@@ -136,7 +136,22 @@ impl ClusterService for StubService {
     async fn readiness(&self) -> Result<(), ApiError> {
         Err(ApiError::NotReady("test stub".into()))
     }
+    fn max_upload_bytes(&self) -> u64 {
+        STUB_MAX_UPLOAD_BYTES
+    }
+    async fn settings(&self) -> Result<crate::state::ClusterSettings, ApiError> {
+        unavailable()
+    }
+    async fn update_settings(
+        &self,
+        _changes: serde_json::Value,
+    ) -> Result<crate::state::ClusterSettings, ApiError> {
+        unavailable()
+    }
 }
+
+/// TEST-ONLY: the plugin upload cap the stub reports.
+pub const STUB_MAX_UPLOAD_BYTES: u64 = 100 * 1024;
 
 /// The server type every test node runs.
 pub type TestApi = Api<StubService, RaftRpc<StateMachine>>;

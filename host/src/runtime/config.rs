@@ -1,8 +1,11 @@
-//! The runtime's configuration: engine and pool sizing, and the limits plugins see.
+//! The runtime's configuration: the limits a call runs under (replicated, decided
+//! by the cluster), the engine parameters they imply, and node-local pool sizing.
 
-/// Limits that shape a call's outcome. They must be equal on every node of a
-/// cluster, like the code itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+/// Limits that shape a call's outcome. They come from the replicated cluster
+/// settings (never from a node's own flags), so every node decides alike.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Longest key a plugin may write.
     pub max_key_bytes: usize,
@@ -18,42 +21,69 @@ pub struct Limits {
     pub max_event_bytes_per_call: usize,
     /// Largest output a call may return; more is a `output-too-large` error.
     pub max_output_bytes: usize,
+    /// Most elements a guest table may grow to.
+    pub max_table_elements: usize,
+    /// Most key + value bytes one call may hand to `set`/`delete`, summed over
+    /// the call (overwrites count again); more fails the call with
+    /// `write-budget-exceeded`.
+    pub max_write_bytes_per_call: usize,
+    /// Most key + value bytes one call may read through `scan`, summed over the
+    /// call; more fails the call with `scan-budget-exceeded`.
+    pub max_scan_bytes_per_call: usize,
+    /// Fuel every host import call costs on top of the guest's own instructions.
+    pub fuel_per_host_call: u64,
+    /// Fuel per byte a host import moves between guest and host (keys, values,
+    /// scan results, event payloads, random bytes).
+    pub fuel_per_host_byte: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        const MIB: usize = 1024 * 1024;
         Self {
             max_key_bytes: 4 * 1024,
-            max_value_bytes: 1024 * 1024,
+            max_value_bytes: MIB,
             max_scan_entries: 10_000,
             max_random_bytes: 64 * 1024,
             max_events_per_call: 256,
             max_event_bytes_per_call: 256 * 1024,
-            max_output_bytes: 4 * 1024 * 1024,
+            max_output_bytes: 4 * MIB,
+            max_table_elements: 100_000,
+            max_write_bytes_per_call: 16 * MIB,
+            max_scan_bytes_per_call: 32 * MIB,
+            fuel_per_host_call: 1_000,
+            fuel_per_host_byte: 1,
         }
     }
 }
 
-/// How the engine and its instance pool are sized.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuntimeConfig {
-    /// Fuel budget given to each call of a newly deployed plugin (recorded in
-    /// the log with the deploy, so every node meters identically).
-    pub default_fuel_per_call: u64,
-    /// Largest component accepted for deploy.
-    pub max_plugin_bytes: usize,
-    /// Linear-memory cap of every instance (enforced deterministically).
-    pub memory_per_instance_bytes: usize,
+/// What the engine itself is built with; decided by the cluster settings.
+/// A change rebuilds the engine (and recompiles plugins on next use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EngineParams {
     /// Wasm stack cap; running past it is a trap.
     pub max_stack_bytes: usize,
+    /// Largest linear memory any instance may have (the pool's slot size).
+    pub max_memory_bytes: usize,
+}
+
+impl Default for EngineParams {
+    fn default() -> Self {
+        Self {
+            max_stack_bytes: 512 * 1024,
+            max_memory_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Node-local runtime settings: they size this node's resources and never
+/// change an outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
     /// Instances that may be alive at once (the pooling allocator's size).
     pub pooled_instances: u32,
-    /// Most elements a guest table may grow to.
-    pub max_table_elements: usize,
     /// Guest stdout+stderr kept per call before the rest is dropped.
     pub max_guest_log_bytes: usize,
-    /// Limits visible to plugins.
-    pub limits: Limits,
     /// Where compiled components are cached across restarts (`None`: memory only).
     pub compiled_cache_dir: Option<std::path::PathBuf>,
 }
@@ -61,14 +91,8 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            default_fuel_per_call: 100_000_000,
-            max_plugin_bytes: 16 * 1024 * 1024,
-            memory_per_instance_bytes: 64 * 1024 * 1024,
-            max_stack_bytes: 512 * 1024,
             pooled_instances: 64,
-            max_table_elements: 100_000,
             max_guest_log_bytes: 16 * 1024,
-            limits: Limits::default(),
             compiled_cache_dir: None,
         }
     }

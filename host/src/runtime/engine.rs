@@ -2,11 +2,11 @@
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::RuntimeConfig;
+use super::{EngineParams, RuntimeConfig};
 
 /// Builds the engine per DESIGN.md rules 3–4: fuel metering, NaN
 /// canonicalisation, deterministic relaxed SIMD, no threads, fixed stack.
-pub(super) fn build(cfg: &RuntimeConfig) -> wasmtime::Result<Engine> {
+pub(super) fn build(cfg: &RuntimeConfig, params: &EngineParams) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.consume_fuel(true);
@@ -14,7 +14,7 @@ pub(super) fn build(cfg: &RuntimeConfig) -> wasmtime::Result<Engine> {
     config.relaxed_simd_deterministic(true);
     // Threads are not compiled in (no `threads` cargo feature); shared memory
     // cannot be created either way.
-    config.max_wasm_stack(cfg.max_stack_bytes);
+    config.max_wasm_stack(params.max_stack_bytes);
 
     // Each call instantiates afresh, so instantiation must be cheap: the pool
     // pre-reserves slots. A Rust wasip2 component holds a few core instances
@@ -27,7 +27,7 @@ pub(super) fn build(cfg: &RuntimeConfig) -> wasmtime::Result<Engine> {
     pool.total_tables(instances * 8);
     pool.total_stacks(instances);
     pool.max_memories_per_component(2);
-    pool.max_memory_size(cfg.memory_per_instance_bytes);
+    pool.max_memory_size(params.max_memory_bytes);
     // Reset memory by rewriting only the pages a call dirtied (pagemap scan,
     // Linux 6.7+) instead of unmapping them: the next instance then takes no
     // page faults. Measured: ~69 µs → ~42 µs per fresh-instance call.

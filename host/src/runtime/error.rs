@@ -29,6 +29,9 @@ pub enum ValidateError {
     /// The component does not implement the `cairn:plugin/plugin` world.
     #[error("component does not match the cairn:plugin world: {0}")]
     WrongWorld(String),
+    /// The node could not build its engine: a fault of this node, not of the component.
+    #[error("runtime unavailable: {0}")]
+    Host(String),
 }
 
 impl ValidateError {
@@ -40,6 +43,7 @@ impl ValidateError {
             ValidateError::CoreModule => "not-a-component",
             ValidateError::Invalid(_) => "invalid-component",
             ValidateError::WrongWorld(_) => "wrong-world",
+            ValidateError::Host(_) => "host-error",
         }
     }
 }

@@ -22,7 +22,7 @@ use wasmtime::{Engine, Store};
 
 use crate::state::Output;
 use bindings::{Plugin, PluginPre};
-pub use config::{Limits, RuntimeConfig};
+pub use config::{EngineParams, Limits, RuntimeConfig};
 use error::classify_trap;
 pub use error::{CallError, ValidateError};
 pub use store::CallMode;
@@ -45,6 +45,10 @@ pub struct CallContext<'a> {
     pub fuel: u64,
     /// Per-instance memory cap recorded at deploy.
     pub memory_limit_bytes: usize,
+    /// The cluster's limits in force for this call.
+    pub limits: &'a Limits,
+    /// The engine the cluster's settings call for (stack and memory caps).
+    pub engine: EngineParams,
 }
 
 /// The result of one call: the outcome and, on success, the writes to commit.
@@ -76,11 +80,39 @@ struct Compiled {
 #[error("runtime setup failed: {0}")]
 pub struct RuntimeError(String);
 
-/// The wasmtime engine, linker and compiled-component cache of one node.
-pub struct Runtime {
+/// One engine built for one set of [`EngineParams`], with its linker and
+/// compiled components (a compiled component belongs to the engine that made it).
+struct EngineSet {
+    params: EngineParams,
     engine: Engine,
     linker: Linker<CallState>,
     cache: Mutex<HashMap<[u8; 32], Arc<Compiled>>>,
+}
+
+impl EngineSet {
+    fn build(config: &RuntimeConfig, params: EngineParams) -> Result<Self, RuntimeError> {
+        let engine = engine::build(config, &params).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        Ok(Self {
+            params,
+            engine,
+            linker,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Compiled>>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The wasmtime engine, linker and compiled-component cache of one node.
+pub struct Runtime {
+    current: Mutex<Arc<EngineSet>>,
     disk: Option<disk_cache::DiskCache>,
     config: RuntimeConfig,
 }
@@ -119,14 +151,10 @@ impl Code {
 }
 
 impl Runtime {
-    /// Builds the engine (deterministic configuration) and links the host imports.
+    /// Builds the engine (deterministic configuration, default [`EngineParams`])
+    /// and links the host imports.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let engine = engine::build(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| RuntimeError(format!("{e:#}")))?;
-        Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        let set = EngineSet::build(&config, EngineParams::default())?;
         let disk = match &config.compiled_cache_dir {
             Some(dir) => Some(
                 disk_cache::DiskCache::open(dir)
@@ -135,9 +163,7 @@ impl Runtime {
             None => None,
         };
         Ok(Self {
-            engine,
-            linker,
-            cache: Mutex::new(HashMap::new()),
+            current: Mutex::new(Arc::new(set)),
             disk,
             config,
         })
@@ -148,30 +174,51 @@ impl Runtime {
         &self.config
     }
 
-    /// Checks that `wasm` is a component implementing the cairn world, compiles
-    /// it and caches the result. Returns its hex sha256.
-    pub fn validate(&self, wasm: &[u8]) -> Result<String, ValidateError> {
-        let sha: [u8; 32] = Sha256::digest(wasm).into();
-        self.compiled(&sha, wasm).map(|_| hex::encode(sha))
+    /// The engine for `params`, rebuilding it when the cluster's settings
+    /// changed them. Calls already running keep the engine they started with.
+    fn engine_set(&self, params: EngineParams) -> Result<Arc<EngineSet>, RuntimeError> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.params != params {
+            tracing::info!(?params, "rebuilding the wasm engine for new cluster settings");
+            *current = Arc::new(EngineSet::build(&self.config, params)?);
+        }
+        Ok(current.clone())
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Compiled>>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    /// Checks that `wasm` is a component implementing the cairn world and at
+    /// most `max_plugin_bytes`, compiles it for `params` and caches the result.
+    /// Returns its hex sha256.
+    pub fn validate(
+        &self,
+        wasm: &[u8],
+        params: EngineParams,
+        max_plugin_bytes: usize,
+    ) -> Result<String, ValidateError> {
+        if wasm.len() > max_plugin_bytes {
+            return Err(ValidateError::TooLarge {
+                size_bytes: wasm.len(),
+                max_bytes: max_plugin_bytes,
+            });
+        }
+        let set = self
+            .engine_set(params)
+            .map_err(|e| ValidateError::Host(e.to_string()))?;
+        let sha: [u8; 32] = Sha256::digest(wasm).into();
+        self.compiled(&set, &sha, wasm).map(|_| hex::encode(sha))
     }
 
     /// The compiled component for `sha` (which must be the sha256 of `wasm`),
     /// compiling and caching it on first use.
-    fn compiled(&self, sha: &[u8; 32], wasm: &[u8]) -> Result<Arc<Compiled>, ValidateError> {
-        if let Some(c) = self.lock_cache().get(sha) {
+    fn compiled(
+        &self,
+        set: &EngineSet,
+        sha: &[u8; 32],
+        wasm: &[u8],
+    ) -> Result<Arc<Compiled>, ValidateError> {
+        if let Some(c) = set.lock_cache().get(sha) {
             return Ok(c.clone());
         }
         let sha = *sha;
-        if wasm.len() > self.config.max_plugin_bytes {
-            return Err(ValidateError::TooLarge {
-                size_bytes: wasm.len(),
-                max_bytes: self.config.max_plugin_bytes,
-            });
-        }
         if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
             return Err(ValidateError::NotWasm);
         }
@@ -181,14 +228,14 @@ impl Runtime {
             return Err(ValidateError::CoreModule);
         }
         let started = std::time::Instant::now();
-        let cached = self.disk.as_ref().and_then(|d| d.load(&self.engine, &sha));
+        let cached = self.disk.as_ref().and_then(|d| d.load(&set.engine, &sha));
         let from_disk = cached.is_some();
         let component = match cached {
             Some(c) => c,
-            None => Component::new(&self.engine, wasm)
+            None => Component::new(&set.engine, wasm)
                 .map_err(|e| ValidateError::Invalid(format!("{e:#}")))?,
         };
-        let instance_pre = self
+        let instance_pre = set
             .linker
             .instantiate_pre(&component)
             .map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
@@ -199,7 +246,7 @@ impl Runtime {
         }
         tracing::debug!(sha = %hex::encode(sha), from_disk, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
         let compiled = Arc::new(Compiled { pre });
-        self.lock_cache().insert(sha, compiled.clone());
+        set.lock_cache().insert(sha, compiled.clone());
         Ok(compiled)
     }
 
@@ -219,7 +266,11 @@ impl Runtime {
             result: Err(e),
             writes: BTreeMap::new(),
         };
-        let compiled = match self.compiled(code.sha256(), code.bytes()) {
+        let set = match self.engine_set(ctx.engine) {
+            Ok(set) => set,
+            Err(e) => return failed(CallError::Host(e.to_string())),
+        };
+        let compiled = match self.compiled(&set, code.sha256(), code.bytes()) {
             Ok(c) => c,
             Err(e) => return failed(CallError::Host(format!("cannot compile plugin: {e}"))),
         };
@@ -235,18 +286,16 @@ impl Runtime {
             event_bytes: 0,
             write_in_query: false,
             random_calls: 0,
-            limits: self.config.limits.clone(),
+            limits: ctx.limits.clone(),
             limiter: Limiter {
-                memory_limit_bytes: ctx
-                    .memory_limit_bytes
-                    .min(self.config.memory_per_instance_bytes),
-                table_elements_max: self.config.max_table_elements,
+                memory_limit_bytes: ctx.memory_limit_bytes.min(ctx.engine.max_memory_bytes),
+                table_elements_max: ctx.limits.max_table_elements,
                 memory_limit_hit: false,
             },
             wasi: wasi::build_ctx(ctx.log_index, ctx.plugin, ctx.timestamp_ms, &output),
             table: ResourceTable::new(),
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&set.engine, state);
         store.limiter(|s| &mut s.limiter);
         if let Err(e) = store.set_fuel(ctx.fuel) {
             return failed(CallError::Host(format!("{e:#}")));
@@ -270,7 +319,7 @@ impl Runtime {
         let state = store.into_data();
         let result = match result {
             _ if state.write_in_query => Err(CallError::WriteInQuery),
-            Ok(Ok(out)) if out.len() > self.config.limits.max_output_bytes => {
+            Ok(Ok(out)) if out.len() > ctx.limits.max_output_bytes => {
                 Err(CallError::OutputTooLarge(out.len()))
             }
             Ok(Ok(out)) => Ok(Output {

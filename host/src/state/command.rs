@@ -31,6 +31,16 @@ pub enum Command {
         /// Plugin name.
         name: String,
     },
+    /// Replace the cluster settings (validated again on apply), if they are
+    /// still the ones the proposer saw: a compare-and-set, so two concurrent
+    /// changes cannot silently undo each other.
+    UpdateSettings {
+        /// The complete new settings.
+        settings: super::ClusterSettings,
+        /// The `settings_index` the change was based on (0: the cluster has
+        /// no settings record yet).
+        expected_index: u64,
+    },
     /// Run the plugin's `apply` export with `input`.
     Apply {
         /// Plugin name.
@@ -50,6 +60,7 @@ impl fmt::Display for Command {
         match self {
             Command::Deploy { name, wasm, .. } => write!(f, "deploy({name}, {} bytes)", wasm.len()),
             Command::Remove { name } => write!(f, "remove({name})"),
+            Command::UpdateSettings { .. } => write!(f, "update-settings"),
             Command::Apply { plugin, input, .. } => {
                 write!(f, "apply({plugin}, {} bytes)", input.len())
             }
@@ -129,6 +140,8 @@ pub enum CommandResult {
         /// Plugin name.
         name: String,
     },
+    /// The cluster settings were replaced.
+    SettingsUpdated(super::ClusterSettings),
     /// A plugin's `apply` returned `Ok`; its writes are committed.
     Applied(Output),
     /// The command failed (plugin error, trap, out of fuel, unknown plugin, …);
@@ -143,6 +156,7 @@ impl fmt::Display for CommandResult {
         match self {
             CommandResult::Deployed(info) => write!(f, "deployed({} v{})", info.name, info.version),
             CommandResult::Removed { name } => write!(f, "removed({name})"),
+            CommandResult::SettingsUpdated(_) => write!(f, "settings-updated"),
             CommandResult::Applied(out) => write!(f, "applied({} bytes)", out.output.len()),
             CommandResult::Failed(err) => write!(f, "failed({err})"),
             CommandResult::Nothing => write!(f, "nothing"),

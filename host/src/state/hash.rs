@@ -53,5 +53,10 @@ pub(super) fn state_hash(state: &State) -> [u8; 32] {
             .unwrap_or_default();
         h.bytes(&enc);
     }
+    // Settings decide outcomes, so nodes that disagree on them must not hash equal.
+    let settings = bincode::serde::encode_to_vec(&state.settings, bincode::config::standard())
+        .unwrap_or_default();
+    h.bytes(&settings);
+    h.u64(state.settings_index);
     h.0.finalize().into()
 }

@@ -6,9 +6,13 @@
 
 mod command;
 mod hash;
+mod settings;
 pub mod snapshot;
 
 pub use command::*;
+pub use settings::{
+    ClusterSettings, ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING, SettingsError,
+};
 
 use crate::runtime::{CallContext, CallMode, Code, Kv, Runtime};
 
@@ -16,6 +20,9 @@ use crate::runtime::{CallContext, CallMode, Code, Kv, Runtime};
 /// A constant, not a setting: it shapes replicated state, so every node must
 /// agree on it.
 pub const IDEMPOTENCY_KEYS_RETAINED: usize = 100_000;
+
+/// Code of a settings change based on settings that changed meanwhile.
+pub const SETTINGS_CONFLICT: &str = "settings-conflict";
 
 /// Longest plugin name.
 pub const MAX_PLUGIN_NAME_BYTES: usize = 64;
@@ -41,8 +48,14 @@ pub struct State {
     /// index → idempotency key, to forget the oldest deterministically.
     pub(crate) idempotency_by_index: imbl::OrdMap<u64, String>,
     pub(crate) applied_index: u64,
-    /// Timestamp of the last applied command: the clock queries see.
+    /// Timestamp of the last applied command: the clock queries see. Never
+    /// decreases: a command stamped earlier (a new leader whose clock is
+    /// behind) runs at this time instead.
     pub(crate) last_timestamp_ms: u64,
+    /// The limits every outcome is decided by.
+    pub(crate) settings: ClusterSettings,
+    /// Log index of the last settings record (0: none yet, the defaults apply).
+    pub(crate) settings_index: u64,
 }
 
 /// Checks a plugin name: 1–64 bytes of `[a-z0-9_-]`, starting with a letter or digit.
@@ -93,6 +106,16 @@ impl State {
         self.plugins.get(name).cloned()
     }
 
+    /// The cluster settings in force.
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.settings
+    }
+
+    /// Log index of the last settings record; 0 while the cluster runs on defaults.
+    pub fn settings_index(&self) -> u64 {
+        self.settings_index
+    }
+
     /// A plugin's committed KV (empty if unknown).
     pub fn kv(&self, name: &str) -> Kv {
         self.kv.get(name).cloned().unwrap_or_default()
@@ -119,7 +142,7 @@ impl State {
                 memory_limit_bytes,
                 timestamp_ms,
             } => {
-                self.last_timestamp_ms = *timestamp_ms;
+                self.observe_clock(*timestamp_ms);
                 self.deploy(
                     runtime,
                     index,
@@ -130,24 +153,72 @@ impl State {
                 )
             }
             Command::Remove { name } => self.remove(name),
+            Command::UpdateSettings {
+                expected_index,
+                ..
+            } if *expected_index != self.settings_index => {
+                CommandResult::Failed(ErrorBody::new(
+                    SETTINGS_CONFLICT,
+                    format!(
+                        "the settings changed at index {} since the change was made (based on index {expected_index}); read them again",
+                        self.settings_index
+                    ),
+                ))
+            }
+            Command::UpdateSettings { settings, .. } => match settings.validate() {
+                Ok(()) => {
+                    self.settings = settings.clone();
+                    self.settings_index = index;
+                    CommandResult::SettingsUpdated(settings.clone())
+                }
+                Err(e) => CommandResult::Failed(e.to_body()),
+            },
             Command::Apply {
                 plugin,
                 input,
                 timestamp_ms,
                 idempotency_key,
             } => {
-                self.last_timestamp_ms = *timestamp_ms;
+                let now = self.observe_clock(*timestamp_ms);
                 let Some(key) = idempotency_key else {
-                    return self.apply_plugin(runtime, index, plugin, input, *timestamp_ms);
+                    return self.apply_plugin(runtime, index, plugin, input, now);
                 };
                 let full_key = format!("{plugin}\0{key}");
                 if let Some(rec) = self.idempotency.get(&full_key) {
                     return rec.result.clone();
                 }
-                let result = self.apply_plugin(runtime, index, plugin, input, *timestamp_ms);
+                let result = self.apply_plugin(runtime, index, plugin, input, now);
                 self.remember(index, full_key, result.clone());
                 result
             }
+        }
+    }
+
+    /// Advances the plugin clock to the command's stamp, never backwards
+    /// (leaders' clocks differ); returns the time the command runs at.
+    fn observe_clock(&mut self, stamped_ms: u64) -> u64 {
+        self.last_timestamp_ms = self.last_timestamp_ms.max(stamped_ms);
+        self.last_timestamp_ms
+    }
+
+    /// The call context for `name` under the current settings: the plugin's
+    /// recorded budgets, capped by today's ceilings.
+    fn call_context<'a>(
+        &'a self,
+        name: &'a str,
+        info: &PluginInfo,
+        log_index: u64,
+        timestamp_ms: u64,
+    ) -> CallContext<'a> {
+        let s = &self.settings;
+        CallContext {
+            plugin: name,
+            log_index,
+            timestamp_ms,
+            fuel: info.fuel_per_call.min(s.max_fuel_per_call),
+            memory_limit_bytes: info.memory_limit_bytes.min(s.max_memory_limit_bytes) as usize,
+            limits: &s.limits,
+            engine: s.engine_params(),
         }
     }
 
@@ -182,9 +253,28 @@ impl State {
         if let Err(e) = validate_plugin_name(name) {
             return CommandResult::Failed(e);
         }
+        let s = &self.settings;
+        if fuel_per_call > s.max_fuel_per_call {
+            return CommandResult::Failed(ErrorBody::new(
+                "fuel-too-large",
+                format!(
+                    "fuel_per_call may be at most {} (max_fuel_per_call)",
+                    s.max_fuel_per_call
+                ),
+            ));
+        }
+        if memory_limit_bytes > s.max_memory_limit_bytes {
+            return CommandResult::Failed(ErrorBody::new(
+                "memory-limit-too-large",
+                format!(
+                    "memory_limit_bytes may be at most {} (max_memory_limit_bytes)",
+                    s.max_memory_limit_bytes
+                ),
+            ));
+        }
         // The leader validated before proposing; validating again here keeps a
         // hand-crafted log entry from installing garbage, identically everywhere.
-        let sha = match runtime.validate(wasm) {
+        let sha = match runtime.validate(wasm, s.engine_params(), s.max_plugin_bytes as usize) {
             Ok(sha) => sha,
             Err(e) => return CommandResult::Failed(ErrorBody::new(e.code(), e.to_string())),
         };
@@ -244,13 +334,7 @@ impl State {
                 "plugin code missing from state",
             ));
         };
-        let ctx = CallContext {
-            plugin: name,
-            log_index: index,
-            timestamp_ms,
-            fuel: info.fuel_per_call,
-            memory_limit_bytes: info.memory_limit_bytes as usize,
-        };
+        let ctx = self.call_context(name, info, index, timestamp_ms);
         let base = self.kv.get(name).cloned().unwrap_or_default();
         let outcome = runtime.call(&code, CallMode::Apply, input, &ctx, &base);
         match outcome.result {
@@ -271,13 +355,7 @@ impl State {
             .code
             .get(&info.sha256)
             .ok_or_else(|| ErrorBody::new("host-error", "plugin code missing from state"))?;
-        let ctx = CallContext {
-            plugin: name,
-            log_index: self.applied_index,
-            timestamp_ms: self.last_timestamp_ms,
-            fuel: info.fuel_per_call,
-            memory_limit_bytes: info.memory_limit_bytes as usize,
-        };
+        let ctx = self.call_context(name, info, self.applied_index, self.last_timestamp_ms);
         let base = self.kv.get(name).cloned().unwrap_or_default();
         runtime
             .call(code, CallMode::Query, input, &ctx, &base)

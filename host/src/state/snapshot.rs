@@ -8,12 +8,13 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{IdempotencyRecord, PluginInfo, State};
+use super::{ClusterSettings, IdempotencyRecord, PluginInfo, State};
 use crate::runtime::Code;
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 /// The snapshot format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the cluster settings record.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,8 @@ struct Body {
     idempotency: Vec<(String, IdempotencyRecord)>,
     applied_index: u64,
     last_timestamp_ms: u64,
+    settings: ClusterSettings,
+    settings_index: u64,
 }
 
 /// Serialises a sequence straight from an iterator, so encoding a snapshot
@@ -82,7 +85,7 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let st = self.0;
             // Field order and shapes must match `Body` exactly.
-            let mut t = s.serialize_tuple(6)?;
+            let mut t = s.serialize_tuple(8)?;
             t.serialize_element(&Seq::new(st.plugins.values()))?;
             t.serialize_element(&Seq::new(st.code.iter().map(|(k, v)| (k, v.bytes()))))?;
             t.serialize_element(&Seq::new(
@@ -91,6 +94,8 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
             t.serialize_element(&Seq::new(st.idempotency.iter()))?;
             t.serialize_element(&st.applied_index)?;
             t.serialize_element(&st.last_timestamp_ms)?;
+            t.serialize_element(&st.settings)?;
+            t.serialize_element(&st.settings_index)?;
             t.end()
         }
     }
@@ -173,6 +178,8 @@ pub fn decode(bytes: &[u8]) -> Result<(State, Vec<u8>), SnapshotError> {
         idempotency_by_index: imbl::OrdMap::new(),
         applied_index: body.applied_index,
         last_timestamp_ms: body.last_timestamp_ms,
+        settings: body.settings,
+        settings_index: body.settings_index,
     };
     for (key, rec) in body.idempotency {
         state.idempotency_by_index.insert(rec.index, key.clone());

@@ -11,6 +11,9 @@ use crate::plugins::built;
 
 const FUEL: u64 = 50_000_000;
 
+/// The default limits, as a static so contexts can borrow them.
+static LIMITS: std::sync::LazyLock<Limits> = std::sync::LazyLock::new(Limits::default);
+
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig::default()).expect("runtime builds")
 }
@@ -22,6 +25,8 @@ fn ctx(plugin: &str, index: u64) -> CallContext<'_> {
         timestamp_ms: 1_700_000_000_000,
         fuel: FUEL,
         memory_limit_bytes: 32 << 20,
+        limits: &LIMITS,
+        engine: EngineParams::default(),
     }
 }
 
@@ -128,34 +133,29 @@ fn successful_writes_are_all_visible() {
 fn validation_rejects_each_kind_of_bad_upload() {
     let rt = runtime();
     assert!(matches!(
-        rt.validate(b"definitely not wasm at all"),
+        rt.validate(b"definitely not wasm at all", EngineParams::default(), usize::MAX),
         Err(ValidateError::NotWasm)
     ));
     // The smallest valid core module: magic + version 1.
     assert!(matches!(
-        rt.validate(b"\0asm\x01\0\0\0"),
+        rt.validate(b"\0asm\x01\0\0\0", EngineParams::default(), usize::MAX),
         Err(ValidateError::CoreModule)
     ));
-    let err = rt.validate(&built("wrong-world")).unwrap_err();
+    let err = rt.validate(&built("wrong-world"), EngineParams::default(), usize::MAX).unwrap_err();
     assert!(matches!(err, ValidateError::WrongWorld(_)), "{err}");
     assert_eq!(err.code(), "wrong-world");
     let mut truncated = built("counter");
     truncated.truncate(truncated.len() / 2);
     assert!(matches!(
-        rt.validate(&truncated),
+        rt.validate(&truncated, EngineParams::default(), usize::MAX),
         Err(ValidateError::Invalid(_))
     ));
-    let small = Runtime::new(RuntimeConfig {
-        max_plugin_bytes: 1024,
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
     assert!(matches!(
-        small.validate(&built("counter")),
+        rt.validate(&built("counter"), EngineParams::default(), 1024),
         Err(ValidateError::TooLarge { .. })
     ));
     for name in ["counter", "kv", "bank", "misbehave", "nondet"] {
-        rt.validate(&built(name))
+        rt.validate(&built(name), EngineParams::default(), usize::MAX)
             .unwrap_or_else(|e| panic!("{name} must validate: {e}"));
     }
 }

@@ -135,7 +135,7 @@ fn compiled_components_are_reused_from_disk_only_when_this_node_wrote_them() {
     let wasm = Code::new(built("counter"));
     let sha = Runtime::new(cfg.clone())
         .unwrap()
-        .validate(wasm.bytes())
+        .validate(wasm.bytes(), EngineParams::default(), usize::MAX)
         .unwrap();
     let artifact = dir.path().join(format!("{sha}.cwasm"));
     assert!(artifact.exists(), "the first compile writes an artifact");
