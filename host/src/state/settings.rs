@@ -53,7 +53,9 @@ impl Default for ClusterSettings {
         const MIB: u64 = 1024 * 1024;
         Self {
             default_fuel_per_call: 100_000_000,
-            max_fuel_per_call: 1_000_000_000,
+            // Parsing a 1 MiB JSON value in a Rust plugin takes a few billion;
+            // at roughly a nanosecond per unit this bounds a call to seconds.
+            max_fuel_per_call: 10_000_000_000,
             default_memory_limit_bytes: 64 * MIB,
             max_memory_limit_bytes: 256 * MIB,
             max_stack_bytes: 512 * 1024,
