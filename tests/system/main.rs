@@ -14,6 +14,7 @@ mod linearizability;
 mod membership;
 mod metrics;
 mod partition;
+mod settings;
 mod single_node;
 mod snapshot_rejoin;
 mod three_nodes;

@@ -18,7 +18,10 @@ use crate::config::Config;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{NodeId, Raft, TypeConfig};
 use crate::runtime::{Runtime, ValidateError};
-use crate::state::{ClusterSettings, Command, SETTINGS_CONFLICT, SettingsError, CommandResult, PluginInfo, validate_plugin_name};
+use crate::state::{
+    ClusterSettings, Command, CommandResult, PluginInfo, SETTINGS_CONFLICT, SettingsError,
+    validate_plugin_name,
+};
 
 /// One running node's shared parts.
 pub(super) struct Inner {

@@ -53,10 +53,12 @@ async fn deploy_kv(env: &TestEnv, raft: &Raft, fuel: u64) -> u64 {
         .to_vec();
     let runtime = env.runtime().clone();
     let w = wasm.clone();
-    tokio::task::spawn_blocking(move || runtime.validate(&w, crate::runtime::EngineParams::default(), usize::MAX))
-        .await
-        .expect("join")
-        .expect("kv validates");
+    tokio::task::spawn_blocking(move || {
+        runtime.validate(&w, crate::runtime::EngineParams::default(), usize::MAX)
+    })
+    .await
+    .expect("join")
+    .expect("kv validates");
     let resp = raft
         .client_write(Command::Deploy {
             name: "kv".into(),
