@@ -145,6 +145,12 @@ pub struct ServeArgs {
     /// Largest plugin component accepted for deploy.
     #[arg(long, default_value_t = Config::default().max_plugin_bytes)]
     pub max_plugin_bytes: u64,
+    /// Refuse writes (507) while the data dir's filesystem has less free space than this; 0 disables.
+    #[arg(long, default_value_t = Config::default().min_free_disk_bytes)]
+    pub min_free_disk_bytes: u64,
+    /// How often free disk space is measured in the background.
+    #[arg(long, default_value_t = Config::default().disk_check_interval_ms)]
+    pub disk_check_interval_ms: u64,
 }
 
 impl ServeArgs {
@@ -166,6 +172,8 @@ impl ServeArgs {
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
             max_body_bytes: self.max_body_bytes,
             max_plugin_bytes: self.max_plugin_bytes,
+            min_free_disk_bytes: self.min_free_disk_bytes,
+            disk_check_interval_ms: self.disk_check_interval_ms,
             ..Config::default()
         };
         config.validate().context("invalid configuration")?;
