@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
@@ -28,6 +29,10 @@ pub(super) struct Inner {
     pub(super) runtime: Arc<Runtime>,
     pub(super) config: Config,
     pub(super) counters: super::metrics::Counters,
+    /// Free space of the data dir's filesystem; refuses writes below the watermark.
+    pub(super) disk: Arc<super::disk::DiskWatch>,
+    /// Set when the node asks Raft to shut down, so that stop is not reported as a failure.
+    pub(super) stopping: Arc<AtomicBool>,
 }
 
 /// The client-API service of one node; clones share the node.
@@ -65,12 +70,42 @@ impl NodeService {
             };
         }
         match e {
-            RaftError::Fatal(f) => ApiError::Unavailable(f.to_string()),
+            // Logged once, with openraft's detail, by `health::report_fatal`.
+            RaftError::Fatal(f) => super::health::fatal_error(&f, self.stopping()),
             RaftError::APIError(e) => ApiError::bad_request("membership-error", e.to_string()),
         }
     }
 
+    fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Relaxed)
+    }
+
+    /// `Ok` if Raft runs; otherwise why it does not (storage failed, stopped).
+    fn raft_health(&self) -> Result<(), ApiError> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        super::health::raft_health(&m, self.stopping())
+    }
+
+    /// Refuses a write this node would propose when Raft has stopped or the
+    /// disk alarm is raised. A node that knows another leader lets the write
+    /// through: openraft answers "forward to the leader", and the leader
+    /// applies its own disk check.
+    fn admit_write(&self) -> Result<(), ApiError> {
+        self.raft_health()?;
+        let other_leader = {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow_watched();
+            m.current_leader.is_some_and(|l| l != self.inner.id)
+        };
+        if other_leader {
+            return Ok(());
+        }
+        self.inner.disk.admit_write()
+    }
+
     async fn propose(&self, cmd: Command) -> Result<(u64, CommandResult), ApiError> {
+        self.admit_write()?;
         match self.inner.raft.client_write(cmd).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),
             Err(e) => Err(self.write_error(e)),
@@ -96,7 +131,15 @@ impl NodeService {
                         None => ApiError::NoLeader,
                     });
                 }
-                Err(ApiError::Unavailable(e.to_string()))
+                if let RaftError::Fatal(f) = &e {
+                    return Err(super::health::fatal_error(f, self.stopping()));
+                }
+                // openraft's text renders membership with Debug; keep it for the log.
+                tracing::warn!(error = %e, "linearizable read: leadership not confirmed");
+                Err(ApiError::Unavailable(
+                    "this node could not confirm its leadership with a quorum; retry shortly"
+                        .into(),
+                ))
             }
         }
     }
@@ -122,6 +165,8 @@ impl ClusterService for NodeService {
         options: DeployOptions,
     ) -> Result<DeployResponse, ApiError> {
         validate_plugin_name(&name).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+        // Refuse before compiling; `propose` checks again right before proposing.
+        self.admit_write()?;
         let runtime = self.inner.runtime.clone();
         let wasm2 = wasm.clone();
         // Validation compiles the component: CPU work, off the async workers.
@@ -288,6 +333,7 @@ impl ClusterService for NodeService {
     }
 
     async fn add_member(&self, id: NodeId, addr: String) -> Result<ClusterStatus, ApiError> {
+        self.admit_write()?;
         let raft = &self.inner.raft;
         let added = raft
             .add_learner(id, BasicNode { addr }, true)
@@ -318,6 +364,7 @@ impl ClusterService for NodeService {
     }
 
     async fn remove_member(&self, id: NodeId) -> Result<ClusterStatus, ApiError> {
+        self.admit_write()?;
         let raft = &self.inner.raft;
         let m = raft.metrics().borrow_watched().clone();
         let is_voter = m
@@ -370,10 +417,15 @@ impl ClusterService for NodeService {
 
     async fn metrics(&self) -> Result<String, ApiError> {
         let m = self.inner.raft.metrics().borrow_watched().clone();
+        let node = super::metrics::NodeGauges {
+            disk: self.inner.disk.status(),
+            raft_fatal: super::health::is_fatal(&m, self.stopping()),
+        };
         Ok(super::metrics::render(
             &m,
             &self.state(),
             &self.inner.counters,
+            &node,
         ))
     }
 
@@ -386,6 +438,7 @@ impl ClusterService for NodeService {
     }
 
     async fn readiness(&self) -> Result<(), ApiError> {
+        self.raft_health()?;
         let m = self.inner.raft.metrics().borrow_watched().clone();
         let Some(_) = m.current_leader else {
             return Err(ApiError::NotReady("no leader known".into()));
@@ -403,5 +456,9 @@ impl ClusterService for NodeService {
             )));
         }
         Ok(())
+    }
+
+    async fn health(&self) -> Result<(), ApiError> {
+        self.raft_health()
     }
 }

@@ -136,6 +136,9 @@ impl ClusterService for StubService {
     async fn readiness(&self) -> Result<(), ApiError> {
         Err(ApiError::NotReady("test stub".into()))
     }
+    async fn health(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// The server type every test node runs.
