@@ -73,6 +73,14 @@ pub struct Config {
     pub max_drain_bytes: u64,
     /// A client must send its request headers within this time.
     pub header_read_timeout_ms: u64,
+    /// Below this much free space on the data dir's filesystem the node raises
+    /// its disk alarm: it refuses new writes (`507 insufficient-storage`) and
+    /// keeps serving reads, until space returns. 0 disables the alarm. Leave
+    /// room for the writes in flight and for one snapshot of the whole state.
+    pub min_free_disk_bytes: u64,
+    /// How often free space is measured in the background (for the gauges and
+    /// the alarm on a node that takes no writes); a write measures it anew.
+    pub disk_check_interval_ms: u64,
     /// This node's Wasm runtime resources (instance pool, guest log cap).
     pub runtime: crate::runtime::RuntimeConfig,
     /// The cluster settings this node proposes when the cluster has none yet
@@ -112,6 +120,8 @@ impl Default for Config {
             join_max_attempts: 60,
             max_drain_bytes: 64 * MIB,
             header_read_timeout_ms: 30_000,
+            min_free_disk_bytes: 256 * MIB,
+            disk_check_interval_ms: 1000,
             runtime: crate::runtime::RuntimeConfig::default(),
             cluster: crate::state::ClusterSettings::default(),
         }
@@ -192,6 +202,7 @@ impl Config {
             ("snapshot_logs_since_last", self.snapshot_logs_since_last),
             ("purge_batch_size", self.purge_batch_size),
             ("max_entries_per_append", self.max_entries_per_append),
+            ("disk_check_interval_ms", self.disk_check_interval_ms),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -273,6 +284,11 @@ impl Config {
     /// [`Config::min_index_wait_ms`] as a duration.
     pub fn min_index_wait(&self) -> Duration {
         Duration::from_millis(self.min_index_wait_ms)
+    }
+
+    /// [`Config::disk_check_interval_ms`] as a duration.
+    pub fn disk_check_interval(&self) -> Duration {
+        Duration::from_millis(self.disk_check_interval_ms)
     }
 
     /// [`Config::shutdown_grace_ms`] as a duration.

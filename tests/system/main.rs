@@ -6,6 +6,7 @@ mod http_node;
 mod process;
 
 mod bad_input;
+mod disk_alarm;
 mod events;
 mod idempotency;
 mod kill9_leader;

@@ -83,6 +83,33 @@ pub enum ApiError {
     /// The node cannot serve right now (Raft stopping or starting).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The node's disk alarm is raised: too little free space on the data
+    /// dir's filesystem to accept writes. Reads still work; writes resume by
+    /// themselves once space is freed.
+    #[error(
+        "insufficient storage: {free_bytes} bytes free on the filesystem of data dir {data_dir}, \
+         below min_free_disk_bytes ({min_free_bytes}); writes are refused until space is freed, \
+         reads still work"
+    )]
+    InsufficientStorage {
+        /// Free bytes measured.
+        free_bytes: u64,
+        /// The configured watermark.
+        min_free_bytes: u64,
+        /// The node's data dir.
+        data_dir: String,
+    },
+    /// Raft stopped because this node's storage failed (a log, vote or
+    /// snapshot write or read returned an error). Nothing more can be written
+    /// or read through Raft until the node is restarted.
+    #[error(
+        "this node's storage failed ({0}); Raft has stopped and the node must be restarted \
+         once the cause is fixed"
+    )]
+    StorageFailed(String),
+    /// Raft stopped for another reason than a storage error or a requested shutdown.
+    #[error("Raft has stopped on this node ({0}); the node must be restarted")]
+    RaftStopped(String),
     /// A bug or an unexpected local failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -112,6 +139,9 @@ impl ApiError {
             ApiError::NotReady(_) => "not-ready",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::InsufficientStorage { .. } => "insufficient-storage",
+            ApiError::StorageFailed(_) => "storage-failed",
+            ApiError::RaftStopped(_) => "raft-stopped",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -132,9 +162,24 @@ impl ApiError {
             | ApiError::ForwardFailed(_)
             | ApiError::NotReady(_)
             | ApiError::Timeout(_)
-            | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::Unavailable(_)
+            | ApiError::StorageFailed(_)
+            | ApiError::RaftStopped(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Whether the server logs this error for each request that gets it.
+    /// The node states behind the disk alarm and a stopped Raft are logged
+    /// once, when they begin; a line per refused request would flood the log.
+    pub fn logged_per_request(&self) -> bool {
+        !matches!(
+            self,
+            ApiError::InsufficientStorage { .. }
+                | ApiError::StorageFailed(_)
+                | ApiError::RaftStopped(_)
+        )
     }
 
     /// The JSON body `{"error":{"code","message"}}`.
@@ -232,6 +277,17 @@ mod tests {
             (ApiError::NoLeader, "no-leader", 503),
             (ApiError::Timeout("x".into()), "timeout", 503),
             (ApiError::Internal("x".into()), "internal", 500),
+            (
+                ApiError::InsufficientStorage {
+                    free_bytes: 1,
+                    min_free_bytes: 2,
+                    data_dir: "/d".into(),
+                },
+                "insufficient-storage",
+                507,
+            ),
+            (ApiError::StorageFailed("x".into()), "storage-failed", 503),
+            (ApiError::RaftStopped("x".into()), "raft-stopped", 503),
         ];
         for (err, code, status) in cases {
             assert_eq!(err.code(), code);

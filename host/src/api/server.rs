@@ -173,7 +173,7 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
         let resp = match self.dispatch(&head, body).await {
             Ok(resp) => resp,
             Err(e) => {
-                if e.status().is_server_error() {
+                if e.status().is_server_error() && e.logged_per_request() {
                     tracing::warn!(method = %head.method, path = head.uri.path(), code = e.code(), error = %e, "request failed");
                 } else {
                     tracing::debug!(method = %head.method, path = head.uri.path(), code = e.code(), error = %e, "request rejected");
@@ -210,10 +210,13 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
         };
         let body = read_body(body, &head.headers, limit, self.limits.max_drain_bytes).await?;
         match route {
-            Route::Healthz => Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({"status": "ok"}),
-            )),
+            Route::Healthz => {
+                self.service.health().await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"status": "ok"}),
+                ))
+            }
             Route::Raft(endpoint) => {
                 let reply = self.raft.handle(endpoint, body).await?;
                 let mut resp = Response::new(Full::new(Bytes::from(reply)));

@@ -141,7 +141,7 @@ pub struct StateHash {
     pub hash: String,
 }
 
-/// The node operations behind `/v1/…` and `/readyz`.
+/// The node operations behind `/v1/…`, `/healthz` and `/readyz`.
 ///
 /// Implementations write `async fn`; the `+ Send` bound lets the server spawn handlers.
 pub trait ClusterService: Send + Sync + 'static {
@@ -210,7 +210,8 @@ pub trait ClusterService: Send + Sync + 'static {
     /// Operational metrics in the Prometheus text format (`GET /metrics`).
     fn metrics(&self) -> impl Future<Output = Result<String, ApiError>> + Send;
 
-    /// `Ok` when the node has a leader and has caught up; otherwise [`ApiError::NotReady`].
+    /// `Ok` when the node has a leader and has caught up; otherwise [`ApiError::NotReady`]
+    /// (or what [`ClusterService::health`] reports).
     fn readiness(&self) -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// The largest plugin upload the cluster accepts now (`max_plugin_bytes`);
@@ -226,4 +227,9 @@ pub trait ClusterService: Send + Sync + 'static {
         &self,
         changes: serde_json::Value,
     ) -> impl Future<Output = Result<ClusterSettings, ApiError>> + Send;
+
+    /// `Ok` while the node can do its job (`GET /healthz`); an error once it
+    /// cannot without a restart, e.g. [`ApiError::StorageFailed`] when Raft
+    /// stopped on a storage error. A raised disk alarm is not unhealthy.
+    fn health(&self) -> impl Future<Output = Result<(), ApiError>> + Send;
 }

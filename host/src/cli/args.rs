@@ -163,6 +163,12 @@ pub struct ServeArgs {
     /// Initial cluster setting: most memory a plugin may ask for per instance.
     #[arg(long, default_value_t = ClusterSettings::default().max_memory_limit_bytes)]
     pub max_memory_limit_bytes: u64,
+    /// Refuse writes (507) while the data dir's filesystem has less free space than this; 0 disables.
+    #[arg(long, default_value_t = Config::default().min_free_disk_bytes)]
+    pub min_free_disk_bytes: u64,
+    /// How often free disk space is measured in the background.
+    #[arg(long, default_value_t = Config::default().disk_check_interval_ms)]
+    pub disk_check_interval_ms: u64,
 }
 
 impl ServeArgs {
@@ -196,6 +202,8 @@ impl ServeArgs {
                 max_memory_limit_bytes: self.max_memory_limit_bytes,
                 ..ClusterSettings::default()
             },
+            min_free_disk_bytes: self.min_free_disk_bytes,
+            disk_check_interval_ms: self.disk_check_interval_ms,
             ..Config::default()
         };
         config.validate().context("invalid configuration")?;

@@ -81,3 +81,32 @@ fn error_lines_use_the_node_code() {
         "HTTP 502 Bad Gateway: oops"
     );
 }
+
+#[test]
+fn disk_alarm_flags_reach_the_config() {
+    let serve = |extra: &[&str]| {
+        let mut argv = vec!["cairn", "serve"];
+        argv.extend_from_slice(extra);
+        let Commands::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not serve")
+        };
+        args.to_config()
+    };
+    let cfg = serve(&[]).unwrap();
+    assert_eq!(
+        cfg.min_free_disk_bytes,
+        crate::config::Config::default().min_free_disk_bytes
+    );
+    let cfg = serve(&[
+        "--min-free-disk-bytes",
+        "0",
+        "--disk-check-interval-ms",
+        "250",
+    ])
+    .unwrap();
+    assert_eq!(
+        (cfg.min_free_disk_bytes, cfg.disk_check_interval_ms),
+        (0, 250)
+    );
+    assert!(serve(&["--disk-check-interval-ms", "0"]).is_err());
+}

@@ -8,6 +8,14 @@ use openraft::RaftMetrics;
 use crate::raft::types::TypeConfig;
 use crate::state::State;
 
+/// Node-level gauges that are not in openraft's metrics.
+pub(super) struct NodeGauges {
+    /// The disk watcher's last measurement.
+    pub(super) disk: super::disk::DiskStatus,
+    /// Raft stopped without being asked to (a storage error, a panic).
+    pub(super) raft_fatal: bool,
+}
+
 /// Counters of client requests this node handled (not forwarded ones).
 #[derive(Default)]
 pub(super) struct Counters {
@@ -51,7 +59,12 @@ impl Out {
 }
 
 /// Renders the node's metrics in the Prometheus text exposition format.
-pub(super) fn render(m: &RaftMetrics<TypeConfig>, state: &State, counters: &Counters) -> String {
+pub(super) fn render(
+    m: &RaftMetrics<TypeConfig>,
+    state: &State,
+    counters: &Counters,
+    node: &NodeGauges,
+) -> String {
     let idx = |l: Option<openraft::alias::LogIdOf<TypeConfig>>| l.map_or(0, |l| l.index);
     let voters = m.membership_config.membership().voter_ids().count() as u64;
     let plugins = state.plugins();
@@ -122,6 +135,30 @@ pub(super) fn render(m: &RaftMetrics<TypeConfig>, state: &State, counters: &Coun
         "gauge",
         "Key-value entries over all plugins.",
         &[("", kv_entries)],
+    );
+    out.metric(
+        "cairn_raft_fatal",
+        "gauge",
+        "1 if Raft stopped on an error (e.g. storage); the node must be restarted.",
+        &[("", u64::from(node.raft_fatal))],
+    );
+    out.metric(
+        "cairn_disk_free_bytes",
+        "gauge",
+        "Bytes free on the data dir's filesystem.",
+        &[("", node.disk.free_bytes)],
+    );
+    out.metric(
+        "cairn_disk_min_free_bytes",
+        "gauge",
+        "Free-space watermark below which writes are refused (0: disabled).",
+        &[("", node.disk.min_free_bytes)],
+    );
+    out.metric(
+        "cairn_disk_alarm",
+        "gauge",
+        "1 while free space is below the watermark and writes are refused.",
+        &[("", u64::from(node.disk.alarm))],
     );
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     out.metric(

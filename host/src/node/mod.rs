@@ -1,6 +1,8 @@
 //! Node wiring: builds the log store, state machine, network, Raft and HTTP
 //! server in one function; `service` implements the client API over them.
 
+mod disk;
+mod health;
 mod metrics;
 mod service;
 mod settings;
@@ -10,6 +12,7 @@ pub use service::NodeService;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -76,6 +79,8 @@ pub struct RunningNode {
     pub service: NodeService,
     shutdown_tx: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Background watchers (disk space, Raft's running state); aborted at stop.
+    watchers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -83,6 +88,13 @@ impl RunningNode {
     pub async fn stop(self) -> Result<(), NodeError> {
         let _ = self.shutdown_tx.send(true);
         let served = self.server.await;
+        for w in &self.watchers {
+            w.abort();
+        }
+        self.service
+            .inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.service.inner.raft.shutdown().await.map_err(raft_err)?;
         served.map_err(raft_err)?.map_err(io("serving http"))?;
         Ok(())
@@ -141,6 +153,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     let addr = listener
         .local_addr()
         .map_err(io("reading the bound address"))?;
+    let disk = Arc::new(disk::DiskWatch::new(&config));
+    let stopping = Arc::new(AtomicBool::new(false));
     let inner = Arc::new(Inner {
         id: config.node_id,
         raft: raft.clone(),
@@ -148,6 +162,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         runtime,
         config: config.clone(),
         counters: Default::default(),
+        disk: disk.clone(),
+        stopping: stopping.clone(),
     });
     let service = NodeService { inner };
     let rpc = RaftRpc::new(raft.clone(), &config);
@@ -193,11 +209,16 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
             }
         }
     }
+    let watchers = vec![
+        tokio::spawn(disk.run(config.disk_check_interval())),
+        tokio::spawn(health::report_fatal(raft, stopping)),
+    ];
     Ok(RunningNode {
         addr,
         service,
         shutdown_tx,
         server,
+        watchers,
     })
 }
 

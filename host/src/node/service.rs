@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
@@ -31,6 +32,10 @@ pub(super) struct Inner {
     pub(super) runtime: Arc<Runtime>,
     pub(super) config: Config,
     pub(super) counters: super::metrics::Counters,
+    /// Free space of the data dir's filesystem; refuses writes below the watermark.
+    pub(super) disk: Arc<super::disk::DiskWatch>,
+    /// Set when the node asks Raft to shut down, so that stop is not reported as a failure.
+    pub(super) stopping: Arc<AtomicBool>,
 }
 
 /// The client-API service of one node; clones share the node.
@@ -68,12 +73,42 @@ impl NodeService {
             };
         }
         match e {
-            RaftError::Fatal(f) => ApiError::Unavailable(f.to_string()),
+            // Logged once, with openraft's detail, by `health::report_fatal`.
+            RaftError::Fatal(f) => super::health::fatal_error(&f, self.stopping()),
             RaftError::APIError(e) => ApiError::bad_request("membership-error", e.to_string()),
         }
     }
 
+    fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Relaxed)
+    }
+
+    /// `Ok` if Raft runs; otherwise why it does not (storage failed, stopped).
+    fn raft_health(&self) -> Result<(), ApiError> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        super::health::raft_health(&m, self.stopping())
+    }
+
+    /// Refuses a write this node would propose when Raft has stopped or the
+    /// disk alarm is raised. A node that knows another leader lets the write
+    /// through: openraft answers "forward to the leader", and the leader
+    /// applies its own disk check.
+    fn admit_write(&self) -> Result<(), ApiError> {
+        self.raft_health()?;
+        let other_leader = {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow_watched();
+            m.current_leader.is_some_and(|l| l != self.inner.id)
+        };
+        if other_leader {
+            return Ok(());
+        }
+        self.inner.disk.admit_write()
+    }
+
     async fn propose(&self, cmd: Command) -> Result<(u64, CommandResult), ApiError> {
+        self.admit_write()?;
         match self.inner.raft.client_write(cmd).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),
             Err(e) => Err(self.write_error(e)),
@@ -99,7 +134,15 @@ impl NodeService {
                         None => ApiError::NoLeader,
                     });
                 }
-                Err(ApiError::Unavailable(e.to_string()))
+                if let RaftError::Fatal(f) = &e {
+                    return Err(super::health::fatal_error(f, self.stopping()));
+                }
+                // openraft's text renders membership with Debug; keep it for the log.
+                tracing::warn!(error = %e, "linearizable read: leadership not confirmed");
+                Err(ApiError::Unavailable(
+                    "this node could not confirm its leadership with a quorum; retry shortly"
+                        .into(),
+                ))
             }
         }
     }
@@ -125,6 +168,8 @@ impl ClusterService for NodeService {
         options: DeployOptions,
     ) -> Result<DeployResponse, ApiError> {
         validate_plugin_name(&name).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+        // Refuse before compiling; `propose` checks again right before proposing.
+        self.admit_write()?;
         // Checked here for a prompt answer; the state machine checks again
         // against the settings in force when the deploy applies.
         let settings = self.state().settings().clone();
@@ -316,6 +361,7 @@ impl ClusterService for NodeService {
     }
 
     async fn add_member(&self, id: NodeId, addr: String) -> Result<ClusterStatus, ApiError> {
+        self.admit_write()?;
         let raft = &self.inner.raft;
         let added = raft
             .add_learner(id, BasicNode { addr }, true)
@@ -346,6 +392,7 @@ impl ClusterService for NodeService {
     }
 
     async fn remove_member(&self, id: NodeId) -> Result<ClusterStatus, ApiError> {
+        self.admit_write()?;
         let raft = &self.inner.raft;
         let m = raft.metrics().borrow_watched().clone();
         let is_voter = m
@@ -398,10 +445,15 @@ impl ClusterService for NodeService {
 
     async fn metrics(&self) -> Result<String, ApiError> {
         let m = self.inner.raft.metrics().borrow_watched().clone();
+        let node = super::metrics::NodeGauges {
+            disk: self.inner.disk.status(),
+            raft_fatal: super::health::is_fatal(&m, self.stopping()),
+        };
         Ok(super::metrics::render(
             &m,
             &self.state(),
             &self.inner.counters,
+            &node,
         ))
     }
 
@@ -414,6 +466,7 @@ impl ClusterService for NodeService {
     }
 
     async fn readiness(&self) -> Result<(), ApiError> {
+        self.raft_health()?;
         let m = self.inner.raft.metrics().borrow_watched().clone();
         let Some(_) = m.current_leader else {
             return Err(ApiError::NotReady("no leader known".into()));
@@ -471,5 +524,9 @@ impl ClusterService for NodeService {
                 "unexpected settings result {other}"
             ))),
         }
+    }
+
+    async fn health(&self) -> Result<(), ApiError> {
+        self.raft_health()
     }
 }

@@ -148,6 +148,9 @@ impl ClusterService for StubService {
     ) -> Result<crate::state::ClusterSettings, ApiError> {
         unavailable()
     }
+    async fn health(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// TEST-ONLY: the plugin upload cap the stub reports.
