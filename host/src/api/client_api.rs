@@ -21,7 +21,7 @@ use http_body_util::Full;
 use crate::api::error::{ApiError, json_response};
 use crate::api::server::{RequestHead, Route};
 use crate::api::service::{
-    AddMemberRequest, ClusterService, Consistency, DeployOptions, PluginList,
+    AddMemberRequest, ClusterService, Consistency, Deadline, DeployOptions, PluginList,
 };
 use crate::state::CommandResult;
 
@@ -40,6 +40,7 @@ pub(crate) async fn handle<S: ClusterService>(
     route: Route<'_>,
     head: &RequestHead,
     body: Bytes,
+    deadline: Deadline,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     match (route, &head.method) {
         (Route::Readyz, _) => {
@@ -55,7 +56,9 @@ pub(crate) async fn handle<S: ClusterService>(
         }
         (Route::Plugin(name), &Method::PUT) => {
             let options = deploy_params(head.uri.query())?;
-            let deployed = service.deploy(name.to_string(), body, options).await?;
+            let deployed = service
+                .deploy(name.to_string(), body, options, deadline)
+                .await?;
             let index = deployed.log_index;
             Ok(with_index(
                 json_response(StatusCode::CREATED, &deployed),
@@ -64,7 +67,7 @@ pub(crate) async fn handle<S: ClusterService>(
             ))
         }
         (Route::Plugin(name), &Method::DELETE) => {
-            let removed = service.remove(name.to_string()).await?;
+            let removed = service.remove(name.to_string(), deadline).await?;
             let index = removed.log_index;
             Ok(with_index(
                 json_response(StatusCode::OK, &removed),
@@ -79,7 +82,7 @@ pub(crate) async fn handle<S: ClusterService>(
         (Route::PluginApply(name), _) => {
             let with_events = apply_params(head.uri.query())?;
             let key = idempotency_key(head)?;
-            let applied = service.apply(name.to_string(), body, key).await?;
+            let applied = service.apply(name.to_string(), body, key, deadline).await?;
             match applied.result {
                 CommandResult::Applied(out) if with_events => Ok(with_index(
                     json_response(StatusCode::OK, &output_with_events(&out)),
@@ -102,7 +105,7 @@ pub(crate) async fn handle<S: ClusterService>(
         (Route::PluginQuery(name), _) => {
             let (consistency, min_index) = query_params(head.uri.query())?;
             let out = service
-                .query(name.to_string(), body, consistency, min_index)
+                .query(name.to_string(), body, consistency, min_index, deadline)
                 .await?;
             Ok(with_index(
                 output_response(out.output),
@@ -123,7 +126,7 @@ pub(crate) async fn handle<S: ClusterService>(
             })?;
             Ok(json_response(
                 StatusCode::OK,
-                &service.add_member(req.id, req.addr).await?,
+                &service.add_member(req.id, req.addr, deadline).await?,
             ))
         }
         (Route::Member(id), _) => {
@@ -132,7 +135,7 @@ pub(crate) async fn handle<S: ClusterService>(
             })?;
             Ok(json_response(
                 StatusCode::OK,
-                &service.remove_member(id).await?,
+                &service.remove_member(id, deadline).await?,
             ))
         }
         (Route::StateHash, _) => Ok(json_response(StatusCode::OK, &service.state_hash().await?)),

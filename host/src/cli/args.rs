@@ -145,6 +145,21 @@ pub struct ServeArgs {
     /// Largest plugin component accepted for deploy.
     #[arg(long, default_value_t = Config::default().max_plugin_bytes)]
     pub max_plugin_bytes: u64,
+    /// Deadline of a client request once its body has arrived (504 after it).
+    #[arg(long, default_value_t = Config::default().request_timeout_ms)]
+    pub request_timeout_ms: u64,
+    /// Deadline of a plugin upload (it compiles the component).
+    #[arg(long, default_value_t = Config::default().deploy_timeout_ms)]
+    pub deploy_timeout_ms: u64,
+    /// A request body must arrive within this time (408 after it).
+    #[arg(long, default_value_t = Config::default().body_read_timeout_ms)]
+    pub body_read_timeout_ms: u64,
+    /// Connections served at once; more get 503 and are closed.
+    #[arg(long, default_value_t = Config::default().max_connections)]
+    pub max_connections: u64,
+    /// Wasm instance slots kept free of queries for applying the log.
+    #[arg(long, default_value_t = Config::default().apply_reserved_instances)]
+    pub apply_reserved_instances: u32,
 }
 
 impl ServeArgs {
@@ -166,6 +181,11 @@ impl ServeArgs {
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
             max_body_bytes: self.max_body_bytes,
             max_plugin_bytes: self.max_plugin_bytes,
+            request_timeout_ms: self.request_timeout_ms,
+            deploy_timeout_ms: self.deploy_timeout_ms,
+            body_read_timeout_ms: self.body_read_timeout_ms,
+            max_connections: self.max_connections,
+            apply_reserved_instances: self.apply_reserved_instances,
             ..Config::default()
         };
         config.validate().context("invalid configuration")?;
