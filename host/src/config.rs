@@ -55,7 +55,8 @@ pub struct Config {
     pub deploy_timeout_ms: u64,
     /// A request body must have fully arrived within this time → `408 body-timeout`.
     pub body_read_timeout_ms: u64,
-    /// Most client connections open at once; more are answered `503 overloaded` and closed.
+    /// Most connections open at once on the HTTP port (clients and peers alike);
+    /// more are answered `503 overloaded` and closed.
     pub max_connections: u64,
     /// Wasm instance slots (of `runtime.pooled_instances`) that queries may
     /// never take, so committed entries always find one to apply with.

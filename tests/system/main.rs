@@ -6,7 +6,9 @@ mod http_node;
 mod process;
 
 mod bad_input;
+mod election_wait;
 mod events;
+mod failover_writes;
 mod idempotency;
 mod kill9_leader;
 mod leader_failover;
@@ -14,6 +16,7 @@ mod linearizability;
 mod membership;
 mod metrics;
 mod partition;
+mod query_admission;
 mod single_node;
 mod snapshot_rejoin;
 mod three_nodes;

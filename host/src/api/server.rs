@@ -254,7 +254,8 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
         let resp = match self.dispatch(&head, body).await {
             Ok(resp) => resp,
             Err(e) => {
-                if e.status().is_server_error() {
+                // Refusals under overload are expected and frequent: not worth a warning each.
+                if e.status().is_server_error() && !matches!(e, ApiError::Overloaded { .. }) {
                     tracing::warn!(method = %head.method, path = head.uri.path(), code = e.code(), error = %e, "request failed");
                 } else {
                     tracing::debug!(method = %head.method, path = head.uri.path(), code = e.code(), error = %e, "request rejected");

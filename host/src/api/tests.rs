@@ -526,12 +526,14 @@ async fn a_forward_that_could_not_connect_is_sent_again() {
         "c",
         &[],
     );
-    let open_later = async {
+    let leader = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(400)).await;
         let listener = tokio::net::TcpListener::bind(&leader_addr).await.unwrap();
         fake_leader(listener, vec![FakeLeader::Answer])
-    };
-    let (resp, leader) = tokio::join!(request, open_later);
+            .await
+            .unwrap()
+    });
+    let resp = request.await;
     assert_eq!(resp.status(), StatusCode::OK, "{:?}", resp.body());
     assert!(started.elapsed() >= Duration::from_millis(400));
     assert_eq!(leader.await.unwrap().len(), 1);
