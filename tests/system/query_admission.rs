@@ -142,6 +142,23 @@ async fn flooded_queries_are_refused_and_writes_still_apply_everywhere() -> Resu
         .await?
         .expect(200)?;
     assert_eq!(r.json(), json!({"value": (WRITES - 1).to_string()}));
+    // /metrics counts the refusals and shows the HTTP connection gauges.
+    let metrics = cluster.node(follower).get("/metrics").await?.expect(200)?;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    let sample = |series: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert!(
+        sample(r#"cairn_queries_total{outcome="overloaded"}"#) >= Some(overloaded),
+        "{text}"
+    );
+    assert!(sample("cairn_http_connections_open") >= Some(1), "{text}");
+    assert_eq!(
+        sample("cairn_http_connections_refused_total"),
+        Some(0),
+        "{text}"
+    );
     eprintln!("query_admission: all nodes at {index} with hash {hash}");
     cluster.stop_all().await
 }
