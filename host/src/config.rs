@@ -43,8 +43,24 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// Transport deadline for one append-entries or vote RPC.
     pub rpc_timeout_ms: u64,
-    /// Deadline for proxying one client request to the leader.
-    pub forward_timeout_ms: u64,
+    /// Deadline for answering one client request once its body has arrived
+    /// (waiting for a leader, forwarding, replicating, running a query)
+    /// → `504 timeout`. Above the longest election, so a write sent while a
+    /// leader is being elected waits for it instead of failing.
+    pub request_timeout_ms: u64,
+    /// Deadline of `PUT /v1/plugins/{name}`, which compiles the component
+    /// before replicating it (large interpreters take tens of seconds).
+    pub deploy_timeout_ms: u64,
+    /// A request body must have fully arrived within this time → `408 body-timeout`.
+    pub body_read_timeout_ms: u64,
+    /// Most connections open at once on the HTTP port (clients and peers alike);
+    /// more are answered `503 overloaded` and closed.
+    pub max_connections: u64,
+    /// Wasm instance slots (of `runtime.pooled_instances`) that queries may
+    /// never take, so committed entries always find one to apply with.
+    pub apply_reserved_instances: u32,
+    /// `Retry-After` (seconds) sent with `503 overloaded`.
+    pub overload_retry_after_secs: u64,
     /// How long a query with `min_index` waits for this node to apply that index.
     pub min_index_wait_ms: u64,
     /// How long in-flight HTTP connections get to finish after shutdown is signalled.
@@ -107,7 +123,13 @@ impl Default for Config {
             max_snapshot_bytes: 1024 * MIB,
             max_body_bytes: 8 * MIB,
             rpc_timeout_ms: 3000,
-            forward_timeout_ms: 10_000,
+            // About twice the longest election timeout, plus margin.
+            request_timeout_ms: 5000,
+            deploy_timeout_ms: 120_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 1024,
+            apply_reserved_instances: 2,
+            overload_retry_after_secs: 1,
             min_index_wait_ms: 5000,
             shutdown_grace_ms: 5000,
             snapshot_logs_since_last: 5000,
@@ -197,7 +219,15 @@ impl Config {
             ("max_snapshot_bytes", self.max_snapshot_bytes),
             ("max_body_bytes", self.max_body_bytes),
             ("rpc_timeout_ms", self.rpc_timeout_ms),
-            ("forward_timeout_ms", self.forward_timeout_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("deploy_timeout_ms", self.deploy_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("max_connections", self.max_connections),
+            (
+                "apply_reserved_instances",
+                u64::from(self.apply_reserved_instances),
+            ),
+            ("overload_retry_after_secs", self.overload_retry_after_secs),
             ("min_index_wait_ms", self.min_index_wait_ms),
             ("snapshot_logs_since_last", self.snapshot_logs_since_last),
             ("purge_batch_size", self.purge_batch_size),
@@ -241,6 +271,25 @@ impl Config {
         self.cluster
             .validate()
             .map_err(|e| ConfigError::Cluster(e.to_string()))?;
+        // A request must be able to outlast an election (it waits for the new leader).
+        if self.election_timeout_max_ms >= self.request_timeout_ms {
+            return Err(ConfigError::Order {
+                small: "election_timeout_max_ms",
+                small_value: self.election_timeout_max_ms,
+                large: "request_timeout_ms",
+                large_value: self.request_timeout_ms,
+            });
+        }
+        // Queries get the pool minus the reserve; at least one slot each way.
+        let pool = self.runtime.pooled_instances;
+        if self.apply_reserved_instances >= pool {
+            return Err(ConfigError::Order {
+                small: "apply_reserved_instances",
+                small_value: u64::from(self.apply_reserved_instances),
+                large: "runtime.pooled_instances - 1",
+                large_value: u64::from(pool.saturating_sub(1)),
+            });
+        }
         self.openraft_config().map(|_| ())
     }
 
@@ -271,9 +320,16 @@ impl Config {
         Duration::from_millis(self.rpc_timeout_ms)
     }
 
-    /// [`Config::forward_timeout_ms`] as a duration.
-    pub fn forward_timeout(&self) -> Duration {
-        Duration::from_millis(self.forward_timeout_ms)
+    /// [`Config::request_timeout_ms`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Wasm instance slots queries may use at once: the pool minus the apply reserve.
+    pub fn query_instances(&self) -> u32 {
+        self.runtime
+            .pooled_instances
+            .saturating_sub(self.apply_reserved_instances)
     }
 
     /// [`Config::install_snapshot_timeout_ms`] as a duration.
@@ -342,6 +398,41 @@ mod tests {
             cfg.validate(),
             Err(ConfigError::Zero {
                 field: "rpc_timeout_ms"
+            })
+        );
+    }
+
+    #[test]
+    fn request_deadline_and_query_reserve_are_checked() {
+        let cfg = Config {
+            request_timeout_ms: 2000,
+            ..Config::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::Order {
+                small: "election_timeout_max_ms",
+                ..
+            })
+        ));
+        let mut cfg = Config::default();
+        cfg.runtime.pooled_instances = 4;
+        cfg.apply_reserved_instances = 4;
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::Order {
+                small: "apply_reserved_instances",
+                ..
+            })
+        ));
+        cfg.apply_reserved_instances = 3;
+        cfg.validate().unwrap();
+        assert_eq!(cfg.query_instances(), 1);
+        cfg.apply_reserved_instances = 0;
+        assert_eq!(
+            cfg.validate(),
+            Err(ConfigError::Zero {
+                field: "apply_reserved_instances"
             })
         );
     }

@@ -68,6 +68,17 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// True when the request certainly never reached the server (nothing was
+    /// sent), so sending it again cannot apply it twice.
+    pub fn never_delivered(&self) -> bool {
+        matches!(
+            self,
+            ClientError::InvalidUrl { .. } | ClientError::Connect { .. }
+        )
+    }
+}
+
 /// Builds the shared pooled client.
 pub fn new_client() -> HttpClient {
     let mut connector = HttpConnector::new();
@@ -220,5 +231,31 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+        assert!(err.never_delivered());
+    }
+
+    #[tokio::test]
+    async fn a_connection_cut_after_the_request_is_not_a_connect_error() {
+        // A server that reads the request and hangs up without answering.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+        });
+        let req = request(
+            Method::POST,
+            url(&addr.to_string(), "/").unwrap(),
+            None,
+            Bytes::from_static(b"x"),
+        );
+        let err = send(&new_client(), req, Duration::from_secs(5), 1024)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Transport { .. }), "{err}");
+        assert!(!err.never_delivered(), "it may have been processed");
+        server.await.unwrap();
     }
 }

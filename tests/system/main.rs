@@ -7,7 +7,9 @@ mod process;
 
 mod bad_input;
 mod disk_alarm;
+mod election_wait;
 mod events;
+mod failover_writes;
 mod idempotency;
 mod kill9_leader;
 mod leader_failover;
@@ -15,6 +17,7 @@ mod linearizability;
 mod membership;
 mod metrics;
 mod partition;
+mod query_admission;
 mod settings;
 mod single_node;
 mod snapshot_rejoin;

@@ -23,7 +23,7 @@ use http_body_util::Full;
 use crate::api::error::{ApiError, json_response};
 use crate::api::server::{RequestHead, Route};
 use crate::api::service::{
-    AddMemberRequest, ClusterService, Consistency, DeployOptions, PluginList,
+    AddMemberRequest, ClusterService, Consistency, Deadline, DeployOptions, PluginList,
 };
 use crate::state::CommandResult;
 
@@ -42,6 +42,7 @@ pub(crate) async fn handle<S: ClusterService>(
     route: Route<'_>,
     head: &RequestHead,
     body: Bytes,
+    deadline: Deadline,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     match (route, &head.method) {
         (Route::Readyz, _) => {
@@ -57,7 +58,9 @@ pub(crate) async fn handle<S: ClusterService>(
         }
         (Route::Plugin(name), &Method::PUT) => {
             let options = deploy_params(head.uri.query())?;
-            let deployed = service.deploy(name.to_string(), body, options).await?;
+            let deployed = service
+                .deploy(name.to_string(), body, options, deadline)
+                .await?;
             let index = deployed.log_index;
             Ok(with_index(
                 json_response(StatusCode::CREATED, &deployed),
@@ -66,7 +69,7 @@ pub(crate) async fn handle<S: ClusterService>(
             ))
         }
         (Route::Plugin(name), &Method::DELETE) => {
-            let removed = service.remove(name.to_string()).await?;
+            let removed = service.remove(name.to_string(), deadline).await?;
             let index = removed.log_index;
             Ok(with_index(
                 json_response(StatusCode::OK, &removed),
@@ -81,7 +84,7 @@ pub(crate) async fn handle<S: ClusterService>(
         (Route::PluginApply(name), _) => {
             let with_events = apply_params(head.uri.query())?;
             let key = idempotency_key(head)?;
-            let applied = service.apply(name.to_string(), body, key).await?;
+            let applied = service.apply(name.to_string(), body, key, deadline).await?;
             match applied.result {
                 CommandResult::Applied(out) if with_events => Ok(with_index(
                     json_response(StatusCode::OK, &output_with_events(&out)),
@@ -104,7 +107,7 @@ pub(crate) async fn handle<S: ClusterService>(
         (Route::PluginQuery(name), _) => {
             let (consistency, min_index) = query_params(head.uri.query())?;
             let out = service
-                .query(name.to_string(), body, consistency, min_index)
+                .query(name.to_string(), body, consistency, min_index, deadline)
                 .await?;
             Ok(with_index(
                 output_response(out.output),
@@ -125,7 +128,7 @@ pub(crate) async fn handle<S: ClusterService>(
             })?;
             Ok(json_response(
                 StatusCode::OK,
-                &service.add_member(req.id, req.addr).await?,
+                &service.add_member(req.id, req.addr, deadline).await?,
             ))
         }
         (Route::Member(id), _) => {
@@ -134,7 +137,7 @@ pub(crate) async fn handle<S: ClusterService>(
             })?;
             Ok(json_response(
                 StatusCode::OK,
-                &service.remove_member(id).await?,
+                &service.remove_member(id, deadline).await?,
             ))
         }
         (Route::Settings, &Method::PATCH) => {
@@ -146,7 +149,7 @@ pub(crate) async fn handle<S: ClusterService>(
             })?;
             Ok(json_response(
                 StatusCode::OK,
-                &service.update_settings(changes).await?,
+                &service.update_settings(changes, deadline).await?,
             ))
         }
         (Route::Settings, _) => Ok(json_response(StatusCode::OK, &service.settings().await?)),

@@ -2,6 +2,24 @@
 //!
 //! Every error leaves the server as `{"error":{"code","message"}}`; clients and
 //! tests match on `code`, never on the message text.
+//!
+//! | status | code | meaning |
+//! |---|---|---|
+//! | 400 | `bad-json`, `bad-query`, `not-wasm`, … | malformed request; nothing changed |
+//! | 404 | `not-found`, `plugin-not-found` | no such route or plugin |
+//! | 405 | `method-not-allowed` | wrong method (`Allow` lists the right ones) |
+//! | 408 | `body-timeout` | the request body did not fully arrive within `body_read_timeout_ms`; nothing changed |
+//! | 409 | `snapshot-out-of-order`, … | conflicts with current state |
+//! | 413 | `body-too-large` | over `max_body_bytes` / `max_plugin_bytes` |
+//! | 422 | the plugin's own code, `out-of-fuel`, … | the plugin or runtime refused the command |
+//! | 500 | `internal` | a bug |
+//! | 503 | `no-leader` | no leader was elected within the request's deadline; nothing was proposed |
+//! | 503 | `not-leader` | a forwarded request reached a node that is not the leader (it does not forward twice); nothing was proposed |
+//! | 503 | `forward-failed` | forwarding to the leader failed after the request may have reached it; outcome unknown |
+//! | 503 | `outcome-unknown` | the leader lost its entry to a new leader; it may still commit |
+//! | 503 | `overloaded` | no query slot or connection free right now; `Retry-After` says when to retry; nothing changed |
+//! | 503 | `not-ready`, `unavailable` | the node is starting, catching up or stopping |
+//! | 504 | `timeout` | the request's deadline (`request_timeout_ms`, `deploy_timeout_ms`) passed; a write may still have been applied |
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -12,8 +30,9 @@ use crate::state::ErrorBody;
 /// Error code of a plugin lookup miss; the state layer records the same code.
 pub const PLUGIN_NOT_FOUND: &str = "plugin-not-found";
 
-/// An API failure. `ForwardToLeader` is not reported to the client: the handler
-/// layer proxies the original request to that address instead.
+/// An API failure. `ForwardToLeader` normally is not reported to the client:
+/// the handler layer proxies the original request to that address instead
+/// (only a request that was already forwarded once gets it, as `not-leader`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// No route matches the path.
@@ -35,6 +54,12 @@ pub enum ApiError {
     BodyTooLarge {
         /// The cap.
         limit_bytes: u64,
+    },
+    /// The request body did not fully arrive in time.
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    BodyTimeout {
+        /// The read deadline.
+        timeout_ms: u64,
     },
     /// The request is malformed; `code` says how (`bad-json`, `invalid-wasm`, …).
     #[error("{message}")]
@@ -68,16 +93,30 @@ pub enum ApiError {
         /// `host:port` (or `http://host:port`) of the leader.
         leader_addr: String,
     },
-    /// There is no known leader right now (election in progress).
-    #[error("no leader is known; retry shortly")]
+    /// No reachable leader within the request's deadline; nothing was proposed.
+    #[error(
+        "no reachable leader within the request's deadline; nothing was applied: retry shortly"
+    )]
     NoLeader,
-    /// Forwarding to the leader failed.
+    /// Forwarding to the leader failed after the request may have reached it.
     #[error("forwarding to the leader failed: {0}")]
     ForwardFailed(String),
+    /// The write's entry was dropped by a leader change; it may or may not commit.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// No capacity right now (query slots, connections); retry after `retry_after_secs`.
+    #[error("overloaded: {what}; retry in {retry_after_secs} s")]
+    Overloaded {
+        /// What ran out.
+        what: String,
+        /// Sent as `Retry-After`.
+        retry_after_secs: u64,
+    },
     /// The node is not ready (no leader yet, still catching up).
     #[error("not ready: {0}")]
     NotReady(String),
-    /// A bounded wait ran out (e.g. `min_index` not reached in time).
+    /// A deadline passed: the request's own, or a bounded wait inside it
+    /// (e.g. `min_index` not reached in time).
     #[error("timed out: {0}")]
     Timeout(String),
     /// The node cannot serve right now (Raft stopping or starting).
@@ -130,12 +169,15 @@ impl ApiError {
             ApiError::NotFound { .. } => "not-found",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::BodyTooLarge { .. } => "body-too-large",
+            ApiError::BodyTimeout { .. } => "body-timeout",
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::PluginNotFound { .. } => PLUGIN_NOT_FOUND,
             ApiError::Plugin(body) => &body.code,
             ApiError::ForwardToLeader { .. } => "not-leader",
             ApiError::NoLeader => "no-leader",
             ApiError::ForwardFailed(_) => "forward-failed",
+            ApiError::OutcomeUnknown(_) => "outcome-unknown",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::NotReady(_) => "not-ready",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
@@ -152,6 +194,7 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::PluginNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             // A plugin-level "not found" recorded by the state machine is still a 404.
             ApiError::Plugin(body) if body.code == PLUGIN_NOT_FOUND => StatusCode::NOT_FOUND,
@@ -160,12 +203,14 @@ impl ApiError {
             ApiError::ForwardToLeader { .. }
             | ApiError::NoLeader
             | ApiError::ForwardFailed(_)
+            | ApiError::OutcomeUnknown(_)
+            | ApiError::Overloaded { .. }
             | ApiError::NotReady(_)
-            | ApiError::Timeout(_)
             | ApiError::Unavailable(_)
             | ApiError::StorageFailed(_)
             | ApiError::RaftStopped(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -179,6 +224,8 @@ impl ApiError {
             ApiError::InsufficientStorage { .. }
                 | ApiError::StorageFailed(_)
                 | ApiError::RaftStopped(_)
+                // Expected and frequent under overload: counted, not logged each.
+                | ApiError::Overloaded { .. }
         )
     }
 
@@ -193,9 +240,23 @@ impl ApiError {
     /// The full HTTP response for this error.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let mut resp = json_response(self.status(), &ErrorEnvelope { error: self.body() });
-        if let ApiError::MethodNotAllowed { allowed, .. } = &self {
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allowed));
+        match &self {
+            ApiError::MethodNotAllowed { allowed, .. } => {
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allowed));
+            }
+            ApiError::Overloaded {
+                retry_after_secs, ..
+            } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            // The rest of the body is still on the wire: the connection cannot be reused.
+            ApiError::BodyTimeout { .. } => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         resp
     }
@@ -275,7 +336,25 @@ mod tests {
                 404,
             ),
             (ApiError::NoLeader, "no-leader", 503),
-            (ApiError::Timeout("x".into()), "timeout", 503),
+            (
+                ApiError::ForwardToLeader {
+                    leader_addr: "h:1".into(),
+                },
+                "not-leader",
+                503,
+            ),
+            (ApiError::ForwardFailed("x".into()), "forward-failed", 503),
+            (ApiError::OutcomeUnknown("x".into()), "outcome-unknown", 503),
+            (
+                ApiError::Overloaded {
+                    what: "x".into(),
+                    retry_after_secs: 1,
+                },
+                "overloaded",
+                503,
+            ),
+            (ApiError::BodyTimeout { timeout_ms: 1 }, "body-timeout", 408),
+            (ApiError::Timeout("x".into()), "timeout", 504),
             (ApiError::Internal("x".into()), "internal", 500),
             (
                 ApiError::InsufficientStorage {
@@ -294,5 +373,11 @@ mod tests {
             assert_eq!(err.status().as_u16(), status, "{code}");
             assert_eq!(err.body().code, code);
         }
+        let resp = ApiError::Overloaded {
+            what: "query slots".into(),
+            retry_after_secs: 3,
+        }
+        .into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
     }
 }

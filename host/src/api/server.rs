@@ -1,12 +1,21 @@
-//! The hyper 1 server: accept loop with graceful shutdown, a small router, capped body reads.
+//! The hyper 1 server: accept loop with a connection cap and graceful shutdown,
+//! a small router, capped and timed body reads, per-request deadlines, and
+//! forwarding to the leader with safe resends.
 //!
 //! One port serves everything: `/raft/…` (binary frames to [`RaftRpcHandler`]),
 //! `/v1/…` (JSON to [`ClusterService`]), `/healthz` and `/readyz`. Every error
 //! is a JSON `{"error":{"code","message"}}` body.
+//!
+//! Nothing a client does can hold the node: headers must arrive within
+//! `header_read_timeout_ms`, the body within `body_read_timeout_ms`, the answer
+//! is due within `request_timeout_ms` (`deploy_timeout_ms` for uploads), and at
+//! most `max_connections` connections are served at once. `/raft/…` keeps the
+//! Raft timeouts (a snapshot chunk may take up to `install_snapshot_timeout_ms`).
 
 use std::convert::Infallible;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,14 +26,14 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::api::client_api;
-use crate::api::error::{ApiError, json_response};
-use crate::api::forward;
+use crate::api::client_api::{self, IDEMPOTENCY_KEY_HEADER};
+use crate::api::error::{ApiError, ErrorEnvelope, json_response};
+use crate::api::forward::{self, FORWARDED_BY_HEADER, Forwarded};
 use crate::api::raft_rpc::{RaftEndpoint, RaftRpcHandler};
-use crate::api::service::ClusterService;
+use crate::api::service::{ClusterService, Deadline};
 use crate::config::Config;
 use crate::http_client::HttpClient;
 use crate::raft::network::RAFT_CONTENT_TYPE;
@@ -38,8 +47,20 @@ pub struct ApiLimits {
     /// Cap on request bodies except plugin uploads (those follow the
     /// cluster's `max_plugin_bytes`, asked of the service per request).
     pub max_body_bytes: u64,
-    /// Deadline for proxying a request to the leader.
-    pub forward_timeout: Duration,
+    /// Deadline of a client request, counted from when its body has arrived.
+    pub request_timeout: Duration,
+    /// Deadline of a plugin upload (compiles the component).
+    pub deploy_timeout: Duration,
+    /// Deadline of adding a member (waits until it has caught up, maybe by snapshot).
+    pub join_timeout: Duration,
+    /// A request body must have fully arrived within this time.
+    pub body_read_timeout: Duration,
+    /// A `/raft/snapshot` chunk may take this long to arrive (the sender's budget).
+    pub install_snapshot_timeout: Duration,
+    /// Connections served at once; more are refused with `503 overloaded`.
+    pub max_connections: u64,
+    /// `Retry-After` of a `503 overloaded`.
+    pub overload_retry_after_secs: u64,
     /// How long open connections get to finish after shutdown.
     pub shutdown_grace: Duration,
     /// Bytes of an oversized body read and discarded before the 413.
@@ -54,11 +75,59 @@ impl ApiLimits {
         Self {
             node_id: config.node_id,
             max_body_bytes: config.max_body_bytes,
-            forward_timeout: config.forward_timeout(),
+            request_timeout: config.request_timeout(),
+            deploy_timeout: Duration::from_millis(config.deploy_timeout_ms),
+            join_timeout: Duration::from_millis(config.join_timeout_ms),
+            body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
+            install_snapshot_timeout: config.install_snapshot_timeout(),
+            max_connections: config.max_connections,
+            overload_retry_after_secs: config.overload_retry_after_secs,
             shutdown_grace: config.shutdown_grace(),
             max_drain_bytes: config.max_drain_bytes,
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
         }
+    }
+}
+
+/// Client connections of one server, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    open: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl ConnectionStats {
+    /// Connections being served now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused because `max_connections` were open.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Holds a connection's slot and keeps the open-connections gauge right,
+/// however the connection task ends.
+struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
+    stats: Arc<ConnectionStats>,
+}
+
+impl ConnectionSlot {
+    fn new(permit: OwnedSemaphorePermit, stats: Arc<ConnectionStats>) -> Self {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        Self {
+            _permit: permit,
+            stats,
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -68,6 +137,7 @@ pub struct Api<S, R> {
     raft: R,
     client: HttpClient,
     limits: ApiLimits,
+    connections: Arc<ConnectionStats>,
 }
 
 /// A matched path.
@@ -145,7 +215,19 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
             raft,
             client,
             limits,
+            connections: Arc::default(),
         }
+    }
+
+    /// Counts connections into `stats` (shared with whoever renders metrics).
+    pub fn with_connection_stats(mut self, stats: Arc<ConnectionStats>) -> Self {
+        self.connections = stats;
+        self
+    }
+
+    /// This server's connection counts.
+    pub fn connection_stats(&self) -> &Arc<ConnectionStats> {
+        &self.connections
     }
 
     /// The service behind `/v1/…`.
@@ -208,7 +290,16 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
             Route::Plugin(_) if head.method == Method::PUT => self.service.max_upload_bytes(),
             _ => self.limits.max_body_bytes,
         };
-        let body = read_body(body, &head.headers, limit, self.limits.max_drain_bytes).await?;
+        let read_timeout = match route {
+            Route::Raft(RaftEndpoint::Snapshot) => self.limits.install_snapshot_timeout,
+            _ => self.limits.body_read_timeout,
+        };
+        let read = read_body(body, &head.headers, limit, self.limits.max_drain_bytes);
+        let body = tokio::time::timeout(read_timeout, read)
+            .await
+            .map_err(|_| ApiError::BodyTimeout {
+                timeout_ms: read_timeout.as_millis() as u64,
+            })??;
         match route {
             Route::Healthz => {
                 self.service.health().await?;
@@ -217,6 +308,7 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
                     &serde_json::json!({"status": "ok"}),
                 ))
             }
+            // Raft RPCs carry their own deadlines (the sender's rpc and snapshot timeouts).
             Route::Raft(endpoint) => {
                 let reply = self.raft.handle(endpoint, body).await?;
                 let mut resp = Response::new(Full::new(Bytes::from(reply)));
@@ -226,28 +318,119 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
                 );
                 Ok(resp)
             }
-            _ => match client_api::handle(&self.service, route, head, body.clone()).await {
-                Err(ApiError::ForwardToLeader { leader_addr }) => {
-                    let proxied =
-                        forward::proxy(&self.client, &self.limits, &leader_addr, head, body);
-                    // A leader that died or was cut off keeps the forwarded request
-                    // hanging until the forward timeout; once this node sees another
-                    // leader (or none), answer 503 so the client retries promptly.
-                    // The request is not re-sent: it may have reached the old leader.
-                    tokio::select! {
-                        resp = proxied => resp,
-                        () = self.service.leader_moved(leader_addr.clone()) => {
-                            Err(ApiError::ForwardFailed(format!(
-                                "leader {leader_addr} was replaced while the request was \
-                                 forwarded; its outcome is unknown, retry with an Idempotency-Key"
-                            )))
-                        }
-                    }
-                }
-                other => other,
-            },
+            _ => {
+                let budget = match route {
+                    Route::Plugin(_) if head.method == Method::PUT => self.limits.deploy_timeout,
+                    Route::Members => self.limits.join_timeout,
+                    _ => self.limits.request_timeout,
+                };
+                let deadline = Deadline::after(budget);
+                let answer = self.serve_client(route, head, body, deadline);
+                tokio::time::timeout_at(deadline.instant(), answer)
+                    .await
+                    .unwrap_or_else(|_| Err(deadline_passed(&route, &head.method, budget)))
+            }
         }
     }
+
+    /// Runs a `/v1/…` request here, or forwards it to the leader. A hop that
+    /// certainly did not reach a leader is sent again once this node sees the
+    /// leader change; one that may have reached it only if sending it twice
+    /// cannot apply it twice. The caller's deadline bounds all of it.
+    async fn serve_client(
+        &self,
+        route: Route<'_>,
+        head: &RequestHead,
+        body: Bytes,
+        deadline: Deadline,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let resend_safe = resend_is_safe(&route, head);
+        // Each pass answers, fails, or waits for the leader to change; the
+        // deadline ends the loop.
+        loop {
+            let leader_addr = match client_api::handle(
+                &self.service,
+                route,
+                head,
+                body.clone(),
+                deadline,
+            )
+            .await
+            {
+                Err(ApiError::ForwardToLeader { leader_addr }) => leader_addr,
+                other => return other,
+            };
+            if head.headers.contains_key(FORWARDED_BY_HEADER) {
+                // One hop only. Nothing was proposed here: the forwarding node
+                // hears `not-leader` and tries again once it sees the new leader.
+                return Err(ApiError::ForwardToLeader { leader_addr });
+            }
+            let hop = forward::proxy(
+                &self.client,
+                self.limits.node_id,
+                &leader_addr,
+                head,
+                body.clone(),
+                deadline,
+            );
+            // A leader that died or was cut off keeps the forwarded request
+            // hanging; once this node sees another leader (or none), stop waiting.
+            let forwarded = tokio::select! {
+                hop = hop => hop?,
+                () = self.service.leader_moved(leader_addr.clone()) => Forwarded::MaybeDelivered(
+                    format!("leader {leader_addr} was replaced while the request was forwarded")
+                ),
+            };
+            match forwarded {
+                Forwarded::Answered(resp) => return Ok(resp),
+                Forwarded::NotDelivered(why) => {
+                    tracing::debug!(%leader_addr, reason = %why, "forward not delivered; retrying once the leader changes");
+                    let moved = self.service.leader_moved(leader_addr.clone());
+                    if tokio::time::timeout_at(deadline.instant(), moved)
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!(%leader_addr, reason = %why, "no other leader before the deadline");
+                        return Err(ApiError::NoLeader);
+                    }
+                }
+                Forwarded::MaybeDelivered(why) if resend_safe => {
+                    tracing::debug!(%leader_addr, reason = %why, "forward may have been delivered; resending (idempotent) once the leader changes");
+                    self.service.leader_moved(leader_addr).await;
+                }
+                Forwarded::MaybeDelivered(why) => {
+                    return Err(ApiError::ForwardFailed(format!(
+                        "{why}; the request may have reached it, so its outcome is unknown: \
+                         retry with an Idempotency-Key"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Whether sending the request twice cannot apply it twice: reads, and applies
+/// carrying an `Idempotency-Key` (the state machine applies a key once).
+fn resend_is_safe(route: &Route<'_>, head: &RequestHead) -> bool {
+    match route {
+        Route::PluginQuery(_) => true,
+        Route::PluginApply(_) => head.headers.contains_key(IDEMPOTENCY_KEY_HEADER),
+        _ => head.method == Method::GET,
+    }
+}
+
+/// The `504` for a request whose deadline passed; a write is told it may have happened.
+fn deadline_passed(route: &Route<'_>, method: &Method, budget: Duration) -> ApiError {
+    let ms = budget.as_millis();
+    let is_write = *method != Method::GET && !matches!(route, Route::PluginQuery(_));
+    ApiError::Timeout(if is_write {
+        format!(
+            "no answer within {ms} ms; the write may still have been applied: \
+             retry with the same Idempotency-Key"
+        )
+    } else {
+        format!("no answer within {ms} ms")
+    })
 }
 
 fn method_allowed(route: &Route<'_>, method: &Method) -> bool {
@@ -308,6 +491,30 @@ async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// The whole answer to a connection over `max_connections`: written straight
+/// to the socket (no request is read), then the connection is closed.
+fn refusal_bytes(retry_after_secs: u64) -> Bytes {
+    let err = ApiError::Overloaded {
+        what: "too many open connections".into(),
+        retry_after_secs,
+    };
+    let body = serde_json::to_string(&ErrorEnvelope { error: err.body() })
+        .unwrap_or_else(|_| String::from(r#"{"error":{"code":"overloaded","message":""}}"#));
+    Bytes::from(format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: {retry_after_secs}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// Turns away a connection over the cap without stalling the accept loop: one
+/// non-blocking write (a fresh socket's buffer always has room), then close.
+fn refuse(stream: tokio::net::TcpStream, refusal: &[u8], stats: &ConnectionStats) {
+    stats.refused.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.try_write(refusal);
+    tracing::debug!("refused a connection: max_connections are open");
+}
+
 /// Serves `api` on `listener` until `shutdown` turns `true`, then stops accepting,
 /// lets in-flight requests finish (bounded by `shutdown_grace`) and returns.
 pub async fn serve<S, R>(
@@ -322,13 +529,22 @@ where
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "http server listening");
     let mut connections = JoinSet::new();
+    let cap = usize::try_from(api.limits.max_connections)
+        .unwrap_or(usize::MAX)
+        .min(Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(cap));
+    let refusal = refusal_bytes(api.limits.overload_retry_after_secs);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(stream, peer, api.clone(), shutdown.clone()));
-                }
+                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let _ = stream.set_nodelay(true);
+                        let slot = ConnectionSlot::new(permit, api.connections.clone());
+                        connections.spawn(serve_connection(stream, peer, api.clone(), shutdown.clone(), slot));
+                    }
+                    Err(_) => refuse(stream, &refusal, &api.connections),
+                },
                 Err(e) => {
                     // Usually EMFILE: back off briefly instead of spinning on the error.
                     tracing::warn!(error = %e, "accept failed");
@@ -361,6 +577,7 @@ async fn serve_connection<S, R>(
     peer: std::net::SocketAddr,
     api: Arc<Api<S, R>>,
     mut shutdown: watch::Receiver<bool>,
+    _slot: ConnectionSlot,
 ) where
     S: ClusterService,
     R: RaftRpcHandler,

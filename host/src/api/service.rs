@@ -6,6 +6,7 @@
 //! [`ApiError::ForwardToLeader`] makes the HTTP layer proxy the original request.
 
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,30 @@ use serde::{Deserialize, Serialize};
 use crate::api::error::ApiError;
 use crate::raft::types::NodeId;
 use crate::state::{ClusterSettings, CommandResult, PluginInfo};
+
+/// When a request must be answered by. The HTTP layer gives up at this
+/// instant; the service bounds its own waits (for a leader, for an index)
+/// with it so that it can answer with a precise error first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline(tokio::time::Instant);
+
+impl Deadline {
+    /// The deadline `budget` from now.
+    pub fn after(budget: Duration) -> Self {
+        Self(tokio::time::Instant::now() + budget)
+    }
+
+    /// The instant itself (for `tokio::time::timeout_at`).
+    pub fn instant(&self) -> tokio::time::Instant {
+        self.0
+    }
+
+    /// Time left; zero once passed.
+    pub fn remaining(&self) -> Duration {
+        self.0
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+}
 
 /// How fresh a query's answer must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,16 +171,25 @@ pub struct StateHash {
 /// Implementations write `async fn`; the `+ Send` bound lets the server spawn handlers.
 pub trait ClusterService: Send + Sync + 'static {
     /// Validates and replicates a deploy (upgrade if the name exists).
+    ///
+    /// Every write and linearizable read below waits (until `deadline`) for a
+    /// leader while none is known, then runs here on the leader or answers
+    /// [`ApiError::ForwardToLeader`] naming a leader this node's view agrees
+    /// on (so [`ClusterService::leader_moved`] can tell when it changes).
     fn deploy(
         &self,
         name: String,
         wasm: Bytes,
         options: DeployOptions,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<DeployResponse, ApiError>> + Send;
 
     /// Replicates removal of a plugin and its KV.
-    fn remove(&self, name: String)
-    -> impl Future<Output = Result<RemoveResponse, ApiError>> + Send;
+    fn remove(
+        &self,
+        name: String,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<RemoveResponse, ApiError>> + Send;
 
     /// Lists deployed plugins (local applied state).
     fn list_plugins(&self) -> impl Future<Output = Result<Vec<PluginInfo>, ApiError>> + Send;
@@ -170,17 +204,20 @@ pub trait ClusterService: Send + Sync + 'static {
         name: String,
         input: Bytes,
         idempotency_key: Option<String>,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<Applied, ApiError>> + Send;
 
     /// Runs the plugin's `query` at the requested consistency; with `min_index`, first
     /// waits (bounded by `min_index_wait_ms`) until this node applied that index.
-    /// Plugin failures are [`ApiError::Plugin`].
+    /// Plugin failures are [`ApiError::Plugin`]; with every query slot busy,
+    /// [`ApiError::Overloaded`].
     fn query(
         &self,
         name: String,
         input: Bytes,
         consistency: Consistency,
         min_index: Option<u64>,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<QueryOutput, ApiError>> + Send;
 
     /// This node's view of the cluster.
@@ -191,12 +228,14 @@ pub trait ClusterService: Send + Sync + 'static {
         &self,
         id: NodeId,
         addr: String,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<ClusterStatus, ApiError>> + Send;
 
     /// Removes a member from the configuration.
     fn remove_member(
         &self,
         id: NodeId,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<ClusterStatus, ApiError>> + Send;
 
     /// Hash of this node's applied state.
@@ -204,7 +243,8 @@ pub trait ClusterService: Send + Sync + 'static {
 
     /// Resolves once this node no longer believes `leader_addr` is the
     /// leader (another was elected, or it lost contact); never resolves
-    /// while it still does. Lets a forwarded request give up early.
+    /// while it still does. Lets a forwarded request give up early, and a
+    /// failed forward wait for a new leader before it is tried again.
     fn leader_moved(&self, leader_addr: String) -> impl Future<Output = ()> + Send;
 
     /// Operational metrics in the Prometheus text format (`GET /metrics`).
@@ -226,6 +266,7 @@ pub trait ClusterService: Send + Sync + 'static {
     fn update_settings(
         &self,
         changes: serde_json::Value,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<ClusterSettings, ApiError>> + Send;
 
     /// `Ok` while the node can do its job (`GET /healthz`); an error once it

@@ -169,6 +169,21 @@ pub struct ServeArgs {
     /// How often free disk space is measured in the background.
     #[arg(long, default_value_t = Config::default().disk_check_interval_ms)]
     pub disk_check_interval_ms: u64,
+    /// Deadline of a client request once its body has arrived (504 after it).
+    #[arg(long, default_value_t = Config::default().request_timeout_ms)]
+    pub request_timeout_ms: u64,
+    /// Deadline of a plugin upload (it compiles the component).
+    #[arg(long, default_value_t = Config::default().deploy_timeout_ms)]
+    pub deploy_timeout_ms: u64,
+    /// A request body must arrive within this time (408 after it).
+    #[arg(long, default_value_t = Config::default().body_read_timeout_ms)]
+    pub body_read_timeout_ms: u64,
+    /// Connections served at once; more get 503 and are closed.
+    #[arg(long, default_value_t = Config::default().max_connections)]
+    pub max_connections: u64,
+    /// Wasm instance slots kept free of queries for applying the log.
+    #[arg(long, default_value_t = Config::default().apply_reserved_instances)]
+    pub apply_reserved_instances: u32,
 }
 
 impl ServeArgs {
@@ -204,6 +219,11 @@ impl ServeArgs {
             },
             min_free_disk_bytes: self.min_free_disk_bytes,
             disk_check_interval_ms: self.disk_check_interval_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            deploy_timeout_ms: self.deploy_timeout_ms,
+            body_read_timeout_ms: self.body_read_timeout_ms,
+            max_connections: self.max_connections,
+            apply_reserved_instances: self.apply_reserved_instances,
             ..Config::default()
         };
         config.validate().context("invalid configuration")?;

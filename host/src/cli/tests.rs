@@ -70,6 +70,45 @@ fn parses_issue_examples() {
 }
 
 #[test]
+fn serve_flags_set_deadlines_and_caps() {
+    let cli = Cli::try_parse_from([
+        "cairn",
+        "serve",
+        "--request-timeout-ms",
+        "7000",
+        "--deploy-timeout-ms",
+        "60000",
+        "--body-read-timeout-ms",
+        "9000",
+        "--max-connections",
+        "10",
+        "--apply-reserved-instances",
+        "3",
+    ])
+    .unwrap();
+    let Commands::Serve(args) = cli.command else {
+        panic!("not serve")
+    };
+    let cfg = args.to_config().unwrap();
+    assert_eq!(
+        (
+            cfg.request_timeout_ms,
+            cfg.deploy_timeout_ms,
+            cfg.body_read_timeout_ms,
+            cfg.max_connections,
+            cfg.apply_reserved_instances
+        ),
+        (7000, 60000, 9000, 10, 3)
+    );
+    // A deadline shorter than an election is refused.
+    let cli = Cli::try_parse_from(["cairn", "serve", "--request-timeout-ms", "1500"]).unwrap();
+    let Commands::Serve(args) = cli.command else {
+        panic!("not serve")
+    };
+    assert!(args.to_config().is_err());
+}
+
+#[test]
 fn error_lines_use_the_node_code() {
     let body = br#"{"error":{"code":"plugin-not-found","message":"plugin \"x\" is not deployed"}}"#;
     assert_eq!(

@@ -1,10 +1,12 @@
 //! Operational counters of one node and their Prometheus text rendering.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::RaftMetrics;
 
+use crate::api::server::ConnectionStats;
 use crate::raft::types::TypeConfig;
 use crate::state::State;
 
@@ -23,6 +25,10 @@ pub(super) struct Counters {
     pub(super) applies_failed: AtomicU64,
     pub(super) queries_ok: AtomicU64,
     pub(super) queries_failed: AtomicU64,
+    /// Queries turned away with `503 overloaded` (no instance slot free).
+    pub(super) queries_refused: AtomicU64,
+    /// Client connections, counted by the HTTP server.
+    pub(super) http: Arc<ConnectionStats>,
 }
 
 impl Counters {
@@ -44,6 +50,11 @@ impl Counters {
             &self.queries_failed
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one query refused for lack of an instance slot.
+    pub(super) fn query_refused(&self) {
+        self.queries_refused.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -177,7 +188,20 @@ pub(super) fn render(
         &[
             (r#"{outcome="ok"}"#, load(&counters.queries_ok)),
             (r#"{outcome="failed"}"#, load(&counters.queries_failed)),
+            (r#"{outcome="overloaded"}"#, load(&counters.queries_refused)),
         ],
+    );
+    out.metric(
+        "cairn_http_connections_open",
+        "gauge",
+        "Client connections being served.",
+        &[("", counters.http.open())],
+    );
+    out.metric(
+        "cairn_http_connections_refused_total",
+        "counter",
+        "Connections refused because max_connections were open.",
+        &[("", counters.http.refused())],
     );
     out.0
 }

@@ -164,15 +164,22 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         counters: Default::default(),
         disk: disk.clone(),
         stopping: stopping.clone(),
+        query_slots: Arc::new(tokio::sync::Semaphore::new(
+            config.query_instances() as usize
+        )),
     });
+    let connections = inner.counters.http.clone();
     let service = NodeService { inner };
     let rpc = RaftRpc::new(raft.clone(), &config);
-    let api = Arc::new(Api::new(
-        service.clone(),
-        rpc,
-        client.clone(),
-        ApiLimits::from_config(&config),
-    ));
+    let api = Arc::new(
+        Api::new(
+            service.clone(),
+            rpc,
+            client.clone(),
+            ApiLimits::from_config(&config),
+        )
+        .with_connection_stats(connections),
+    );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(crate::api::serve(listener, api, shutdown_rx.clone()));
     tokio::spawn(settings::keep(

@@ -1,19 +1,27 @@
 //! The client API of one node over openraft and the state machine: proposing
 //! commands, linearizable and bounded-staleness reads, membership changes.
+//!
+//! Leader-only calls (writes, read index) made while no leader is known wait
+//! for one within the request's deadline instead of failing, so a request
+//! that arrives during an election is answered once it is over. Queries take
+//! a slot of the Wasm instance pool; a reserve stays free for applying
+//! committed entries, so queries can never starve replication.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState};
+use tokio::sync::Semaphore;
 
 use crate::api::error::ApiError;
 use crate::api::service::{
-    Applied, ClusterService, ClusterStatus, Consistency, DeployOptions, DeployResponse, Member,
-    MemberRole, QueryOutput, RemoveResponse, StateHash,
+    Applied, ClusterService, ClusterStatus, Consistency, Deadline, DeployOptions, DeployResponse,
+    Member, MemberRole, QueryOutput, RemoveResponse, StateHash,
 };
 use crate::config::Config;
 use crate::raft::state_machine::StateMachine;
@@ -32,10 +40,54 @@ pub(super) struct Inner {
     pub(super) runtime: Arc<Runtime>,
     pub(super) config: Config,
     pub(super) counters: super::metrics::Counters,
+    /// Query admission: `config.query_instances()` permits of the instance pool.
+    pub(super) query_slots: Arc<Semaphore>,
     /// Free space of the data dir's filesystem; refuses writes below the watermark.
     pub(super) disk: Arc<super::disk::DiskWatch>,
     /// Set when the node asks Raft to shut down, so that stop is not reported as a failure.
     pub(super) stopping: Arc<AtomicBool>,
+}
+
+/// Why a leader-only Raft call did not run on this node.
+enum NotHere {
+    /// This node is not the leader; the leader it knows of (id, address), if any.
+    Follower(Option<(NodeId, String)>),
+    /// Any other failure, already in API terms.
+    Failed(ApiError),
+}
+
+fn leader_of(f: &ForwardToLeader<TypeConfig>) -> Option<(NodeId, String)> {
+    f.leader_id
+        .zip(f.leader_node.as_ref().map(|n| n.addr.clone()))
+}
+
+/// Maps an openraft write error. An entry dropped by a leader change may still
+/// commit; it is resent only if `resend_safe` (the state machine deduplicates it).
+fn write_refusal(
+    e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    resend_safe: bool,
+    stopping: bool,
+) -> NotHere {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            NotHere::Follower(leader_of(&f))
+        }
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) if resend_safe => {
+            NotHere::Follower(leader_of(&f))
+        }
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+            NotHere::Failed(ApiError::OutcomeUnknown(
+                "the leader changed before the write committed and it may still commit: \
+                 retry with an Idempotency-Key"
+                    .into(),
+            ))
+        }
+        RaftError::APIError(e) => {
+            NotHere::Failed(ApiError::bad_request("membership-error", e.to_string()))
+        }
+        // Logged once, with openraft's detail, by `health::report_fatal`.
+        RaftError::Fatal(f) => NotHere::Failed(super::health::fatal_error(&f, stopping)),
+    }
 }
 
 /// The client-API service of one node; clones share the node.
@@ -60,23 +112,6 @@ impl NodeService {
     /// A consistent copy of this node's applied state.
     pub fn state(&self) -> crate::state::State {
         self.inner.sm.applied().state
-    }
-
-    /// Maps an openraft write error: a follower answers "forward to the leader".
-    fn write_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ApiError {
-        if let Some(f) = e.forward_to_leader() {
-            return match &f.leader_node {
-                Some(node) => ApiError::ForwardToLeader {
-                    leader_addr: node.addr.clone(),
-                },
-                None => ApiError::NoLeader,
-            };
-        }
-        match e {
-            // Logged once, with openraft's detail, by `health::report_fatal`.
-            RaftError::Fatal(f) => super::health::fatal_error(&f, self.stopping()),
-            RaftError::APIError(e) => ApiError::bad_request("membership-error", e.to_string()),
-        }
     }
 
     fn stopping(&self) -> bool {
@@ -107,56 +142,128 @@ impl NodeService {
         self.inner.disk.admit_write()
     }
 
-    async fn propose(&self, cmd: Command) -> Result<(u64, CommandResult), ApiError> {
-        self.admit_write()?;
-        match self.inner.raft.client_write(cmd).await {
-            Ok(resp) => Ok((resp.log_id.index, resp.data)),
-            Err(e) => Err(self.write_error(e)),
+    /// A read index that failed for a reason other than "not the leader".
+    fn read_refusal(
+        &self,
+        e: &RaftError<TypeConfig, openraft::error::LinearizableReadError<TypeConfig>>,
+    ) -> ApiError {
+        if let RaftError::Fatal(f) = e {
+            return super::health::fatal_error(f, self.stopping());
         }
+        // openraft's text renders membership with Debug; keep it for the log.
+        tracing::warn!(error = %e, "linearizable read: leadership not confirmed");
+        ApiError::Unavailable(
+            "this node could not confirm its leadership with a quorum; retry shortly".into(),
+        )
     }
 
-    /// Makes this node's applied state linearizable: a read index confirmed by
-    /// a quorum, then applied locally. Only the leader can do it.
-    async fn linearize(&self) -> Result<(), ApiError> {
-        match self
-            .inner
-            .raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                if let Some(f) = e.forward_to_leader() {
-                    return Err(match &f.leader_node {
-                        Some(node) => ApiError::ForwardToLeader {
-                            leader_addr: node.addr.clone(),
-                        },
-                        None => ApiError::NoLeader,
-                    });
-                }
-                if let RaftError::Fatal(f) = &e {
-                    return Err(super::health::fatal_error(f, self.stopping()));
-                }
-                // openraft's text renders membership with Debug; keep it for the log.
-                tracing::warn!(error = %e, "linearizable read: leadership not confirmed");
-                Err(ApiError::Unavailable(
-                    "this node could not confirm its leadership with a quorum; retry shortly"
-                        .into(),
-                ))
+    /// Runs `call`, a leader-only Raft call, until it runs here or names a
+    /// leader; while no leader is known, waits (until `deadline`) for one.
+    ///
+    /// openraft's metrics trail its core by a moment, and the HTTP layer
+    /// watches the metrics ([`ClusterService::leader_moved`]) to notice a
+    /// leader change. So a leader is only named once the metrics name it too;
+    /// until then (and while there is none) each metrics change is a cue to
+    /// ask again.
+    async fn on_leader<T, F, Fut>(&self, deadline: Deadline, mut call: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, NotHere>>,
+    {
+        let mut metrics = self.inner.raft.metrics();
+        // Bounded by the deadline: every pass but the last waits for a metrics change.
+        loop {
+            let leader = match call().await {
+                Ok(v) => return Ok(v),
+                Err(NotHere::Failed(e)) => return Err(e),
+                Err(NotHere::Follower(leader)) => leader,
+            };
+            let named = metrics.borrow_and_update().current_leader;
+            if let Some((id, addr)) = leader
+                && named == Some(id)
+                && id != self.inner.id
+            {
+                return Err(ApiError::ForwardToLeader { leader_addr: addr });
+            }
+            match tokio::time::timeout_at(deadline.instant(), metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(ApiError::Unavailable("raft has stopped".into())),
+                Err(_) => return Err(ApiError::NoLeader),
             }
         }
     }
 
-    async fn wait_applied(&self, index: u64) -> Result<(), ApiError> {
+    async fn propose(
+        &self,
+        cmd: Command,
+        deadline: Deadline,
+    ) -> Result<(u64, CommandResult), ApiError> {
+        let resend_safe = matches!(
+            &cmd,
+            Command::Apply {
+                idempotency_key: Some(_),
+                ..
+            }
+        );
+        self.admit_write()?;
+        self.on_leader(deadline, || async {
+            match self.inner.raft.client_write(cmd.clone()).await {
+                Ok(resp) => Ok((resp.log_id.index, resp.data)),
+                Err(e) => Err(write_refusal(e, resend_safe, self.stopping())),
+            }
+        })
+        .await
+    }
+
+    /// Makes this node's applied state linearizable: a read index confirmed by
+    /// a quorum, then applied locally. Only the leader can do it.
+    async fn linearize(&self, deadline: Deadline) -> Result<(), ApiError> {
+        self.on_leader(deadline, || async {
+            match self
+                .inner
+                .raft
+                .ensure_linearizable(ReadPolicy::ReadIndex)
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => Err(match e.forward_to_leader() {
+                    Some(f) => NotHere::Follower(leader_of(f)),
+                    None => NotHere::Failed(self.read_refusal(&e)),
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Deadline) -> Result<(), ApiError> {
         let mut rx = self.inner.sm.subscribe_applied();
         let wait = rx.wait_for(|applied| *applied >= index);
-        match tokio::time::timeout(self.inner.config.min_index_wait(), wait).await {
+        let until = deadline
+            .instant()
+            .min(tokio::time::Instant::now() + self.inner.config.min_index_wait());
+        match tokio::time::timeout_at(until, wait).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(ApiError::Unavailable("state machine stopped".into())),
             Err(_) => Err(ApiError::Timeout(format!(
                 "index {index} not applied within the wait limit"
             ))),
         }
+    }
+
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+        deadline: Deadline,
+    ) -> Result<(), ApiError> {
+        self.on_leader(deadline, || async {
+            self.inner
+                .raft
+                .change_membership(change.clone(), false)
+                .await
+                .map(|_| ())
+                .map_err(|e| write_refusal(e, false, self.stopping()))
+        })
+        .await
     }
 }
 
@@ -166,6 +273,7 @@ impl ClusterService for NodeService {
         name: String,
         wasm: Bytes,
         options: DeployOptions,
+        deadline: Deadline,
     ) -> Result<DeployResponse, ApiError> {
         validate_plugin_name(&name).map_err(|e| ApiError::bad_request(e.code, e.message))?;
         // Refuse before compiling; `propose` checks again right before proposing.
@@ -223,7 +331,7 @@ impl ClusterService for NodeService {
             memory_limit_bytes,
             timestamp_ms: now_ms(),
         };
-        match self.propose(cmd).await? {
+        match self.propose(cmd, deadline).await? {
             (log_index, CommandResult::Deployed(info)) => Ok(DeployResponse {
                 name: info.name,
                 version: info.version,
@@ -237,8 +345,9 @@ impl ClusterService for NodeService {
         }
     }
 
-    async fn remove(&self, name: String) -> Result<RemoveResponse, ApiError> {
-        match self.propose(Command::Remove { name: name.clone() }).await? {
+    async fn remove(&self, name: String, deadline: Deadline) -> Result<RemoveResponse, ApiError> {
+        let cmd = Command::Remove { name: name.clone() };
+        match self.propose(cmd, deadline).await? {
             (log_index, CommandResult::Removed { name }) => Ok(RemoveResponse { name, log_index }),
             (_, CommandResult::Failed(e)) if e.code == "plugin-not-found" => {
                 Err(ApiError::PluginNotFound { name })
@@ -265,6 +374,7 @@ impl ClusterService for NodeService {
         name: String,
         input: Bytes,
         idempotency_key: Option<String>,
+        deadline: Deadline,
     ) -> Result<Applied, ApiError> {
         // A retry whose first attempt is already applied here needs no new log entry.
         if let Some(key) = &idempotency_key
@@ -281,7 +391,7 @@ impl ClusterService for NodeService {
             timestamp_ms: now_ms(),
             idempotency_key: idempotency_key.clone(),
         };
-        let (log_index, result) = self.propose(cmd).await?;
+        let (log_index, result) = self.propose(cmd, deadline).await?;
         self.inner
             .counters
             .apply(matches!(result, CommandResult::Applied(_)));
@@ -303,19 +413,37 @@ impl ClusterService for NodeService {
         input: Bytes,
         consistency: Consistency,
         min_index: Option<u64>,
+        deadline: Deadline,
     ) -> Result<QueryOutput, ApiError> {
         if consistency == Consistency::Linearizable {
-            self.linearize().await?;
+            self.linearize(deadline).await?;
         }
         if let Some(index) = min_index {
-            self.wait_applied(index).await?;
+            self.wait_applied(index, deadline).await?;
         }
+        // Refuse at once rather than queue: a queue would only grow under
+        // overload, and the client learns when to come back.
+        let Ok(slot) = self.inner.query_slots.clone().try_acquire_owned() else {
+            self.inner.counters.query_refused();
+            return Err(ApiError::Overloaded {
+                what: format!(
+                    "all {} query slots are busy",
+                    self.inner.config.query_instances()
+                ),
+                retry_after_secs: self.inner.config.overload_retry_after_secs,
+            });
+        };
         let state = self.state();
         let runtime = self.inner.runtime.clone();
         let applied_index = state.applied_index();
-        let result = tokio::task::spawn_blocking(move || state.query(&runtime, &name, &input))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        // The slot moves into the blocking task: a request that times out
+        // stops waiting, but its instance is busy until the call returns.
+        let result = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            state.query(&runtime, &name, &input)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
         self.inner.counters.query(result.is_ok());
         match result {
             Ok(out) => Ok(QueryOutput {
@@ -360,19 +488,31 @@ impl ClusterService for NodeService {
         })
     }
 
-    async fn add_member(&self, id: NodeId, addr: String) -> Result<ClusterStatus, ApiError> {
+    async fn add_member(
+        &self,
+        id: NodeId,
+        addr: String,
+        deadline: Deadline,
+    ) -> Result<ClusterStatus, ApiError> {
         self.admit_write()?;
         let raft = &self.inner.raft;
-        let added = raft
-            .add_learner(id, BasicNode { addr }, true)
-            .await
-            .map_err(|e| self.write_error(e))?;
+        let added = self
+            .on_leader(deadline, || async {
+                let node = BasicNode { addr: addr.clone() };
+                raft.add_learner(id, node, true)
+                    .await
+                    .map_err(|e| write_refusal(e, false, self.stopping()))
+            })
+            .await?;
         // openraft's "blocking" add only waits until the learner is within
         // `replication_lag_threshold` entries, which an empty learner already
         // is. Promote it only once it holds everything up to its own addition
         // (possibly via a snapshot), so a new voter never weakens the quorum.
         let target = added.log_id.index;
-        raft.wait(Some(self.inner.config.install_snapshot_timeout()))
+        let catch_up = deadline
+            .remaining()
+            .min(self.inner.config.install_snapshot_timeout());
+        raft.wait(Some(catch_up))
             .metrics(
                 |m| {
                     m.replication
@@ -385,13 +525,16 @@ impl ClusterService for NodeService {
             )
             .await
             .map_err(|e| ApiError::Timeout(format!("learner {id} did not catch up: {e}")))?;
-        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| self.write_error(e))?;
+        self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), deadline)
+            .await?;
         self.cluster_status().await
     }
 
-    async fn remove_member(&self, id: NodeId) -> Result<ClusterStatus, ApiError> {
+    async fn remove_member(
+        &self,
+        id: NodeId,
+        deadline: Deadline,
+    ) -> Result<ClusterStatus, ApiError> {
         self.admit_write()?;
         let raft = &self.inner.raft;
         let m = raft.metrics().borrow_watched().clone();
@@ -412,33 +555,31 @@ impl ClusterService for NodeService {
             ));
         }
         if is_voter {
-            raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| self.write_error(e))?;
+            let voters = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+            self.change_membership(voters, deadline).await?;
         }
-        raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| self.write_error(e))?;
+        let nodes = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+        self.change_membership(nodes, deadline).await?;
         self.cluster_status().await
     }
 
     async fn leader_moved(&self, leader_addr: String) {
-        // openraft's metrics trail its core by a moment: right after an
-        // election they may still name the previous leader. So first wait
-        // until they name the leader we forwarded to, then until they stop.
+        // `on_leader` names a leader only once the metrics name it too, so
+        // waiting until they stop naming it cannot mistake stale metrics for
+        // a change.
         let named = |m: &openraft::RaftMetrics<TypeConfig>| {
             m.current_leader
                 .and_then(|id| m.membership_config.membership().get_node(&id))
                 .is_some_and(|n| n.addr == leader_addr)
         };
-        let wait = self.inner.raft.wait(None);
-        let moved = async {
-            wait.metrics(|m| named(m), "metrics name the leader")
-                .await?;
-            wait.metrics(|m| !named(m), "the leader moved").await
-        };
-        // An error means Raft shut down; the forward's own timeout then decides.
-        if moved.await.is_err() {
+        let moved = self
+            .inner
+            .raft
+            .wait(None)
+            .metrics(|m| !named(m), "the leader moved")
+            .await;
+        // An error means Raft shut down; the request's deadline then decides.
+        if moved.is_err() {
             std::future::pending::<()>().await;
         }
     }
@@ -497,6 +638,7 @@ impl ClusterService for NodeService {
     async fn update_settings(
         &self,
         changes: serde_json::Value,
+        deadline: Deadline,
     ) -> Result<ClusterSettings, ApiError> {
         let state = self.state();
         let expected_index = state.settings_index();
@@ -511,7 +653,7 @@ impl ClusterService for NodeService {
             settings,
             expected_index,
         };
-        match self.propose(cmd).await? {
+        match self.propose(cmd, deadline).await? {
             (_, CommandResult::SettingsUpdated(s)) => Ok(s),
             (_, CommandResult::Failed(e)) if e.code == SETTINGS_CONFLICT => {
                 Err(ApiError::Conflict {

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use crate::api::error::ApiError;
 use crate::api::raft_rpc::RaftRpc;
 use crate::api::service::{
-    Applied, ClusterService, ClusterStatus, Consistency, DeployResponse, QueryOutput,
+    Applied, ClusterService, ClusterStatus, Consistency, Deadline, DeployResponse, QueryOutput,
     RemoveResponse, StateHash,
 };
 use crate::api::{Api, ApiLimits};
@@ -40,10 +40,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub type QueryArgs = (Consistency, Option<u64>);
 
 /// TEST-ONLY `ClusterService`: answers `apply` itself, or asks for forwarding to `forward_to`.
+/// Plugin `slow` never answers (for deadlines).
 #[derive(Clone, Default)]
 pub struct StubService {
     /// When set, every write answers `ForwardToLeader` with this address.
     pub forward_to: Option<String>,
+    /// When set, `leader_moved` resolves after this long (else never).
+    pub leader_moves_after: Option<Duration>,
     /// Last `(consistency, min_index)` a query was called with.
     pub last_query: Arc<Mutex<Option<QueryArgs>>>,
 }
@@ -58,10 +61,11 @@ impl ClusterService for StubService {
         _name: String,
         _wasm: Bytes,
         _options: crate::api::service::DeployOptions,
+        _deadline: Deadline,
     ) -> Result<DeployResponse, ApiError> {
         unavailable()
     }
-    async fn remove(&self, _name: String) -> Result<RemoveResponse, ApiError> {
+    async fn remove(&self, _name: String, _deadline: Deadline) -> Result<RemoveResponse, ApiError> {
         unavailable()
     }
     async fn list_plugins(&self) -> Result<Vec<PluginInfo>, ApiError> {
@@ -75,6 +79,7 @@ impl ClusterService for StubService {
         name: String,
         input: Bytes,
         key: Option<String>,
+        _deadline: Deadline,
     ) -> Result<Applied, ApiError> {
         if let Some(addr) = &self.forward_to {
             return Err(ApiError::ForwardToLeader {
@@ -82,6 +87,7 @@ impl ClusterService for StubService {
             });
         }
         let result = match name.as_str() {
+            "slow" => std::future::pending().await,
             "missing" => {
                 CommandResult::Failed(ErrorBody::new("plugin-not-found", "no such plugin"))
             }
@@ -106,6 +112,7 @@ impl ClusterService for StubService {
         _input: Bytes,
         consistency: Consistency,
         min_index: Option<u64>,
+        _deadline: Deadline,
     ) -> Result<QueryOutput, ApiError> {
         *lock(&self.last_query) = Some((consistency, min_index));
         Ok(QueryOutput {
@@ -116,14 +123,26 @@ impl ClusterService for StubService {
     async fn cluster_status(&self) -> Result<ClusterStatus, ApiError> {
         unavailable()
     }
-    async fn add_member(&self, _id: NodeId, _addr: String) -> Result<ClusterStatus, ApiError> {
+    async fn add_member(
+        &self,
+        _id: NodeId,
+        _addr: String,
+        _deadline: Deadline,
+    ) -> Result<ClusterStatus, ApiError> {
         unavailable()
     }
-    async fn remove_member(&self, _id: NodeId) -> Result<ClusterStatus, ApiError> {
+    async fn remove_member(
+        &self,
+        _id: NodeId,
+        _deadline: Deadline,
+    ) -> Result<ClusterStatus, ApiError> {
         unavailable()
     }
     async fn leader_moved(&self, _leader_addr: String) {
-        std::future::pending::<()>().await
+        match self.leader_moves_after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending::<()>().await,
+        }
     }
 
     async fn metrics(&self) -> Result<String, ApiError> {
@@ -145,6 +164,7 @@ impl ClusterService for StubService {
     async fn update_settings(
         &self,
         _changes: serde_json::Value,
+        _deadline: crate::api::service::Deadline,
     ) -> Result<crate::state::ClusterSettings, ApiError> {
         unavailable()
     }
