@@ -9,7 +9,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState};
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, PLUGIN_NOT_FOUND};
 use crate::api::service::{
     Applied, ClusterService, ClusterStatus, Consistency, DeployOptions, DeployResponse, Member,
     MemberRole, QueryOutput, RemoveResponse, StateHash,
@@ -18,7 +18,11 @@ use crate::config::Config;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{NodeId, Raft, TypeConfig};
 use crate::runtime::{Runtime, ValidateError};
-use crate::state::{ClusterSettings, Command, SETTINGS_CONFLICT, SettingsError, CommandResult, PluginInfo, validate_plugin_name};
+use crate::state::{
+    CODE_MISSING, ClusterSettings, Command, CommandResult, DeployCode, ErrorBody,
+    IDEMPOTENCY_KEY_REUSED, PluginInfo, Prior, SETTINGS_CONFLICT, SettingsError, apply_fingerprint,
+    deploy_fingerprint, key_reused, sha256_hex, validate_plugin_name,
+};
 
 /// One running node's shared parts.
 pub(super) struct Inner {
@@ -41,6 +45,76 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Refuses limits above the cluster's ceilings. Checked here for a prompt
+/// answer; the state machine checks again against the settings in force when
+/// the entry applies.
+fn check_ceilings(
+    settings: &ClusterSettings,
+    fuel_per_call: u64,
+    memory_limit_bytes: u64,
+) -> Result<(), ApiError> {
+    if fuel_per_call > settings.max_fuel_per_call {
+        return Err(ApiError::bad_request(
+            "fuel-too-large",
+            format!(
+                "fuel_per_call may be at most {} (the cluster's max_fuel_per_call)",
+                settings.max_fuel_per_call
+            ),
+        ));
+    }
+    if memory_limit_bytes > settings.max_memory_limit_bytes {
+        return Err(ApiError::bad_request(
+            "memory-limit-too-large",
+            format!(
+                "memory_limit_bytes may be at most {} (the cluster's max_memory_limit_bytes)",
+                settings.max_memory_limit_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How a recorded refusal (or one found before proposing) reaches the client.
+fn refusal(e: ErrorBody) -> ApiError {
+    match e.code.as_str() {
+        IDEMPOTENCY_KEY_REUSED | CODE_MISSING => ApiError::Conflict {
+            code: e.code,
+            message: e.message,
+        },
+        // `ApiError::Plugin` keeps the recorded message and answers 404.
+        PLUGIN_NOT_FOUND => ApiError::Plugin(e),
+        _ => ApiError::bad_request(e.code, e.message),
+    }
+}
+
+/// The answer naming `info`, the version in force.
+fn deploy_response(info: PluginInfo, changed: bool) -> DeployResponse {
+    DeployResponse {
+        name: info.name,
+        version: info.version,
+        sha256: info.sha256,
+        log_index: info.deployed_at_index,
+        changed,
+    }
+}
+
+/// The answer to a deploy or limit change whose entry applied at `index`: it
+/// made the version it names exactly when that version took effect there. A
+/// retry answers as its first attempt did.
+fn deploy_answer(index: u64, result: CommandResult) -> Result<DeployResponse, ApiError> {
+    match result {
+        CommandResult::Duplicate { index, result } => deploy_answer(index, *result),
+        CommandResult::Deployed(info) => {
+            let changed = info.deployed_at_index == index;
+            Ok(deploy_response(info, changed))
+        }
+        CommandResult::Failed(e) => Err(refusal(e)),
+        other => Err(ApiError::Internal(format!(
+            "unexpected deploy result {other}"
+        ))),
+    }
 }
 
 impl NodeService {
@@ -101,6 +175,32 @@ impl NodeService {
         }
     }
 
+    /// Compiles `wasm` against `settings` (CPU work, off the async workers):
+    /// only a valid component goes into the log.
+    async fn validate_code(
+        &self,
+        wasm: &Bytes,
+        settings: &ClusterSettings,
+    ) -> Result<(), ApiError> {
+        let runtime = self.inner.runtime.clone();
+        let (wasm, params, max_bytes) = (
+            wasm.clone(),
+            settings.engine_params(),
+            settings.max_plugin_bytes as usize,
+        );
+        tokio::task::spawn_blocking(move || runtime.validate(&wasm, params, max_bytes))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map(|_| ())
+            .map_err(|e| match e {
+                ValidateError::TooLarge { max_bytes, .. } => ApiError::BodyTooLarge {
+                    limit_bytes: max_bytes as u64,
+                },
+                ValidateError::Host(m) => ApiError::Unavailable(m),
+                e => ApiError::bad_request(e.code(), e.to_string()),
+            })
+    }
+
     async fn wait_applied(&self, index: u64) -> Result<(), ApiError> {
         let mut rx = self.inner.sm.subscribe_applied();
         let wait = rx.wait_for(|applied| *applied >= index);
@@ -120,73 +220,99 @@ impl ClusterService for NodeService {
         name: String,
         wasm: Bytes,
         options: DeployOptions,
+        idempotency_key: Option<String>,
     ) -> Result<DeployResponse, ApiError> {
         validate_plugin_name(&name).map_err(|e| ApiError::bad_request(e.code, e.message))?;
-        // Checked here for a prompt answer; the state machine checks again
-        // against the settings in force when the deploy applies.
-        let settings = self.state().settings().clone();
+        // Whether this code, this exact deploy or this key is already in the
+        // cluster is only known from state holding every committed entry: the
+        // leader's after a read index. A follower forwards the request here.
+        self.linearize().await?;
+        let state = self.state();
+        let settings = state.settings().clone();
         let fuel_per_call = options
             .fuel_per_call
             .unwrap_or(settings.default_fuel_per_call);
-        if fuel_per_call > settings.max_fuel_per_call {
-            return Err(ApiError::bad_request(
-                "fuel-too-large",
-                format!(
-                    "fuel_per_call may be at most {} (the cluster's max_fuel_per_call)",
-                    settings.max_fuel_per_call
-                ),
-            ));
-        }
         let memory_limit_bytes = options
             .memory_limit_bytes
             .unwrap_or(settings.default_memory_limit_bytes);
-        if memory_limit_bytes > settings.max_memory_limit_bytes {
-            return Err(ApiError::bad_request(
-                "memory-limit-too-large",
-                format!(
-                    "memory_limit_bytes may be at most {} (the cluster's max_memory_limit_bytes)",
-                    settings.max_memory_limit_bytes
-                ),
-            ));
+        check_ceilings(&settings, fuel_per_call, memory_limit_bytes)?;
+        let sha = {
+            let wasm = wasm.clone();
+            tokio::task::spawn_blocking(move || sha256_hex(&wasm))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        };
+        match &idempotency_key {
+            Some(key) => {
+                let fp = deploy_fingerprint(&name, &sha, fuel_per_call, memory_limit_bytes);
+                match state.idempotency_prior(&name, key, &fp) {
+                    Prior::Same(rec) => return deploy_answer(rec.index, rec.result),
+                    Prior::Reused => return Err(refusal(key_reused(key))),
+                    Prior::Fresh => {}
+                }
+            }
+            // Without a key, the same deploy again is answered without an
+            // entry. (With one it goes through the log, so the key records it.)
+            None => {
+                if let Some(info) = state.plugin(&name)
+                    && info.sha256 == sha
+                    && info.fuel_per_call == fuel_per_call
+                    && info.memory_limit_bytes == memory_limit_bytes
+                {
+                    return Ok(deploy_response(info, false));
+                }
+            }
         }
-        let runtime = self.inner.runtime.clone();
-        let wasm2 = wasm.clone();
-        // Validation compiles the component: CPU work, off the async workers.
-        tokio::task::spawn_blocking(move || {
-            runtime.validate(
-                &wasm2,
-                settings.engine_params(),
-                settings.max_plugin_bytes as usize,
-            )
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| match e {
-            ValidateError::TooLarge { max_bytes, .. } => ApiError::BodyTooLarge {
-                limit_bytes: max_bytes as u64,
-            },
-            ValidateError::Host(m) => ApiError::Unavailable(m),
-            e => ApiError::bad_request(e.code(), e.to_string()),
-        })?;
-        let cmd = Command::Deploy {
-            name,
-            wasm: wasm.to_vec(),
+        let deploy = |code: DeployCode| Command::Deploy {
+            name: name.clone(),
+            code,
             fuel_per_call,
             memory_limit_bytes,
             timestamp_ms: now_ms(),
+            idempotency_key: idempotency_key.clone(),
         };
-        match self.propose(cmd).await? {
-            (log_index, CommandResult::Deployed(info)) => Ok(DeployResponse {
-                name: info.name,
-                version: info.version,
-                sha256: info.sha256,
-                log_index,
-            }),
-            (_, CommandResult::Failed(e)) => Err(ApiError::bad_request(e.code, e.message)),
-            (_, other) => Err(ApiError::Internal(format!(
-                "unexpected deploy result {other}"
-            ))),
+        if state.has_code(&sha) {
+            let (index, result) = self
+                .propose(deploy(DeployCode::Stored { sha256: sha }))
+                .await?;
+            match result {
+                // The plugin holding the blob was removed after we looked.
+                CommandResult::Failed(e) if e.code == CODE_MISSING => {}
+                result => return deploy_answer(index, result),
+            }
         }
+        self.validate_code(&wasm, &settings).await?;
+        let (index, result) = self
+            .propose(deploy(DeployCode::Inline(wasm.to_vec())))
+            .await?;
+        deploy_answer(index, result)
+    }
+
+    async fn set_limits(
+        &self,
+        name: String,
+        options: DeployOptions,
+    ) -> Result<DeployResponse, ApiError> {
+        self.linearize().await?;
+        let state = self.state();
+        let Some(info) = state.plugin(&name) else {
+            return Err(ApiError::PluginNotFound { name });
+        };
+        let fuel_per_call = options.fuel_per_call.unwrap_or(info.fuel_per_call);
+        let memory_limit_bytes = options
+            .memory_limit_bytes
+            .unwrap_or(info.memory_limit_bytes);
+        check_ceilings(state.settings(), fuel_per_call, memory_limit_bytes)?;
+        if fuel_per_call == info.fuel_per_call && memory_limit_bytes == info.memory_limit_bytes {
+            return Ok(deploy_response(info, false));
+        }
+        let cmd = Command::SetLimits {
+            name,
+            fuel_per_call: options.fuel_per_call,
+            memory_limit_bytes: options.memory_limit_bytes,
+        };
+        let (index, result) = self.propose(cmd).await?;
+        deploy_answer(index, result)
     }
 
     async fn remove(&self, name: String) -> Result<RemoveResponse, ApiError> {
@@ -218,34 +344,39 @@ impl ClusterService for NodeService {
         input: Bytes,
         idempotency_key: Option<String>,
     ) -> Result<Applied, ApiError> {
-        // A retry whose first attempt is already applied here needs no new log entry.
-        if let Some(key) = &idempotency_key
-            && let Some(rec) = self.state().idempotent_result(&name, key)
-        {
-            return Ok(Applied {
-                log_index: rec.index,
-                result: rec.result,
-            });
+        // A retry whose first attempt is already applied here needs no new
+        // log entry; a different request under the key is refused here too.
+        if let Some(key) = &idempotency_key {
+            let fp = apply_fingerprint(&name, &input);
+            match self.state().idempotency_prior(&name, key, &fp) {
+                Prior::Same(rec) => {
+                    return Ok(Applied {
+                        log_index: rec.index,
+                        result: rec.result,
+                    });
+                }
+                Prior::Reused => return Err(refusal(key_reused(key))),
+                Prior::Fresh => {}
+            }
         }
         let cmd = Command::Apply {
             plugin: name.clone(),
             input: input.to_vec(),
             timestamp_ms: now_ms(),
-            idempotency_key: idempotency_key.clone(),
+            idempotency_key,
         };
-        let (log_index, result) = self.propose(cmd).await?;
+        let (log_index, result) = match self.propose(cmd).await? {
+            // A retry that raced its first attempt through the log reports the
+            // first attempt's index and result, like a retry that arrives later.
+            (_, CommandResult::Duplicate { index, result }) => (index, *result),
+            (_, CommandResult::Failed(e)) if e.code == IDEMPOTENCY_KEY_REUSED => {
+                return Err(refusal(e));
+            }
+            answer => answer,
+        };
         self.inner
             .counters
             .apply(matches!(result, CommandResult::Applied(_)));
-        // A retry that raced its first attempt through the log reports the
-        // first attempt's index, like a retry that arrives later.
-        let log_index = match &idempotency_key {
-            Some(key) => self
-                .state()
-                .idempotent_result(&name, key)
-                .map_or(log_index, |r| r.index),
-            None => log_index,
-        };
         Ok(Applied { log_index, result })
     }
 

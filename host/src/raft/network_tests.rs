@@ -53,17 +53,20 @@ async fn deploy_kv(env: &TestEnv, raft: &Raft, fuel: u64) -> u64 {
         .to_vec();
     let runtime = env.runtime().clone();
     let w = wasm.clone();
-    tokio::task::spawn_blocking(move || runtime.validate(&w, crate::runtime::EngineParams::default(), usize::MAX))
-        .await
-        .expect("join")
-        .expect("kv validates");
+    tokio::task::spawn_blocking(move || {
+        runtime.validate(&w, crate::runtime::EngineParams::default(), usize::MAX)
+    })
+    .await
+    .expect("join")
+    .expect("kv validates");
     let resp = raft
         .client_write(Command::Deploy {
             name: "kv".into(),
-            wasm,
+            code: crate::state::DeployCode::Inline(wasm),
             fuel_per_call: fuel,
             memory_limit_bytes: 64 << 20,
             timestamp_ms: T0,
+            idempotency_key: None,
         })
         .await
         .expect("deploy commits");

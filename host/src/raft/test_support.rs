@@ -58,8 +58,16 @@ impl ClusterService for StubService {
         _name: String,
         _wasm: Bytes,
         _options: crate::api::service::DeployOptions,
+        _idempotency_key: Option<String>,
     ) -> Result<DeployResponse, ApiError> {
         unavailable()
+    }
+    async fn set_limits(
+        &self,
+        name: String,
+        _options: crate::api::service::DeployOptions,
+    ) -> Result<DeployResponse, ApiError> {
+        Err(ApiError::PluginNotFound { name })
     }
     async fn remove(&self, _name: String) -> Result<RemoveResponse, ApiError> {
         unavailable()
