@@ -6,8 +6,11 @@ mod http_node;
 mod process;
 
 mod bad_input;
+mod code_once;
 mod events;
 mod idempotency;
+mod idempotency_deploy;
+mod idempotency_failover;
 mod kill9_leader;
 mod leader_failover;
 mod linearizability;
