@@ -6,7 +6,7 @@ use super::{
     CODE_MISSING, CommandResult, DeployCode, ErrorBody, PluginInfo, State, not_found,
     validate_plugin_name,
 };
-use crate::runtime::{Code, Runtime};
+use crate::runtime::{Code, Runtime, ValidateError};
 
 impl State {
     /// Whether the state holds the component with this hex sha256.
@@ -55,6 +55,15 @@ impl State {
         }
         let (sha, blob) = match code {
             DeployCode::Stored { sha256 } => match self.code.get(sha256) {
+                // Validated when it was stored; only the size ceiling may
+                // have dropped since.
+                Some(blob) if blob.bytes().len() > self.settings.max_plugin_bytes as usize => {
+                    let e = ValidateError::TooLarge {
+                        size_bytes: blob.bytes().len(),
+                        max_bytes: self.settings.max_plugin_bytes as usize,
+                    };
+                    return CommandResult::Failed(ErrorBody::new(e.code(), e.to_string()));
+                }
                 Some(blob) => (sha256.clone(), blob.clone()),
                 // Removed between the leader's look and this entry: the
                 // proposer still has the bytes and can send them inline.

@@ -275,6 +275,12 @@ fn a_stored_deploy_of_dropped_code_fails_and_changes_nothing() {
     assert_eq!(s.idempotent_result("d", "k"), None);
     let inline = deploy_code("d", DeployCode::Inline(built("counter")), FUEL, Some("k"));
     assert_eq!(deployed(s.apply(&rt, 4, &inline)).version, 1);
+
+    // Stored code still meets today's size ceiling.
+    s.settings.max_plugin_bytes = 1024;
+    let by_sha = deploy_code("e", stored("counter"), FUEL, None);
+    assert_eq!(failed(s.apply(&rt, 5, &by_sha)), "plugin-too-large");
+    assert_eq!(s.plugin("e"), None);
 }
 
 #[test]
