@@ -136,6 +136,15 @@ pub async fn send_to(
     })
 }
 
+/// `path?params`, or `path` alone when there are none.
+fn with_params(path: &str, params: &str) -> String {
+    if params.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{params}")
+    }
+}
+
 /// One in-process node: its config (for restarts) and, while running, its handle.
 pub struct Node {
     pub id: u64,
@@ -229,6 +238,30 @@ impl Node {
             Bytes::copy_from_slice(wasm),
         )
         .await
+    }
+
+    /// Deploys `wasm` as `name` with a query string (`fuel_per_call=N&…`, may be
+    /// empty) and extra headers (e.g. an idempotency key).
+    pub async fn deploy_with(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        params: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Resp> {
+        self.req(
+            Method::PUT,
+            &with_params(&format!("/v1/plugins/{name}"), params),
+            headers,
+            Bytes::copy_from_slice(wasm),
+        )
+        .await
+    }
+
+    /// `PATCH /v1/plugins/{name}?{params}`: changes a plugin's limits.
+    pub async fn set_limits(&self, name: &str, params: &str) -> Result<Resp> {
+        let path = with_params(&format!("/v1/plugins/{name}"), params);
+        self.req(Method::PATCH, &path, &[], Bytes::new()).await
     }
 
     /// Applies a JSON command.

@@ -6,11 +6,14 @@ mod http_node;
 mod process;
 
 mod bad_input;
+mod code_once;
 mod disk_alarm;
 mod election_wait;
 mod events;
 mod failover_writes;
 mod idempotency;
+mod idempotency_deploy;
+mod idempotency_failover;
 mod kill9_leader;
 mod leader_failover;
 mod linearizability;

@@ -2,7 +2,8 @@
 //!
 //! | method | path | success |
 //! |---|---|---|
-//! | PUT | `/v1/plugins/{name}` | 201 `{"name","version","sha256","log_index"}` |
+//! | PUT | `/v1/plugins/{name}?fuel_per_call=N&memory_limit_bytes=M` | 201 `{"name","version","sha256","log_index","changed"}` (200 if unchanged) |
+//! | PATCH | `/v1/plugins/{name}?fuel_per_call=N&memory_limit_bytes=M` | 200 the same shape |
 //! | GET | `/v1/plugins` | 200 `{"plugins":[…]}` |
 //! | GET | `/v1/plugins/{name}` | 200 plugin info |
 //! | DELETE | `/v1/plugins/{name}` | 200 `{"name","log_index"}` |
@@ -58,12 +59,36 @@ pub(crate) async fn handle<S: ClusterService>(
         }
         (Route::Plugin(name), &Method::PUT) => {
             let options = deploy_params(head.uri.query())?;
+            let key = idempotency_key(head)?;
             let deployed = service
-                .deploy(name.to_string(), body, options, deadline)
+                .deploy(name.to_string(), body, options, key, deadline)
                 .await?;
+            let status = if deployed.changed {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             let index = deployed.log_index;
             Ok(with_index(
-                json_response(StatusCode::CREATED, &deployed),
+                json_response(status, &deployed),
+                LOG_INDEX_HEADER,
+                index,
+            ))
+        }
+        (Route::Plugin(name), &Method::PATCH) => {
+            let options = deploy_params(head.uri.query())?;
+            if options == DeployOptions::default() {
+                return Err(ApiError::bad_request(
+                    "bad-query",
+                    "PATCH takes fuel_per_call=N and/or memory_limit_bytes=M",
+                ));
+            }
+            let changed = service
+                .set_limits(name.to_string(), options, deadline)
+                .await?;
+            let index = changed.log_index;
+            Ok(with_index(
+                json_response(StatusCode::OK, &changed),
                 LOG_INDEX_HEADER,
                 index,
             ))

@@ -168,7 +168,7 @@ impl Route<'_> {
             | Route::Cluster
             | Route::StateHash
             | Route::Metrics => "GET",
-            Route::Plugin(_) => "GET, PUT, DELETE",
+            Route::Plugin(_) => "GET, PUT, PATCH, DELETE",
             Route::Member(_) => "DELETE",
             Route::Settings => "GET, PATCH",
             Route::Raft(_) | Route::PluginApply(_) | Route::PluginQuery(_) | Route::Members => {

@@ -50,8 +50,9 @@ pub enum Consistency {
     Stale,
 }
 
-/// Per-plugin limits chosen at deploy (`PUT /v1/plugins/{name}?fuel_per_call=N&memory_limit_bytes=M`);
-/// `None` takes the node's default. They are recorded in the log with the code.
+/// Per-plugin limits chosen at deploy (`PUT /v1/plugins/{name}?fuel_per_call=N&memory_limit_bytes=M`;
+/// `None` takes the cluster's default) or changed later (`PATCH`; `None` keeps
+/// the current one). They are recorded in the log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeployOptions {
     /// Fuel budget of each call.
@@ -60,17 +61,21 @@ pub struct DeployOptions {
     pub memory_limit_bytes: Option<u64>,
 }
 
-/// `201` body of `PUT /v1/plugins/{name}`.
+/// Body of `PUT` (`201` when it made a new version, `200` when it changed
+/// nothing) and `PATCH` (`200`) of `/v1/plugins/{name}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployResponse {
     /// Plugin name.
     pub name: String,
-    /// Version after this deploy (1 for a new name).
+    /// Version in force after the request (1 for a new name).
     pub version: u64,
     /// Hex sha256 of the component.
     pub sha256: String,
-    /// Log index the deploy took effect at.
+    /// Log index at which that version took effect.
     pub log_index: u64,
+    /// Whether this request made that version (`false`: the same code and
+    /// limits were already in force, nothing was written).
+    pub changed: bool,
 }
 
 /// `200` body of `DELETE /v1/plugins/{name}`.
@@ -170,7 +175,11 @@ pub struct StateHash {
 ///
 /// Implementations write `async fn`; the `+ Send` bound lets the server spawn handlers.
 pub trait ClusterService: Send + Sync + 'static {
-    /// Validates and replicates a deploy (upgrade if the name exists).
+    /// Validates and replicates a deploy (upgrade if the name exists). Code
+    /// the cluster already holds goes into the log by sha256 only; the same
+    /// code and limits as in force answer the current version unchanged. With
+    /// an idempotency key, a retry gets the first answer and another request
+    /// under the key `409 idempotency-key-reused`.
     ///
     /// Every write and linearizable read below waits (until `deadline`) for a
     /// leader while none is known, then runs here on the leader or answers
@@ -180,6 +189,16 @@ pub trait ClusterService: Send + Sync + 'static {
         &self,
         name: String,
         wasm: Bytes,
+        options: DeployOptions,
+        idempotency_key: Option<String>,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<DeployResponse, ApiError>> + Send;
+
+    /// Replicates new limits for a deployed plugin (a new version with the
+    /// same code); at least one of `options` is set.
+    fn set_limits(
+        &self,
+        name: String,
         options: DeployOptions,
         deadline: Deadline,
     ) -> impl Future<Output = Result<DeployResponse, ApiError>> + Send;

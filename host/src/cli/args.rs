@@ -39,6 +39,7 @@ pub enum Commands {
     Serve(ServeArgs),
     /// Deploy (or upgrade) plugin NAME from a .wasm component file; without
     /// FILE, NAME must be one of the built-in examples (counter, kv, bank).
+    /// Deploying the code and limits already in force changes nothing.
     Deploy {
         /// Plugin name.
         name: String,
@@ -50,6 +51,9 @@ pub enum Commands {
         /// Linear-memory cap of each instance (default: the node's).
         #[arg(long)]
         memory_limit_bytes: Option<u64>,
+        /// Makes retries safe: a retry with the same key gets the first answer.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Run a command through plugin NAME's `apply` (replicated).
     Apply {
@@ -82,12 +86,35 @@ pub enum Commands {
         #[command(subcommand)]
         action: MembersCommand,
     },
-    /// List deployed plugins.
-    Plugins,
+    /// List deployed plugins (or change one's limits: `plugins set-limits`).
+    Plugins {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<PluginsCommand>,
+    },
     /// Show the node's state hash.
     StateHash,
     /// Load-test a running cluster with the `kv` plugin (deployed if absent).
     Bench(crate::bench::BenchArgs),
+}
+
+/// `cairn plugins …`
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// List deployed plugins (the default).
+    List,
+    /// Change plugin NAME's limits without uploading it again (a new version
+    /// with the same code); give at least one limit.
+    SetLimits {
+        /// Plugin name.
+        name: String,
+        /// New fuel budget of each call.
+        #[arg(long, required_unless_present = "memory_limit_bytes")]
+        fuel_per_call: Option<u64>,
+        /// New linear-memory cap of each instance.
+        #[arg(long)]
+        memory_limit_bytes: Option<u64>,
+    },
 }
 
 /// `cairn members …`

@@ -17,7 +17,7 @@ use crate::api::{IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
 use crate::http_client::{self, HttpClient};
 
 mod args;
-pub use args::{Cli, Commands, MembersCommand, ServeArgs};
+pub use args::{Cli, Commands, MembersCommand, PluginsCommand, ServeArgs};
 
 /// Deadline for one CLI request; long enough for a deploy that compiles a component.
 const CLI_REQUEST_TIMEOUT_MS: u64 = 60_000;
@@ -155,6 +155,7 @@ impl Client {
                 file,
                 fuel_per_call,
                 memory_limit_bytes,
+                idempotency_key,
             } => {
                 let wasm = match file {
                     Some(file) => tokio::fs::read(file)
@@ -166,21 +167,20 @@ impl Client {
                         })?
                         .to_vec(),
                 };
+                let headers: Vec<(&str, String)> = idempotency_key
+                    .iter()
+                    .map(|k| (IDEMPOTENCY_KEY_HEADER, k.clone()))
+                    .collect();
                 let reply = self
                     .call(
                         Method::PUT,
                         &deploy_path(name, *fuel_per_call, *memory_limit_bytes),
                         Bytes::from(wasm),
-                        &[],
+                        &headers,
                     )
                     .await?;
                 let d: DeployResponse = parse(&reply.body)?;
-                self.print(&reply.body, || {
-                    format!(
-                        "deployed {} v{} (sha256 {}) at log index {}",
-                        d.name, d.version, d.sha256, d.log_index
-                    )
-                })
+                self.print(&reply.body, || format_deployed(&d))
             }
             Commands::Apply {
                 name,
@@ -244,10 +244,22 @@ impl Client {
                 let status: ClusterStatus = parse(&reply.body)?;
                 self.print(&reply.body, || format_status(&status))
             }
-            Commands::Plugins => {
-                let (list, raw): (PluginList, _) = self.get("/v1/plugins").await?;
-                self.print(&raw, || format_plugins(&list))
-            }
+            Commands::Plugins { action } => match action {
+                None | Some(PluginsCommand::List) => {
+                    let (list, raw): (PluginList, _) = self.get("/v1/plugins").await?;
+                    self.print(&raw, || format_plugins(&list))
+                }
+                Some(PluginsCommand::SetLimits {
+                    name,
+                    fuel_per_call,
+                    memory_limit_bytes,
+                }) => {
+                    let path = deploy_path(name, *fuel_per_call, *memory_limit_bytes);
+                    let reply = self.call(Method::PATCH, &path, Bytes::new(), &[]).await?;
+                    let d: DeployResponse = parse(&reply.body)?;
+                    self.print(&reply.body, || format_deployed(&d))
+                }
+            },
             Commands::StateHash => {
                 let (hash, raw): (StateHash, _) = self.get("/v1/state-hash").await?;
                 self.print(&raw, || {
@@ -321,6 +333,14 @@ fn format_status(s: &ClusterStatus) -> String {
         out.push_str(&format!("\n  {:<4} {:<8} {}", m.id, role, m.addr));
     }
     out
+}
+
+fn format_deployed(d: &DeployResponse) -> String {
+    let what = if d.changed { "deployed" } else { "unchanged:" };
+    format!(
+        "{what} {} v{} (sha256 {}) at log index {}",
+        d.name, d.version, d.sha256, d.log_index
+    )
 }
 
 fn format_plugins(list: &PluginList) -> String {

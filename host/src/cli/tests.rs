@@ -109,6 +109,40 @@ fn serve_flags_set_deadlines_and_caps() {
 }
 
 #[test]
+fn parses_plugin_limit_changes_and_deploy_keys() {
+    let cli = Cli::try_parse_from([
+        "cairn",
+        "plugins",
+        "set-limits",
+        "kv",
+        "--fuel-per-call",
+        "5000",
+    ])
+    .unwrap();
+    assert!(matches!(
+        cli.command,
+        Commands::Plugins {
+            action: Some(PluginsCommand::SetLimits {
+                fuel_per_call: Some(5000),
+                memory_limit_bytes: None,
+                ..
+            })
+        }
+    ));
+    // No limit at all is refused before anything is sent.
+    assert!(Cli::try_parse_from(["cairn", "plugins", "set-limits", "kv"]).is_err());
+    assert!(matches!(
+        Cli::try_parse_from(["cairn", "plugins"]).unwrap().command,
+        Commands::Plugins { action: None }
+    ));
+    let cli = Cli::try_parse_from(["cairn", "deploy", "kv", "--idempotency-key", "d1"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Commands::Deploy { idempotency_key: Some(k), .. } if k == "d1"
+    ));
+}
+
+#[test]
 fn error_lines_use_the_node_code() {
     let body = br#"{"error":{"code":"plugin-not-found","message":"plugin \"x\" is not deployed"}}"#;
     assert_eq!(

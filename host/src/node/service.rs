@@ -26,11 +26,15 @@ use crate::api::service::{
 use crate::config::Config;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{NodeId, Raft, TypeConfig};
-use crate::runtime::{Runtime, ValidateError};
+use crate::runtime::Runtime;
 use crate::state::{
-    ClusterSettings, Command, CommandResult, PluginInfo, SETTINGS_CONFLICT, SettingsError,
-    validate_plugin_name,
+    ClusterSettings, Command, CommandResult, IDEMPOTENCY_KEY_REUSED, PluginInfo, Prior,
+    SETTINGS_CONFLICT, SettingsError, apply_fingerprint, key_reused,
 };
+
+mod registry;
+
+use registry::refusal;
 
 /// One running node's shared parts.
 pub(super) struct Inner {
@@ -273,76 +277,20 @@ impl ClusterService for NodeService {
         name: String,
         wasm: Bytes,
         options: DeployOptions,
+        idempotency_key: Option<String>,
         deadline: Deadline,
     ) -> Result<DeployResponse, ApiError> {
-        validate_plugin_name(&name).map_err(|e| ApiError::bad_request(e.code, e.message))?;
-        // Refuse before compiling; `propose` checks again right before proposing.
-        self.admit_write()?;
-        // Checked here for a prompt answer; the state machine checks again
-        // against the settings in force when the deploy applies.
-        let settings = self.state().settings().clone();
-        let fuel_per_call = options
-            .fuel_per_call
-            .unwrap_or(settings.default_fuel_per_call);
-        if fuel_per_call > settings.max_fuel_per_call {
-            return Err(ApiError::bad_request(
-                "fuel-too-large",
-                format!(
-                    "fuel_per_call may be at most {} (the cluster's max_fuel_per_call)",
-                    settings.max_fuel_per_call
-                ),
-            ));
-        }
-        let memory_limit_bytes = options
-            .memory_limit_bytes
-            .unwrap_or(settings.default_memory_limit_bytes);
-        if memory_limit_bytes > settings.max_memory_limit_bytes {
-            return Err(ApiError::bad_request(
-                "memory-limit-too-large",
-                format!(
-                    "memory_limit_bytes may be at most {} (the cluster's max_memory_limit_bytes)",
-                    settings.max_memory_limit_bytes
-                ),
-            ));
-        }
-        let runtime = self.inner.runtime.clone();
-        let wasm2 = wasm.clone();
-        // Validation compiles the component: CPU work, off the async workers.
-        tokio::task::spawn_blocking(move || {
-            runtime.validate(
-                &wasm2,
-                settings.engine_params(),
-                settings.max_plugin_bytes as usize,
-            )
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| match e {
-            ValidateError::TooLarge { max_bytes, .. } => ApiError::BodyTooLarge {
-                limit_bytes: max_bytes as u64,
-            },
-            ValidateError::Host(m) => ApiError::Unavailable(m),
-            e => ApiError::bad_request(e.code(), e.to_string()),
-        })?;
-        let cmd = Command::Deploy {
-            name,
-            wasm: wasm.to_vec(),
-            fuel_per_call,
-            memory_limit_bytes,
-            timestamp_ms: now_ms(),
-        };
-        match self.propose(cmd, deadline).await? {
-            (log_index, CommandResult::Deployed(info)) => Ok(DeployResponse {
-                name: info.name,
-                version: info.version,
-                sha256: info.sha256,
-                log_index,
-            }),
-            (_, CommandResult::Failed(e)) => Err(ApiError::bad_request(e.code, e.message)),
-            (_, other) => Err(ApiError::Internal(format!(
-                "unexpected deploy result {other}"
-            ))),
-        }
+        self.deploy_plugin(name, wasm, options, idempotency_key, deadline)
+            .await
+    }
+
+    async fn set_limits(
+        &self,
+        name: String,
+        options: DeployOptions,
+        deadline: Deadline,
+    ) -> Result<DeployResponse, ApiError> {
+        self.set_plugin_limits(name, options, deadline).await
     }
 
     async fn remove(&self, name: String, deadline: Deadline) -> Result<RemoveResponse, ApiError> {
@@ -376,34 +324,39 @@ impl ClusterService for NodeService {
         idempotency_key: Option<String>,
         deadline: Deadline,
     ) -> Result<Applied, ApiError> {
-        // A retry whose first attempt is already applied here needs no new log entry.
-        if let Some(key) = &idempotency_key
-            && let Some(rec) = self.state().idempotent_result(&name, key)
-        {
-            return Ok(Applied {
-                log_index: rec.index,
-                result: rec.result,
-            });
+        // A retry whose first attempt is already applied here needs no new
+        // log entry; a different request under the key is refused here too.
+        if let Some(key) = &idempotency_key {
+            let fp = apply_fingerprint(&name, &input);
+            match self.state().idempotency_prior(&name, key, &fp) {
+                Prior::Same(rec) => {
+                    return Ok(Applied {
+                        log_index: rec.index,
+                        result: rec.result,
+                    });
+                }
+                Prior::Reused => return Err(refusal(key_reused(key))),
+                Prior::Fresh => {}
+            }
         }
         let cmd = Command::Apply {
             plugin: name.clone(),
             input: input.to_vec(),
             timestamp_ms: now_ms(),
-            idempotency_key: idempotency_key.clone(),
+            idempotency_key,
         };
-        let (log_index, result) = self.propose(cmd, deadline).await?;
+        let (log_index, result) = match self.propose(cmd, deadline).await? {
+            // A retry that raced its first attempt through the log reports the
+            // first attempt's index and result, like a retry that arrives later.
+            (_, CommandResult::Duplicate { index, result }) => (index, *result),
+            (_, CommandResult::Failed(e)) if e.code == IDEMPOTENCY_KEY_REUSED => {
+                return Err(refusal(e));
+            }
+            answer => answer,
+        };
         self.inner
             .counters
             .apply(matches!(result, CommandResult::Applied(_)));
-        // A retry that raced its first attempt through the log reports the
-        // first attempt's index, like a retry that arrives later.
-        let log_index = match &idempotency_key {
-            Some(key) => self
-                .state()
-                .idempotent_result(&name, key)
-                .map_or(log_index, |r| r.index),
-            None => log_index,
-        };
         Ok(Applied { log_index, result })
     }
 

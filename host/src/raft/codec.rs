@@ -18,8 +18,9 @@ use serde::de::DeserializeOwned;
 
 /// First bytes of every frame.
 pub const MAGIC: [u8; 3] = *b"CRN";
-/// The only format version this build reads and writes.
-pub const VERSION: u8 = 1;
+/// The only format version this build reads and writes. Version 2: log
+/// entries carry deploys by sha256 (`DeployCode`) and limit changes.
+pub const VERSION: u8 = 2;
 /// Magic + version + header length.
 pub const PREFIX_BYTES: usize = MAGIC.len() + 1 + 4;
 /// Largest header bincode may claim while decoding; the HTTP body cap is the

@@ -62,10 +62,11 @@ async fn deploy_kv(env: &TestEnv, raft: &Raft, fuel: u64) -> u64 {
     let resp = raft
         .client_write(Command::Deploy {
             name: "kv".into(),
-            wasm,
+            code: crate::state::DeployCode::Inline(wasm),
             fuel_per_call: fuel,
             memory_limit_bytes: 64 << 20,
             timestamp_ms: T0,
+            idempotency_key: None,
         })
         .await
         .expect("deploy commits");

@@ -61,9 +61,18 @@ impl ClusterService for StubService {
         _name: String,
         _wasm: Bytes,
         _options: crate::api::service::DeployOptions,
+        _idempotency_key: Option<String>,
         _deadline: Deadline,
     ) -> Result<DeployResponse, ApiError> {
         unavailable()
+    }
+    async fn set_limits(
+        &self,
+        name: String,
+        _options: crate::api::service::DeployOptions,
+        _deadline: Deadline,
+    ) -> Result<DeployResponse, ApiError> {
+        Err(ApiError::PluginNotFound { name })
     }
     async fn remove(&self, _name: String, _deadline: Deadline) -> Result<RemoveResponse, ApiError> {
         unavailable()

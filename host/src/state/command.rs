@@ -12,12 +12,15 @@ use serde::{Deserialize, Serialize};
 /// One state-machine command, as stored in the Raft log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Install (or upgrade) plugin `name` with the given component bytes.
+    /// Install (or upgrade) plugin `name` with the given code and limits.
+    /// Deploying exactly what is in force (same sha256 and limits) changes
+    /// nothing and answers the current version.
     Deploy {
         /// Plugin name (validated by [`crate::state::validate_plugin_name`]).
         name: String,
-        /// The component bytes; content-addressed by sha256 on apply.
-        wasm: Vec<u8>,
+        /// The component: its bytes, or only its sha256 when the cluster
+        /// already holds that blob (so code is written to the log once).
+        code: DeployCode,
         /// Fuel budget for each call of this plugin, fixed at deploy time so
         /// every node meters identically.
         fuel_per_call: u64,
@@ -25,6 +28,8 @@ pub enum Command {
         memory_limit_bytes: u64,
         /// Leader's wall clock when proposed (ms since the Unix epoch).
         timestamp_ms: u64,
+        /// Client-chosen key that makes retries of this deploy safe.
+        idempotency_key: Option<String>,
     },
     /// Remove plugin `name` and all of its KV data.
     Remove {
@@ -53,13 +58,67 @@ pub enum Command {
         /// Client-chosen key that makes retries of this command safe.
         idempotency_key: Option<String>,
     },
+    /// Change the limits of plugin `name`'s version in force when this
+    /// applies (a new version with the same code); `None` keeps a limit.
+    /// Applies to whatever code is current then, so it never undoes a deploy
+    /// that committed between the request and its entry.
+    SetLimits {
+        /// Plugin name.
+        name: String,
+        /// New fuel budget per call.
+        fuel_per_call: Option<u64>,
+        /// New linear-memory cap per instance.
+        memory_limit_bytes: Option<u64>,
+    },
+}
+
+/// The code of a deploy as the log carries it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeployCode {
+    /// The component bytes (the first deploy of this code).
+    Inline(Vec<u8>),
+    /// A blob the state already holds, by hex sha256. Applying it after the
+    /// blob was dropped fails with [`super::CODE_MISSING`] and changes nothing.
+    Stored {
+        /// Hex sha256 of the component.
+        sha256: String,
+    },
+}
+
+impl DeployCode {
+    /// Hex sha256 of the component (hashes the bytes of an inline deploy).
+    pub fn sha256(&self) -> String {
+        match self {
+            DeployCode::Inline(bytes) => super::sha256_hex(bytes),
+            DeployCode::Stored { sha256 } => sha256.clone(),
+        }
+    }
+
+    /// Bytes this code adds to a log entry.
+    pub fn inline_len(&self) -> usize {
+        match self {
+            DeployCode::Inline(bytes) => bytes.len(),
+            DeployCode::Stored { sha256 } => sha256.len(),
+        }
+    }
+}
+
+// Never dump component bytes into a log line or a panic message.
+impl fmt::Debug for DeployCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeployCode::Inline(bytes) => write!(f, "Inline({} bytes)", bytes.len()),
+            DeployCode::Stored { sha256 } => write!(f, "Stored({sha256})"),
+        }
+    }
 }
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Deploy { name, wasm, .. } => write!(f, "deploy({name}, {} bytes)", wasm.len()),
+            Command::Deploy { name, code, .. } => write!(f, "deploy({name}, {code:?})"),
             Command::Remove { name } => write!(f, "remove({name})"),
+            Command::SetLimits { name, .. } => write!(f, "set-limits({name})"),
             Command::UpdateSettings { .. } => write!(f, "update-settings"),
             Command::Apply { plugin, input, .. } => {
                 write!(f, "apply({plugin}, {} bytes)", input.len())
@@ -73,7 +132,8 @@ impl fmt::Display for Command {
 pub struct PluginInfo {
     /// Plugin name.
     pub name: String,
-    /// Starts at 1 and grows by one on every redeploy of the same name.
+    /// Starts at 1 and grows by one on every change (new code or new
+    /// limits) of the same name; a deploy that changes nothing keeps it.
     pub version: u64,
     /// Hex sha256 of the component bytes.
     pub sha256: String,
@@ -149,6 +209,14 @@ pub enum CommandResult {
     Failed(ErrorBody),
     /// A membership change or blank entry; nothing for a client.
     Nothing,
+    /// A retry of a command whose idempotency key was first applied at
+    /// `index`: its first result, unchanged. Never stored itself.
+    Duplicate {
+        /// Log index of the first attempt.
+        index: u64,
+        /// The first attempt's result.
+        result: Box<CommandResult>,
+    },
 }
 
 impl fmt::Display for CommandResult {
@@ -160,6 +228,9 @@ impl fmt::Display for CommandResult {
             CommandResult::Applied(out) => write!(f, "applied({} bytes)", out.output.len()),
             CommandResult::Failed(err) => write!(f, "failed({err})"),
             CommandResult::Nothing => write!(f, "nothing"),
+            CommandResult::Duplicate { index, result } => {
+                write!(f, "duplicate(of {index}: {result})")
+            }
         }
     }
 }

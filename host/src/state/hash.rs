@@ -48,6 +48,7 @@ pub(super) fn state_hash(state: &State) -> [u8; 32] {
     for (key, rec) in &state.idempotency {
         h.bytes(key.as_bytes());
         h.u64(rec.index);
+        h.bytes(&rec.fingerprint);
         // The record is plain data; its bincode encoding is canonical.
         let enc = bincode::serde::encode_to_vec(&rec.result, bincode::config::standard())
             .unwrap_or_default();

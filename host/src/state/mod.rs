@@ -6,32 +6,40 @@
 
 mod command;
 mod hash;
+mod idempotency;
+mod registry;
 mod settings;
 pub mod snapshot;
 
 pub use command::*;
+pub use idempotency::{
+    Fingerprint, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEYS_RETAINED, IdempotencyRecord, Prior,
+    apply_fingerprint, deploy_fingerprint, key_reused,
+};
 pub use settings::{ClusterSettings, ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING, SettingsError};
 
 use crate::runtime::{CallContext, CallMode, Code, Kv, Runtime};
 
-/// How many idempotency keys are remembered; the oldest are forgotten first.
-/// A constant, not a setting: it shapes replicated state, so every node must
-/// agree on it.
-pub const IDEMPOTENCY_KEYS_RETAINED: usize = 100_000;
-
 /// Code of a settings change based on settings that changed meanwhile.
 pub const SETTINGS_CONFLICT: &str = "settings-conflict";
+
+/// Code of a deploy by sha256 whose blob the state no longer holds (the
+/// plugin using it was removed meanwhile); it changed nothing.
+pub const CODE_MISSING: &str = "code-missing";
 
 /// Longest plugin name.
 pub const MAX_PLUGIN_NAME_BYTES: usize = 64;
 
-/// A stored idempotency record: the result of the first attempt.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct IdempotencyRecord {
-    /// Index the command was first applied at.
-    pub index: u64,
-    /// Its result, returned again to every retry.
-    pub result: CommandResult,
+/// Lowercase hex sha256 of `bytes`: how code is addressed.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Results that left the state untouched and must not be remembered under an
+/// idempotency key: the same request may succeed when sent again.
+fn changed_nothing(result: &CommandResult) -> bool {
+    matches!(result, CommandResult::Failed(e) if e.code == CODE_MISSING)
 }
 
 /// The whole replicated state of one node.
@@ -41,7 +49,7 @@ pub struct State {
     /// Component bytes by hex sha256; only versions in the registry are kept.
     pub(crate) code: imbl::OrdMap<String, Code>,
     pub(crate) kv: imbl::OrdMap<String, Kv>,
-    /// `plugin \0 key` → first result.
+    /// `plugin \0 key` → the first attempt's fingerprint and result.
     pub(crate) idempotency: imbl::OrdMap<String, IdempotencyRecord>,
     /// index → idempotency key, to forget the oldest deterministically.
     pub(crate) idempotency_by_index: imbl::OrdMap<u64, String>,
@@ -135,21 +143,27 @@ impl State {
         match cmd {
             Command::Deploy {
                 name,
-                wasm,
+                code,
                 fuel_per_call,
                 memory_limit_bytes,
                 timestamp_ms,
+                idempotency_key,
             } => {
                 self.observe_clock(*timestamp_ms);
-                self.deploy(
-                    runtime,
+                let (fuel, memory) = (*fuel_per_call, *memory_limit_bytes);
+                self.keyed(
                     index,
                     name,
-                    wasm,
-                    *fuel_per_call,
-                    *memory_limit_bytes,
+                    idempotency_key.as_deref(),
+                    || deploy_fingerprint(name, &code.sha256(), fuel, memory),
+                    |s| s.deploy(runtime, index, name, code, fuel, memory),
                 )
             }
+            Command::SetLimits {
+                name,
+                fuel_per_call,
+                memory_limit_bytes,
+            } => self.set_limits(index, name, *fuel_per_call, *memory_limit_bytes),
             Command::Remove { name } => self.remove(name),
             Command::UpdateSettings { expected_index, .. }
                 if *expected_index != self.settings_index =>
@@ -177,16 +191,13 @@ impl State {
                 idempotency_key,
             } => {
                 let now = self.observe_clock(*timestamp_ms);
-                let Some(key) = idempotency_key else {
-                    return self.apply_plugin(runtime, index, plugin, input, now);
-                };
-                let full_key = format!("{plugin}\0{key}");
-                if let Some(rec) = self.idempotency.get(&full_key) {
-                    return rec.result.clone();
-                }
-                let result = self.apply_plugin(runtime, index, plugin, input, now);
-                self.remember(index, full_key, result.clone());
-                result
+                self.keyed(
+                    index,
+                    plugin,
+                    idempotency_key.as_deref(),
+                    || apply_fingerprint(plugin, input),
+                    |s| s.apply_plugin(runtime, index, plugin, input, now),
+                )
             }
         }
     }
@@ -216,101 +227,6 @@ impl State {
             memory_limit_bytes: info.memory_limit_bytes.min(s.max_memory_limit_bytes) as usize,
             limits: &s.limits,
             engine: s.engine_params(),
-        }
-    }
-
-    /// The stored result for an idempotency key, if the command already ran.
-    pub fn idempotent_result(&self, plugin: &str, key: &str) -> Option<IdempotencyRecord> {
-        self.idempotency.get(&format!("{plugin}\0{key}")).cloned()
-    }
-
-    fn remember(&mut self, index: u64, full_key: String, result: CommandResult) {
-        self.idempotency
-            .insert(full_key.clone(), IdempotencyRecord { index, result });
-        self.idempotency_by_index.insert(index, full_key);
-        while self.idempotency_by_index.len() > IDEMPOTENCY_KEYS_RETAINED {
-            let Some(&(index, _)) = self.idempotency_by_index.get_min() else {
-                break;
-            };
-            if let Some(oldest) = self.idempotency_by_index.remove(&index) {
-                self.idempotency.remove(&oldest);
-            }
-        }
-    }
-
-    fn deploy(
-        &mut self,
-        runtime: &Runtime,
-        index: u64,
-        name: &str,
-        wasm: &[u8],
-        fuel_per_call: u64,
-        memory_limit_bytes: u64,
-    ) -> CommandResult {
-        if let Err(e) = validate_plugin_name(name) {
-            return CommandResult::Failed(e);
-        }
-        let s = &self.settings;
-        if fuel_per_call > s.max_fuel_per_call {
-            return CommandResult::Failed(ErrorBody::new(
-                "fuel-too-large",
-                format!(
-                    "fuel_per_call may be at most {} (max_fuel_per_call)",
-                    s.max_fuel_per_call
-                ),
-            ));
-        }
-        if memory_limit_bytes > s.max_memory_limit_bytes {
-            return CommandResult::Failed(ErrorBody::new(
-                "memory-limit-too-large",
-                format!(
-                    "memory_limit_bytes may be at most {} (max_memory_limit_bytes)",
-                    s.max_memory_limit_bytes
-                ),
-            ));
-        }
-        // The leader validated before proposing; validating again here keeps a
-        // hand-crafted log entry from installing garbage, identically everywhere.
-        let sha = match runtime.validate(wasm, s.engine_params(), s.max_plugin_bytes as usize) {
-            Ok(sha) => sha,
-            Err(e) => return CommandResult::Failed(ErrorBody::new(e.code(), e.to_string())),
-        };
-        let version = self.plugins.get(name).map_or(1, |p| p.version + 1);
-        let previous = self.plugins.get(name).map(|p| p.sha256.clone());
-        let info = PluginInfo {
-            name: name.to_string(),
-            version,
-            sha256: sha.clone(),
-            fuel_per_call,
-            memory_limit_bytes,
-            deployed_at_index: index,
-            size_bytes: wasm.len() as u64,
-        };
-        self.code
-            .entry(sha)
-            .or_insert_with(|| Code::new(wasm.to_vec()));
-        self.plugins.insert(name.to_string(), info.clone());
-        self.kv.entry(name.to_string()).or_default();
-        if let Some(old) = previous {
-            self.drop_unreferenced_code(&old);
-        }
-        CommandResult::Deployed(info)
-    }
-
-    fn remove(&mut self, name: &str) -> CommandResult {
-        let Some(info) = self.plugins.remove(name) else {
-            return CommandResult::Failed(not_found(name));
-        };
-        self.kv.remove(name);
-        self.drop_unreferenced_code(&info.sha256);
-        CommandResult::Removed {
-            name: name.to_string(),
-        }
-    }
-
-    fn drop_unreferenced_code(&mut self, sha: &str) {
-        if !self.plugins.values().any(|p| p.sha256 == sha) {
-            self.code.remove(sha);
         }
     }
 

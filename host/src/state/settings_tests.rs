@@ -14,10 +14,11 @@ fn runtime() -> Runtime {
 fn deploy(name: &str, crate_name: &str, fuel_per_call: u64) -> Command {
     Command::Deploy {
         name: name.into(),
-        wasm: built(crate_name),
+        code: DeployCode::Inline(built(crate_name)),
         fuel_per_call,
         memory_limit_bytes: 32 << 20,
         timestamp_ms: 1,
+        idempotency_key: None,
     }
 }
 

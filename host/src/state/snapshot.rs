@@ -4,6 +4,9 @@
 //! Layout (all integers big-endian):
 //! `"CAIRNSNP"` · format version `u32` · meta length `u64` · meta · body length
 //! `u64` · body (bincode of [`Body`]) · sha256 of everything before it.
+//!
+//! Code blobs are stored once each, keyed by sha256, however many plugins
+//! use them.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -13,8 +16,9 @@ use crate::runtime::Code;
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 /// The snapshot format this build writes and reads.
-/// Version 2 added the cluster settings record.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 2 added the cluster settings record; version 3 the request
+/// fingerprint of each idempotency record.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]

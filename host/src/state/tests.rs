@@ -1,4 +1,5 @@
-//! State tests: deploy/upgrade/remove, idempotency, and the snapshot format.
+//! State tests: deploy/upgrade/remove, code stored once, limit changes,
+//! idempotency (fingerprints, removal), and the snapshot format.
 
 use serde_json::json;
 
@@ -10,13 +11,41 @@ fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig::default()).expect("runtime")
 }
 
+const FUEL: u64 = 50_000_000;
+const MEMORY: u64 = 32 << 20;
+
 fn deploy(name: &str, crate_name: &str) -> Command {
+    deploy_code(name, DeployCode::Inline(built(crate_name)), FUEL, None)
+}
+
+fn deploy_code(name: &str, code: DeployCode, fuel_per_call: u64, key: Option<&str>) -> Command {
     Command::Deploy {
         name: name.into(),
-        wasm: built(crate_name),
-        fuel_per_call: 50_000_000,
-        memory_limit_bytes: 32 << 20,
+        code,
+        fuel_per_call,
+        memory_limit_bytes: MEMORY,
         timestamp_ms: 1,
+        idempotency_key: key.map(str::to_string),
+    }
+}
+
+fn stored(crate_name: &str) -> DeployCode {
+    DeployCode::Stored {
+        sha256: sha256_hex(&built(crate_name)),
+    }
+}
+
+fn deployed(r: CommandResult) -> PluginInfo {
+    match r {
+        CommandResult::Deployed(info) => info,
+        other => panic!("expected a deploy, got {other}"),
+    }
+}
+
+fn failed(r: CommandResult) -> String {
+    match r {
+        CommandResult::Failed(e) => e.code,
+        other => panic!("expected a failure, got {other}"),
     }
 }
 
@@ -42,9 +71,8 @@ fn upgrade_keeps_data_and_remove_drops_it() {
     let mut s = State::new();
     s.apply(&rt, 1, &deploy("c", "counter"));
     s.apply(&rt, 2, &apply("c", json!({"increment": {"by": 4}}), None));
-    let CommandResult::Deployed(info) = s.apply(&rt, 3, &deploy("c", "counter")) else {
-        panic!("redeploy")
-    };
+    let upgrade = deploy_code("c", DeployCode::Inline(built("counter")), FUEL + 1, None);
+    let info = deployed(s.apply(&rt, 3, &upgrade));
     assert_eq!(info.version, 2);
     assert_eq!(info.deployed_at_index, 3);
     assert_eq!(
@@ -69,13 +97,7 @@ fn upgrade_keeps_data_and_remove_drops_it() {
 fn bad_deploys_are_recorded_as_failures() {
     let rt = runtime();
     let mut s = State::new();
-    let bad = Command::Deploy {
-        name: "x".into(),
-        wasm: b"junk".to_vec(),
-        fuel_per_call: 1,
-        memory_limit_bytes: 1,
-        timestamp_ms: 0,
-    };
+    let bad = deploy_code("x", DeployCode::Inline(b"junk".to_vec()), 1, None);
     assert!(matches!(s.apply(&rt, 1, &bad), CommandResult::Failed(e) if e.code == "not-wasm"));
     assert!(
         matches!(s.apply(&rt, 2, &deploy("Bad Name", "counter")), CommandResult::Failed(e) if e.code == "invalid-plugin-name")
@@ -99,7 +121,13 @@ fn same_idempotency_key_applies_once() {
         3,
         &apply("c", json!({"increment": {"by": 1}}), Some("k")),
     );
-    assert_eq!(first, retry);
+    assert_eq!(
+        retry,
+        CommandResult::Duplicate {
+            index: 2,
+            result: Box::new(first.clone())
+        }
+    );
     assert_eq!(s.idempotent_result("c", "k").map(|r| r.index), Some(2));
     let other = s.apply(
         &rt,
@@ -177,4 +205,224 @@ fn the_hash_covers_kv_contents() {
         &apply("kv", json!({"put": {"key": "k", "value": 2}}), None),
     );
     assert_ne!(a.hash(), b.hash());
+}
+
+#[test]
+fn identical_redeploys_change_nothing_and_limits_make_versions() {
+    let rt = runtime();
+    let mut s = State::new();
+    let v1 = deployed(s.apply(&rt, 1, &deploy("c", "counter")));
+    assert_eq!((v1.version, v1.deployed_at_index), (1, 1));
+    // The same bytes and limits again, inline or by sha: the version in force.
+    assert_eq!(deployed(s.apply(&rt, 2, &deploy("c", "counter"))), v1);
+    let again = deploy_code("c", stored("counter"), FUEL, None);
+    assert_eq!(deployed(s.apply(&rt, 3, &again)), v1);
+
+    // The stored code with new limits: a new version of the same blob.
+    let v2 = deployed(s.apply(&rt, 4, &deploy_code("c", stored("counter"), FUEL / 2, None)));
+    assert_eq!((v2.version, v2.sha256.as_str()), (2, v1.sha256.as_str()));
+    assert_eq!((v2.fuel_per_call, v2.deployed_at_index), (FUEL / 2, 4));
+    assert_eq!(s.code.len(), 1);
+
+    let set = |fuel: Option<u64>, memory: Option<u64>| Command::SetLimits {
+        name: "c".into(),
+        fuel_per_call: fuel,
+        memory_limit_bytes: memory,
+    };
+    let v3 = deployed(s.apply(&rt, 5, &set(None, Some(MEMORY / 2))));
+    assert_eq!(v3.version, 3);
+    assert_eq!(
+        (v3.fuel_per_call, v3.memory_limit_bytes),
+        (FUEL / 2, MEMORY / 2)
+    );
+    assert_eq!(
+        (v3.sha256.as_str(), v3.size_bytes),
+        (v1.sha256.as_str(), v1.size_bytes)
+    );
+    assert_eq!(deployed(s.apply(&rt, 6, &set(Some(FUEL / 2), None))), v3);
+    let ceiling = s.settings().max_fuel_per_call;
+    assert_eq!(
+        failed(s.apply(&rt, 7, &set(Some(ceiling + 1), None))),
+        "fuel-too-large"
+    );
+    let unknown = Command::SetLimits {
+        name: "nope".into(),
+        fuel_per_call: Some(1),
+        memory_limit_bytes: None,
+    };
+    assert_eq!(failed(s.apply(&rt, 8, &unknown)), "plugin-not-found");
+    assert_eq!(s.plugin("c"), Some(v3));
+    // The plugin still runs, with its data.
+    s.apply(&rt, 9, &apply("c", json!({"increment": {"by": 2}}), None));
+    assert_eq!(
+        output(&s.apply(&rt, 10, &apply("c", json!({"get": {}}), None))),
+        json!({"value": 2})
+    );
+}
+
+#[test]
+fn a_stored_deploy_of_dropped_code_fails_and_changes_nothing() {
+    let rt = runtime();
+    let mut s = State::new();
+    s.apply(&rt, 1, &deploy("c", "counter"));
+    s.apply(&rt, 2, &Command::Remove { name: "c".into() });
+    let before = s.hash();
+    let by_sha = deploy_code("d", stored("counter"), FUEL, Some("k"));
+    assert_eq!(failed(s.apply(&rt, 3, &by_sha)), CODE_MISSING);
+    assert_eq!(s.hash(), before);
+    assert!(s.plugins().is_empty());
+    // Not remembered: the same key with the bytes inline then deploys.
+    assert_eq!(s.idempotent_result("d", "k"), None);
+    let inline = deploy_code("d", DeployCode::Inline(built("counter")), FUEL, Some("k"));
+    assert_eq!(deployed(s.apply(&rt, 4, &inline)).version, 1);
+
+    // Stored code still meets today's size ceiling.
+    s.settings.max_plugin_bytes = 1024;
+    let by_sha = deploy_code("e", stored("counter"), FUEL, None);
+    assert_eq!(failed(s.apply(&rt, 5, &by_sha)), "plugin-too-large");
+    assert_eq!(s.plugin("e"), None);
+}
+
+#[test]
+fn two_plugins_with_the_same_code_store_one_blob() {
+    let rt = runtime();
+    let mut s = State::new();
+    let wasm = built("counter");
+    s.apply(&rt, 1, &deploy("a", "counter"));
+    s.apply(&rt, 2, &deploy("b", "counter"));
+    assert_eq!((s.plugins().len(), s.code.len()), (2, 1));
+    let bytes = snapshot::encode(&s, b"");
+    assert!(
+        bytes.len() < wasm.len() * 3 / 2,
+        "snapshot of {} bytes holds the {}-byte blob more than once",
+        bytes.len(),
+        wasm.len()
+    );
+    let (back, _) = snapshot::decode(&bytes).expect("decodes");
+    assert_eq!((back.code.len(), back.hash()), (1, s.hash()));
+    // The blob lives while any plugin uses it.
+    s.apply(&rt, 3, &Command::Remove { name: "a".into() });
+    assert_eq!(s.code.len(), 1);
+    s.apply(&rt, 4, &Command::Remove { name: "b".into() });
+    assert!(s.code.is_empty());
+}
+
+#[test]
+fn a_key_reused_for_another_request_is_refused() {
+    let rt = runtime();
+    let mut s = State::new();
+    s.apply(&rt, 1, &deploy("c", "counter"));
+    let alice = s.apply(
+        &rt,
+        2,
+        &apply("c", json!({"increment": {"by": 1}}), Some("k1")),
+    );
+    assert_eq!(output(&alice), json!({"value": 1}));
+    let before = s.hash();
+    // Bob's different body under alice's key: refused, alice's answer withheld.
+    let bob = s.apply(
+        &rt,
+        3,
+        &apply("c", json!({"increment": {"by": 7}}), Some("k1")),
+    );
+    assert_eq!(failed(bob), IDEMPOTENCY_KEY_REUSED);
+    assert_eq!(s.hash(), before);
+    assert_eq!(s.idempotent_result("c", "k1").map(|r| r.index), Some(2));
+    // The same request under the key is a retry.
+    let retry = s.apply(
+        &rt,
+        4,
+        &apply("c", json!({"increment": {"by": 1}}), Some("k1")),
+    );
+    assert!(matches!(retry, CommandResult::Duplicate { index: 2, .. }));
+
+    // Deploys: the key binds the name, code and limits.
+    let first = deploy_code("c", stored("counter"), FUEL / 2, Some("d1"));
+    let v2 = deployed(s.apply(&rt, 5, &first));
+    assert_eq!(v2.version, 2);
+    let CommandResult::Duplicate { index: 5, result } = s.apply(&rt, 6, &first) else {
+        panic!("a deploy retry is a duplicate")
+    };
+    assert_eq!(deployed(*result), v2);
+    let other_limits = deploy_code("c", stored("counter"), FUEL / 3, Some("d1"));
+    assert_eq!(
+        failed(s.apply(&rt, 7, &other_limits)),
+        IDEMPOTENCY_KEY_REUSED
+    );
+    let other_code = deploy_code("c", DeployCode::Inline(built("kv")), FUEL / 2, Some("d1"));
+    assert_eq!(failed(s.apply(&rt, 8, &other_code)), IDEMPOTENCY_KEY_REUSED);
+    assert_eq!(s.plugin("c"), Some(v2));
+    // An apply cannot claim a deploy's key either.
+    let apply_under_deploy_key = apply("c", json!({"increment": {"by": 1}}), Some("d1"));
+    assert_eq!(
+        failed(s.apply(&rt, 9, &apply_under_deploy_key)),
+        IDEMPOTENCY_KEY_REUSED
+    );
+}
+
+#[test]
+fn removing_a_plugin_forgets_its_keys() {
+    let rt = runtime();
+    let mut s = State::new();
+    s.apply(&rt, 1, &deploy("c", "counter"));
+    s.apply(&rt, 2, &deploy("c2", "counter"));
+    let inc = || apply("c", json!({"increment": {"by": 1}}), Some("k"));
+    s.apply(&rt, 3, &inc());
+    s.apply(
+        &rt,
+        4,
+        &apply("c2", json!({"increment": {"by": 1}}), Some("k")),
+    );
+    s.apply(
+        &rt,
+        5,
+        &deploy_code("c", stored("counter"), FUEL / 2, Some("d")),
+    );
+    assert_eq!(s.idempotency.len(), 3);
+    s.apply(&rt, 6, &Command::Remove { name: "c".into() });
+    assert_eq!(s.idempotent_result("c", "k"), None);
+    assert_eq!(s.idempotent_result("c", "d"), None);
+    // Another plugin's key with the same text stays (the name is a prefix of it).
+    assert_eq!(s.idempotent_result("c2", "k").map(|r| r.index), Some(4));
+    assert_eq!(s.idempotency.len(), s.idempotency_by_index.len());
+
+    // A new plugin of the same name reuses the keys afresh.
+    let again = deploy_code(
+        "c",
+        DeployCode::Inline(built("counter")),
+        FUEL / 2,
+        Some("d"),
+    );
+    assert_eq!(deployed(s.apply(&rt, 7, &again)).deployed_at_index, 7);
+    assert_eq!(output(&s.apply(&rt, 8, &inc())), json!({"value": 1}));
+    assert_eq!(s.idempotent_result("c", "k").map(|r| r.index), Some(8));
+}
+
+#[test]
+fn the_hash_and_snapshot_cover_the_fingerprint() {
+    let rt = runtime();
+    let mut s = State::new();
+    s.apply(&rt, 1, &deploy("c", "counter"));
+    s.apply(
+        &rt,
+        2,
+        &apply("c", json!({"increment": {"by": 1}}), Some("k")),
+    );
+    let (back, _) = snapshot::decode(&snapshot::encode(&s, b"")).expect("decodes");
+    assert_eq!(
+        back.idempotent_result("c", "k"),
+        s.idempotent_result("c", "k")
+    );
+    let other = apply("c", json!({"increment": {"by": 2}}), Some("k"));
+    assert_eq!(
+        failed(back.clone().apply(&rt, 3, &other)),
+        IDEMPOTENCY_KEY_REUSED
+    );
+
+    let mut forged = s.clone();
+    let key = "c\0k".to_string();
+    let mut rec = forged.idempotency.get(&key).cloned().expect("record");
+    rec.fingerprint = apply_fingerprint("c", b"something else");
+    forged.idempotency.insert(key, rec);
+    assert_ne!(forged.hash(), s.hash());
 }

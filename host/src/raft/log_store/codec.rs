@@ -6,7 +6,7 @@
 //!
 //! * [`StoreMeta::format_version`] (kept in raft-log's `user_data`, which every chunk
 //!   checkpoint carries) versions the fixed-width log-id and vote layouts below;
-//! * the first byte of every payload ([`PAYLOAD_FORMAT_V1`]) versions the entry payload
+//! * the first byte of every payload ([`PAYLOAD_FORMAT`]) versions the entry payload
 //!   encoding, so the replicated command types can evolve without touching the framing.
 
 use std::cmp::Ordering;
@@ -27,9 +27,10 @@ pub(super) type RaftPayload = openraft::type_config::alias::EntryPayloadOf<TypeC
 /// The layout version written by this code into [`StoreMeta`].
 pub(super) const STORE_FORMAT_VERSION: u32 = 1;
 
-/// Payload envelope version 1: one version byte, then bincode 2 (standard config, serde)
-/// of openraft's `EntryPayload<Command, u64, BasicNode>`.
-pub(super) const PAYLOAD_FORMAT_V1: u8 = 1;
+/// Payload envelope version: one version byte, then bincode 2 (standard config, serde)
+/// of openraft's `EntryPayload<Command, u64, BasicNode>`. Version 2 changed the deploy
+/// command (code inline or by sha256, an idempotency key); version 1 logs are refused.
+pub(super) const PAYLOAD_FORMAT: u8 = 2;
 
 /// A log id as raft-log stores it: `(term, leader node id, index)`, 24 bytes big-endian.
 ///
@@ -162,7 +163,7 @@ impl Decode for StoreMeta {
 
 /// Encodes one entry payload into its versioned envelope.
 pub(super) fn encode_payload(payload: &RaftPayload) -> io::Result<Vec<u8>> {
-    let mut buf = vec![PAYLOAD_FORMAT_V1];
+    let mut buf = vec![PAYLOAD_FORMAT];
     bincode::serde::encode_into_std_write(payload, &mut buf, bincode::config::standard()).map_err(
         |e| {
             io::Error::new(
@@ -191,7 +192,7 @@ pub(super) fn decode_payload(bytes: &[u8]) -> io::Result<RaftPayload> {
         return Err(invalid("empty log payload".to_string()));
     };
     match version {
-        PAYLOAD_FORMAT_V1 => {
+        PAYLOAD_FORMAT => {
             let (payload, used) =
                 bincode::serde::decode_from_slice(body, bincode::config::standard())
                     .map_err(|e| invalid(format!("decode log payload: {e}")))?;
@@ -261,15 +262,18 @@ mod tests {
     fn payload_envelope_roundtrip_and_rejects_unknown_version() {
         let payload = RaftPayload::Normal(Command::Remove { name: "p".into() });
         let bytes = encode_payload(&payload).unwrap();
-        assert_eq!(PAYLOAD_FORMAT_V1, bytes[0]);
+        assert_eq!(PAYLOAD_FORMAT, bytes[0]);
         assert_eq!(payload, decode_payload(&bytes).unwrap());
 
-        let mut future = bytes.clone();
-        future[0] = 2;
-        assert_eq!(
-            io::ErrorKind::InvalidData,
-            decode_payload(&future).unwrap_err().kind()
-        );
+        // Version 1 (an older build's deploys) and unknown versions are refused.
+        for version in [1, PAYLOAD_FORMAT + 1] {
+            let mut other = bytes.clone();
+            other[0] = version;
+            assert_eq!(
+                io::ErrorKind::InvalidData,
+                decode_payload(&other).unwrap_err().kind()
+            );
+        }
         assert!(decode_payload(&[]).is_err());
         let mut trailing = bytes;
         trailing.push(0);

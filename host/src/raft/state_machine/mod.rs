@@ -67,10 +67,10 @@ const APPLY_BATCH_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// The bulk of an entry's size, for bounding apply batches.
 fn payload_bytes(entry: &EntryOf<TypeConfig>) -> usize {
     match &entry.payload {
-        EntryPayload::Normal(Command::Deploy { wasm, .. }) => wasm.len(),
+        EntryPayload::Normal(Command::Deploy { code, .. }) => code.inline_len(),
         EntryPayload::Normal(Command::Apply { input, .. }) => input.len(),
         EntryPayload::Normal(Command::Remove { name }) => name.len(),
-        EntryPayload::Normal(Command::UpdateSettings { .. }) => 0,
+        EntryPayload::Normal(Command::UpdateSettings { .. } | Command::SetLimits { .. }) => 0,
         EntryPayload::Blank | EntryPayload::Membership(_) => 0,
     }
 }

@@ -12,10 +12,11 @@ use crate::state::{Command, CommandResult, State};
 fn commands() -> Vec<Command> {
     let deploy = |name: &str, crate_name: &str| Command::Deploy {
         name: name.into(),
-        wasm: built(crate_name),
+        code: crate::state::DeployCode::Inline(built(crate_name)),
         fuel_per_call: FUEL,
         memory_limit_bytes: 32 << 20,
         timestamp_ms: 1_700_000_000_000,
+        idempotency_key: None,
     };
     let apply = |plugin: &str, input: Value, t: u64| Command::Apply {
         plugin: plugin.into(),

@@ -1,0 +1,168 @@
+//! The plugin registry's commands: deploy (inline or stored code), limit
+//! changes and removal. Code blobs are keyed by sha256 and kept once, however
+//! many plugins or versions use them; a blob no plugin references is dropped.
+
+use super::{
+    CODE_MISSING, CommandResult, DeployCode, ErrorBody, PluginInfo, State, not_found,
+    validate_plugin_name,
+};
+use crate::runtime::{Code, Runtime, ValidateError};
+
+impl State {
+    /// Whether the state holds the component with this hex sha256.
+    pub fn has_code(&self, sha256: &str) -> bool {
+        self.code.contains_key(sha256)
+    }
+
+    /// Refuses limits above the cluster's ceilings.
+    fn check_limits(&self, fuel_per_call: u64, memory_limit_bytes: u64) -> Result<(), ErrorBody> {
+        let s = &self.settings;
+        if fuel_per_call > s.max_fuel_per_call {
+            return Err(ErrorBody::new(
+                "fuel-too-large",
+                format!(
+                    "fuel_per_call may be at most {} (max_fuel_per_call)",
+                    s.max_fuel_per_call
+                ),
+            ));
+        }
+        if memory_limit_bytes > s.max_memory_limit_bytes {
+            return Err(ErrorBody::new(
+                "memory-limit-too-large",
+                format!(
+                    "memory_limit_bytes may be at most {} (max_memory_limit_bytes)",
+                    s.max_memory_limit_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn deploy(
+        &mut self,
+        runtime: &Runtime,
+        index: u64,
+        name: &str,
+        code: &DeployCode,
+        fuel_per_call: u64,
+        memory_limit_bytes: u64,
+    ) -> CommandResult {
+        if let Err(e) = validate_plugin_name(name) {
+            return CommandResult::Failed(e);
+        }
+        if let Err(e) = self.check_limits(fuel_per_call, memory_limit_bytes) {
+            return CommandResult::Failed(e);
+        }
+        let (sha, blob) = match code {
+            DeployCode::Stored { sha256 } => match self.code.get(sha256) {
+                // Validated when it was stored; only the size ceiling may
+                // have dropped since.
+                Some(blob) if blob.bytes().len() > self.settings.max_plugin_bytes as usize => {
+                    let e = ValidateError::TooLarge {
+                        size_bytes: blob.bytes().len(),
+                        max_bytes: self.settings.max_plugin_bytes as usize,
+                    };
+                    return CommandResult::Failed(ErrorBody::new(e.code(), e.to_string()));
+                }
+                Some(blob) => (sha256.clone(), blob.clone()),
+                // Removed between the leader's look and this entry: the
+                // proposer still has the bytes and can send them inline.
+                None => {
+                    return CommandResult::Failed(ErrorBody::new(
+                        CODE_MISSING,
+                        format!("the cluster no longer holds code {sha256}; deploy the bytes"),
+                    ));
+                }
+            },
+            DeployCode::Inline(wasm) => {
+                // The leader validated before proposing; validating again here
+                // keeps a hand-crafted entry from installing garbage, identically
+                // everywhere. Stored code was validated when it was first stored.
+                let s = &self.settings;
+                match runtime.validate(wasm, s.engine_params(), s.max_plugin_bytes as usize) {
+                    Ok(sha) => {
+                        let blob = self.code.get(&sha).cloned();
+                        (sha, blob.unwrap_or_else(|| Code::new(wasm.clone())))
+                    }
+                    Err(e) => {
+                        return CommandResult::Failed(ErrorBody::new(e.code(), e.to_string()));
+                    }
+                }
+            }
+        };
+        let current = self.plugins.get(name).cloned();
+        if let Some(info) = &current
+            && info.sha256 == sha
+            && info.fuel_per_call == fuel_per_call
+            && info.memory_limit_bytes == memory_limit_bytes
+        {
+            // Exactly what is in force: no new version.
+            return CommandResult::Deployed(info.clone());
+        }
+        let info = PluginInfo {
+            name: name.to_string(),
+            version: current.as_ref().map_or(1, |p| p.version + 1),
+            sha256: sha.clone(),
+            fuel_per_call,
+            memory_limit_bytes,
+            deployed_at_index: index,
+            size_bytes: blob.bytes().len() as u64,
+        };
+        self.code.entry(sha).or_insert(blob);
+        self.plugins.insert(name.to_string(), info.clone());
+        self.kv.entry(name.to_string()).or_default();
+        if let Some(old) = current {
+            self.drop_unreferenced_code(&old.sha256);
+        }
+        CommandResult::Deployed(info)
+    }
+
+    /// A new version of `name` with the same code and the given limits
+    /// (`None` keeps the current one); the current version if nothing changes.
+    pub(super) fn set_limits(
+        &mut self,
+        index: u64,
+        name: &str,
+        fuel_per_call: Option<u64>,
+        memory_limit_bytes: Option<u64>,
+    ) -> CommandResult {
+        let Some(current) = self.plugins.get(name).cloned() else {
+            return CommandResult::Failed(not_found(name));
+        };
+        let fuel = fuel_per_call.unwrap_or(current.fuel_per_call);
+        let memory = memory_limit_bytes.unwrap_or(current.memory_limit_bytes);
+        if let Err(e) = self.check_limits(fuel, memory) {
+            return CommandResult::Failed(e);
+        }
+        if fuel == current.fuel_per_call && memory == current.memory_limit_bytes {
+            return CommandResult::Deployed(current);
+        }
+        let info = PluginInfo {
+            version: current.version + 1,
+            fuel_per_call: fuel,
+            memory_limit_bytes: memory,
+            deployed_at_index: index,
+            ..current
+        };
+        self.plugins.insert(name.to_string(), info.clone());
+        CommandResult::Deployed(info)
+    }
+
+    pub(super) fn remove(&mut self, name: &str) -> CommandResult {
+        let Some(info) = self.plugins.remove(name) else {
+            return CommandResult::Failed(not_found(name));
+        };
+        self.kv.remove(name);
+        self.forget_keys_of(name);
+        self.drop_unreferenced_code(&info.sha256);
+        CommandResult::Removed {
+            name: name.to_string(),
+        }
+    }
+
+    fn drop_unreferenced_code(&mut self, sha: &str) {
+        if !self.plugins.values().any(|p| p.sha256 == sha) {
+            self.code.remove(sha);
+        }
+    }
+}
