@@ -40,7 +40,8 @@ fn bench_wasm(case: &Case, calls: usize) {
         .map(|_| {
             let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
             let t = Instant::now();
-            rt.validate(&wasm, EngineParams::default(), usize::MAX).expect("plugin validates");
+            rt.validate(&wasm, EngineParams::default(), usize::MAX)
+                .expect("plugin validates");
             t.elapsed()
         })
         .min()
@@ -53,7 +54,8 @@ fn bench_wasm(case: &Case, calls: usize) {
     );
 
     let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
-    rt.validate(&wasm, EngineParams::default(), usize::MAX).expect("plugin validates");
+    rt.validate(&wasm, EngineParams::default(), usize::MAX)
+        .expect("plugin validates");
     let code = Code::new(wasm);
     let limits = Limits::default();
     let mut kv = Kv::new();

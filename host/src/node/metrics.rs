@@ -1,10 +1,12 @@
 //! Operational counters of one node and their Prometheus text rendering.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::RaftMetrics;
 
+use crate::raft::peer_stats::PeerRpcStats;
 use crate::raft::types::TypeConfig;
 use crate::state::State;
 
@@ -15,6 +17,8 @@ pub(super) struct Counters {
     pub(super) applies_failed: AtomicU64,
     pub(super) queries_ok: AtomicU64,
     pub(super) queries_failed: AtomicU64,
+    /// Peer RPC counters, shared with the network and the `/raft/…` handlers.
+    pub(super) peers: Arc<PeerRpcStats>,
 }
 
 impl Counters {
@@ -142,5 +146,43 @@ pub(super) fn render(m: &RaftMetrics<TypeConfig>, state: &State, counters: &Coun
             (r#"{outcome="failed"}"#, load(&counters.queries_failed)),
         ],
     );
+    render_peers(&mut out, &counters.peers);
     out.0
+}
+
+/// The peer RPC counters: refusals this node answered, failures of RPCs it
+/// sent, and append batches it split to fit `max_append_bytes`.
+fn render_peers(out: &mut Out, peers: &PeerRpcStats) {
+    let refused: Vec<(String, u64)> = peers
+        .refused()
+        .into_iter()
+        .map(|((endpoint, reason), n)| {
+            (format!(r#"{{endpoint="{endpoint}",reason="{reason}"}}"#), n)
+        })
+        .collect();
+    let samples: Vec<(&str, u64)> = refused.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    out.metric(
+        "cairn_peer_rpc_refused_total",
+        "counter",
+        "Raft RPCs from peers this node refused, by endpoint and reason (error code).",
+        &samples,
+    );
+    let errors: Vec<(String, u64)> = peers
+        .errors()
+        .into_iter()
+        .map(|((peer, reason), n)| (format!(r#"{{peer="{peer}",reason="{reason}"}}"#), n))
+        .collect();
+    let samples: Vec<(&str, u64)> = errors.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    out.metric(
+        "cairn_peer_rpc_errors_total",
+        "counter",
+        "Raft RPCs this node sent that failed, by peer and reason (refused, timeout, unreachable, network, bad-reply).",
+        &samples,
+    );
+    out.metric(
+        "cairn_peer_append_splits_total",
+        "counter",
+        "Append-entries batches cut to fit max_append_bytes (the rest followed in the next request).",
+        &[("", peers.appends_split())],
+    );
 }

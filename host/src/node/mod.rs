@@ -129,7 +129,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         .map_err(raft_err)?
         .map_err(io("opening the state machine"))?;
     let client = new_client();
-    let network = NetworkFactory::new(&config, client.clone());
+    let counters = metrics::Counters::default();
+    let network = NetworkFactory::new(&config, client.clone()).with_stats(counters.peers.clone());
     let raft_config = Arc::new(config.openraft_config()?);
     let raft = Raft::new(config.node_id, raft_config, network, log_store, sm.clone())
         .await
@@ -147,10 +148,10 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         sm,
         runtime,
         config: config.clone(),
-        counters: Default::default(),
+        counters,
     });
     let service = NodeService { inner };
-    let rpc = RaftRpc::new(raft.clone(), &config);
+    let rpc = RaftRpc::new(raft.clone(), &config).with_stats(service.inner.counters.peers.clone());
     let api = Arc::new(Api::new(
         service.clone(),
         rpc,

@@ -18,7 +18,10 @@ use crate::config::Config;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{NodeId, Raft, TypeConfig};
 use crate::runtime::{Runtime, ValidateError};
-use crate::state::{ClusterSettings, Command, SETTINGS_CONFLICT, SettingsError, CommandResult, PluginInfo, validate_plugin_name};
+use crate::state::{
+    ClusterSettings, Command, CommandResult, PluginInfo, SETTINGS_CONFLICT, SettingsError,
+    validate_plugin_name,
+};
 
 /// One running node's shared parts.
 pub(super) struct Inner {
@@ -71,10 +74,27 @@ impl NodeService {
     }
 
     async fn propose(&self, cmd: Command) -> Result<(u64, CommandResult), ApiError> {
+        self.check_entry_size(&cmd)?;
         match self.inner.raft.client_write(cmd).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),
             Err(e) => Err(self.write_error(e)),
         }
+    }
+
+    /// Refuses a command whose log entry would exceed the cluster's
+    /// `max_entry_bytes` (checked on the node the client reached, before any
+    /// forwarding; the node's HTTP body cap is a different, local limit).
+    fn check_entry_size(&self, cmd: &Command) -> Result<(), ApiError> {
+        let limit_bytes = self.inner.sm.applied().state.settings().max_entry_bytes;
+        let size_bytes =
+            crate::raft::codec::entry_bytes(cmd).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if size_bytes > limit_bytes {
+            return Err(ApiError::EntryTooLarge {
+                size_bytes,
+                limit_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Makes this node's applied state linearizable: a read index confirmed by

@@ -40,7 +40,10 @@ async fn propose(raft: &Raft, flags: &ClusterSettings) {
     match raft.client_write(cmd).await {
         Ok(resp) => match resp.data {
             CommandResult::SettingsUpdated(_) => {
-                tracing::info!(index = resp.log_id.index, "wrote the initial cluster settings")
+                tracing::info!(
+                    index = resp.log_id.index,
+                    "wrote the initial cluster settings"
+                )
             }
             other => tracing::debug!(result = %other, "initial settings not written"),
         },
@@ -70,7 +73,9 @@ pub(super) async fn keep(
             if !differences.is_empty() {
                 let list: Vec<String> = differences
                     .iter()
-                    .map(|(field, ours, cluster)| format!("{field}: flag {ours}, cluster {cluster}"))
+                    .map(|(field, ours, cluster)| {
+                        format!("{field}: flag {ours}, cluster {cluster}")
+                    })
                     .collect();
                 tracing::warn!(
                     settings_index = state.settings_index(),

@@ -9,6 +9,14 @@
 //! Failures are classified for openraft: "cannot connect" and "peer is up but its
 //! Raft is not serving" become `Unreachable` (openraft backs off instead of
 //! hammering a dead node); deadlines become `Timeout`; everything else `Network`.
+//! Every failure is counted per peer; a peer's refusal (an HTTP error answer)
+//! is also logged as a warning, throttled per peer, because openraft resends
+//! the same request for as long as it is refused.
+//!
+//! An append-entries batch larger than `max_append_bytes` is cut to its
+//! longest prefix that fits (at least one entry) and reported to openraft as
+//! `PartialSuccess`, so it sends the rest next; each request's deadline grows
+//! with its size (`rpc_timeout_per_mib_ms`).
 
 use std::io;
 use std::marker::PhantomData;
@@ -17,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use openraft::errors::{
     ErrorSource, NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
@@ -34,6 +42,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
 use crate::config::Config;
 use crate::http_client::{self, ClientError, HttpClient};
 use crate::raft::codec::{self, CodecError};
+pub use crate::raft::peer_stats::PeerRpcStats;
 use crate::raft::types::{Node, NodeId, TypeConfig};
 
 /// Route for append-entries (also heartbeats).
@@ -46,6 +55,11 @@ pub const PRE_VOTE_PATH: &str = "/raft/pre-vote";
 pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
 /// Content type of every `/raft/…` request and success response.
 pub const RAFT_CONTENT_TYPE: &str = "application/x-cairn-raft";
+/// Request header naming the sending node's id, so a receiver that refuses a
+/// request can say whose it was even when it cannot decode the body.
+pub const RAFT_FROM_HEADER: &str = "cairn-raft-from";
+
+const MIB: u64 = 1024 * 1024;
 
 /// Largest response a Raft RPC can legitimately produce (responses carry log ids, not entries).
 const MAX_RPC_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -116,6 +130,19 @@ enum Class {
 }
 
 impl PeerError {
+    /// The `reason` label this failure is counted under.
+    fn reason(&self) -> &'static str {
+        match self {
+            PeerError::Status { .. } => "refused",
+            PeerError::Client(ClientError::Timeout { .. }) => "timeout",
+            PeerError::Client(ClientError::Connect { .. } | ClientError::InvalidUrl { .. }) => {
+                "unreachable"
+            }
+            PeerError::Client(_) => "network",
+            PeerError::Codec(_) | PeerError::Protocol(_) => "bad-reply",
+        }
+    }
+
     fn class(&self) -> Class {
         match self {
             PeerError::Client(ClientError::Connect { .. } | ClientError::InvalidUrl { .. }) => {
@@ -136,8 +163,11 @@ pub struct NetworkFactory<D> {
     node_id: NodeId,
     client: HttpClient,
     rpc_timeout: Duration,
+    rpc_timeout_per_mib: Duration,
+    max_append_bytes: u64,
     snapshot_chunk_bytes: usize,
     transfer_seq: Arc<AtomicU64>,
+    stats: Arc<PeerRpcStats>,
     _data: PhantomData<fn() -> D>,
 }
 
@@ -154,12 +184,21 @@ impl<D> NetworkFactory<D> {
             node_id: config.node_id,
             client,
             rpc_timeout: config.rpc_timeout(),
+            rpc_timeout_per_mib: config.rpc_timeout_per_mib(),
+            max_append_bytes: config.max_append_bytes,
             snapshot_chunk_bytes: usize::try_from(config.snapshot_chunk_bytes)
                 .unwrap_or(usize::MAX)
                 .max(1),
             transfer_seq: Arc::new(AtomicU64::new(seed)),
+            stats: Arc::default(),
             _data: PhantomData,
         }
+    }
+
+    /// Counts into `stats` (shared with the node's metrics and RPC handlers).
+    pub fn with_stats(mut self, stats: Arc<PeerRpcStats>) -> Self {
+        self.stats = stats;
+        self
     }
 }
 
@@ -173,8 +212,11 @@ impl<D: SnapshotSource> RaftNetworkFactory<TypeConfig> for NetworkFactory<D> {
             addr: node.addr.clone(),
             client: self.client.clone(),
             rpc_timeout: self.rpc_timeout,
+            rpc_timeout_per_mib: self.rpc_timeout_per_mib,
+            max_append_bytes: self.max_append_bytes,
             snapshot_chunk_bytes: self.snapshot_chunk_bytes,
             transfer_seq: self.transfer_seq.clone(),
+            stats: self.stats.clone(),
             _data: PhantomData,
         }
     }
@@ -187,9 +229,28 @@ pub struct PeerClient<D> {
     addr: String,
     client: HttpClient,
     rpc_timeout: Duration,
+    rpc_timeout_per_mib: Duration,
+    max_append_bytes: u64,
     snapshot_chunk_bytes: usize,
     transfer_seq: Arc<AtomicU64>,
+    stats: Arc<PeerRpcStats>,
     _data: PhantomData<fn() -> D>,
+}
+
+/// How many of the leading entries, with encoded sizes `sizes`, fit in
+/// `target_bytes`: at least one (an entry larger than the target travels
+/// alone), at most all of them.
+fn fitting_prefix(sizes: impl IntoIterator<Item = u64>, target_bytes: u64) -> usize {
+    let mut total = 0u64;
+    let mut n = 0;
+    for size in sizes {
+        total = total.saturating_add(size);
+        if n > 0 && total > target_bytes {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 impl<D> PeerClient<D> {
@@ -201,12 +262,14 @@ impl<D> PeerClient<D> {
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
         let uri = http_client::url(&self.addr, path)?;
-        let req = http_client::request(
+        let mut req = http_client::request(
             Method::POST,
             uri,
             Some(RAFT_CONTENT_TYPE),
             Bytes::from(body),
         );
+        req.headers_mut()
+            .insert(RAFT_FROM_HEADER, HeaderValue::from(self.node_id));
         let resp = http_client::send(&self.client, req, timeout, MAX_RPC_RESPONSE_BYTES).await?;
         if resp.status() != StatusCode::OK {
             let message = String::from_utf8_lossy(resp.body())
@@ -231,7 +294,28 @@ impl<D> PeerClient<D> {
     }
 
     fn rpc_error(&self, action: RPCTypes, timeout: Duration, e: PeerError) -> RPCError<TypeConfig> {
-        tracing::debug!(target_node = self.target, addr = %self.addr, ?action, error = %e, "raft rpc failed");
+        let reason = e.reason();
+        self.stats.record_error(self.target, reason);
+        let gate = format!("send-refused:{}", self.target);
+        match (&e, reason) {
+            (PeerError::Status { status, .. }, "refused") => match self.stats.should_log(&gate) {
+                Some(suppressed) => tracing::warn!(
+                    peer = self.target,
+                    addr = %self.addr,
+                    ?action,
+                    status = status.as_u16(),
+                    error = %e,
+                    suppressed_since_last = suppressed,
+                    "peer refused a raft rpc; openraft will resend it"
+                ),
+                None => {
+                    tracing::debug!(peer = self.target, ?action, error = %e, "peer refused a raft rpc")
+                }
+            },
+            _ => {
+                tracing::debug!(peer = self.target, addr = %self.addr, ?action, error = %e, "raft rpc failed")
+            }
+        }
         match e.class() {
             Class::Unreachable => RPCError::Unreachable(Unreachable::new(&e)),
             Class::Timeout => RPCError::Timeout(self.timeout_error(action, timeout)),
@@ -256,9 +340,11 @@ impl<D> PeerClient<D> {
     ) -> Result<Resp, RPCError<TypeConfig>> {
         // openraft hands us heartbeat_interval as the TTL even for replication batches,
         // which is too tight for a large batch plus fsync on a loaded box. We use our
-        // own deadline; openraft still cancels heartbeats and votes at its hard TTL.
-        let timeout = self.rpc_timeout;
+        // own deadline, longer for a larger body; openraft still cancels heartbeats
+        // and votes at its hard TTL.
         let body = codec::encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mib = (body.len() as u64).div_ceil(MIB);
+        let timeout = self.rpc_timeout + self.rpc_timeout_per_mib.saturating_mul(mib as u32);
         self.call(path, body, timeout)
             .await
             .map_err(|e| self.rpc_error(action, timeout, e))
@@ -283,10 +369,39 @@ impl<D: SnapshotSource> RaftNetworkV2<TypeConfig> for PeerClient<D> {
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.unary(RPCTypes::AppendEntries, APPEND_PATH, &rpc).await
+        let total = rpc.entries.len();
+        let mut sizes = Vec::with_capacity(total);
+        for entry in &rpc.entries {
+            sizes.push(
+                codec::encoded_len(entry).map_err(|e| RPCError::Network(NetworkError::new(&e)))?,
+            );
+        }
+        let keep = fitting_prefix(sizes.iter().copied(), self.max_append_bytes);
+        if keep < total {
+            self.stats.record_split();
+            tracing::debug!(
+                peer = self.target,
+                sending = keep,
+                of = total,
+                bytes = sizes[..keep].iter().sum::<u64>(),
+                "append-entries batch over max_append_bytes; sending a prefix"
+            );
+            rpc.entries.truncate(keep);
+        }
+        let last_sent = rpc.entries.last().map(|e| e.log_id);
+        let resp: AppendEntriesResponse<TypeConfig> = self
+            .unary(RPCTypes::AppendEntries, APPEND_PATH, &rpc)
+            .await?;
+        // The follower took the prefix: tell openraft how far, so it sends the rest.
+        Ok(match resp {
+            AppendEntriesResponse::Success if keep < total => {
+                AppendEntriesResponse::PartialSuccess(last_sent)
+            }
+            other => other,
+        })
     }
 
     async fn vote(
@@ -383,5 +498,22 @@ impl<D: SnapshotSource> RaftNetworkV2<TypeConfig> for PeerClient<D> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitting_prefix;
+
+    #[test]
+    fn the_prefix_fits_the_target_and_is_never_empty() {
+        assert_eq!(fitting_prefix([], 10), 0);
+        assert_eq!(fitting_prefix([4, 4, 4], 10), 2);
+        assert_eq!(fitting_prefix([4, 6, 4], 10), 2);
+        assert_eq!(fitting_prefix([4, 4, 4], 12), 3);
+        // One entry larger than the target still travels, alone.
+        assert_eq!(fitting_prefix([50, 1], 10), 1);
+        // A large entry behind small ones waits for the next request.
+        assert_eq!(fitting_prefix([1, 1, 50, 1], 10), 2);
     }
 }

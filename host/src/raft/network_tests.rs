@@ -53,10 +53,12 @@ async fn deploy_kv(env: &TestEnv, raft: &Raft, fuel: u64) -> u64 {
         .to_vec();
     let runtime = env.runtime().clone();
     let w = wasm.clone();
-    tokio::task::spawn_blocking(move || runtime.validate(&w, crate::runtime::EngineParams::default(), usize::MAX))
-        .await
-        .expect("join")
-        .expect("kv validates");
+    tokio::task::spawn_blocking(move || {
+        runtime.validate(&w, crate::runtime::EngineParams::default(), usize::MAX)
+    })
+    .await
+    .expect("join")
+    .expect("kv validates");
     let resp = raft
         .client_write(Command::Deploy {
             name: "kv".into(),
@@ -229,6 +231,43 @@ async fn three_nodes_elect_a_leader_and_replicate_over_http() {
     for n in nodes {
         n.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_batches_over_the_byte_target_are_split_and_all_arrive() {
+    // A small target: the kv component (tens of KiB) and a 20 KiB value each
+    // exceed it and must travel alone; runs of 1 KiB values are cut into prefixes.
+    const TARGET: u64 = 4 * 1024;
+    let env = TestEnv::new();
+    let leader = env.start(1, |c| c.max_append_bytes = TARGET).await;
+    let learner = env.start(2, |_| {}).await;
+    init_single(&leader).await;
+
+    deploy_kv(&env, &leader.raft, 100_000_000).await;
+    let kib = "x".repeat(1024);
+    for i in 0..20 {
+        put(&leader.raft, &format!("k{i:02}"), serde_json::json!(kib)).await;
+    }
+    put(
+        &leader.raft,
+        "big",
+        serde_json::json!("y".repeat(20 * 1024)),
+    )
+    .await;
+    let last = put(&leader.raft, "last", serde_json::json!(1)).await;
+
+    // The learner starts empty, so it is sent the whole log in batches.
+    add_learner(&leader, &learner, TIMEOUT).await;
+    wait_applied(&learner, last, WAIT).await;
+    assert_eq!(fingerprint(&learner), fingerprint(&leader));
+    assert_eq!(learner.state().kv("kv").len(), 22);
+    let stats = leader.api.raft().stats();
+    assert!(stats.appends_split() > 0, "no batch was split");
+    assert!(stats.errors().is_empty(), "{:?}", stats.errors());
+    assert!(learner.api.raft().stats().refused().is_empty());
+
+    learner.stop().await;
+    leader.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -179,7 +179,10 @@ impl Runtime {
     fn engine_set(&self, params: EngineParams) -> Result<Arc<EngineSet>, RuntimeError> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current.params != params {
-            tracing::info!(?params, "rebuilding the wasm engine for new cluster settings");
+            tracing::info!(
+                ?params,
+                "rebuilding the wasm engine for new cluster settings"
+            );
             *current = Arc::new(EngineSet::build(&self.config, params)?);
         }
         Ok(current.clone())

@@ -17,6 +17,9 @@ pub enum Command {
         /// Plugin name (validated by [`crate::state::validate_plugin_name`]).
         name: String,
         /// The component bytes; content-addressed by sha256 on apply.
+        /// (`serde_bytes`: one slice copy instead of a serde call per byte;
+        /// the encoded bytes are the same.)
+        #[serde(with = "serde_bytes")]
         wasm: Vec<u8>,
         /// Fuel budget for each call of this plugin, fixed at deploy time so
         /// every node meters identically.
@@ -46,6 +49,7 @@ pub enum Command {
         /// Plugin name.
         plugin: String,
         /// Opaque input bytes handed to the plugin.
+        #[serde(with = "serde_bytes")]
         input: Vec<u8>,
         /// Leader's wall clock when proposed (ms since the Unix epoch); the
         /// only clock the plugin ever sees.

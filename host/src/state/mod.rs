@@ -10,9 +10,7 @@ mod settings;
 pub mod snapshot;
 
 pub use command::*;
-pub use settings::{
-    ClusterSettings, ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING, SettingsError,
-};
+pub use settings::{ClusterSettings, ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING, SettingsError};
 
 use crate::runtime::{CallContext, CallMode, Code, Kv, Runtime};
 
@@ -153,10 +151,9 @@ impl State {
                 )
             }
             Command::Remove { name } => self.remove(name),
-            Command::UpdateSettings {
-                expected_index,
-                ..
-            } if *expected_index != self.settings_index => {
+            Command::UpdateSettings { expected_index, .. }
+                if *expected_index != self.settings_index =>
+            {
                 CommandResult::Failed(ErrorBody::new(
                     SETTINGS_CONFLICT,
                     format!(

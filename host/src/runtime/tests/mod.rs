@@ -133,7 +133,11 @@ fn successful_writes_are_all_visible() {
 fn validation_rejects_each_kind_of_bad_upload() {
     let rt = runtime();
     assert!(matches!(
-        rt.validate(b"definitely not wasm at all", EngineParams::default(), usize::MAX),
+        rt.validate(
+            b"definitely not wasm at all",
+            EngineParams::default(),
+            usize::MAX
+        ),
         Err(ValidateError::NotWasm)
     ));
     // The smallest valid core module: magic + version 1.
@@ -141,7 +145,9 @@ fn validation_rejects_each_kind_of_bad_upload() {
         rt.validate(b"\0asm\x01\0\0\0", EngineParams::default(), usize::MAX),
         Err(ValidateError::CoreModule)
     ));
-    let err = rt.validate(&built("wrong-world"), EngineParams::default(), usize::MAX).unwrap_err();
+    let err = rt
+        .validate(&built("wrong-world"), EngineParams::default(), usize::MAX)
+        .unwrap_err();
     assert!(matches!(err, ValidateError::WrongWorld(_)), "{err}");
     assert_eq!(err.code(), "wrong-world");
     let mut truncated = built("counter");
