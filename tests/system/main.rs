@@ -9,6 +9,7 @@ mod bad_input;
 mod events;
 mod idempotency;
 mod kill9_leader;
+mod large_plugin;
 mod leader_failover;
 mod linearizability;
 mod membership;
