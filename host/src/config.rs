@@ -416,9 +416,6 @@ mod tests {
         // and so does a full batch of the default target.
         let settings = crate::state::ClusterSettings::default();
         assert!(settings.max_entry_bytes <= MAX_ENTRY_BYTES_CEILING);
-        assert!(
-            MAX_ENTRY_BYTES_CEILING + APPEND_FRAMING_ALLOWANCE_BYTES <= PEER_RPC_MAX_BODY_BYTES
-        );
         let cfg = Config::default();
         assert!(cfg.max_append_bytes + APPEND_FRAMING_ALLOWANCE_BYTES <= PEER_RPC_MAX_BODY_BYTES);
         assert!(
