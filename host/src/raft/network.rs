@@ -191,6 +191,11 @@ pub struct PeerClient<D> {
     _data: PhantomData<fn() -> D>,
 }
 
+/// The log-throttling key of refusals by `peer`.
+fn refusal_gate(peer: NodeId) -> String {
+    format!("send-refused:{peer}")
+}
+
 /// How many of the leading entries, with encoded sizes `sizes`, fit in
 /// `target_bytes`: at least one (an entry larger than the target travels
 /// alone), at most all of them.
@@ -250,7 +255,7 @@ impl<D> PeerClient<D> {
     fn rpc_error(&self, action: RPCTypes, timeout: Duration, e: PeerError) -> RPCError<TypeConfig> {
         let reason = e.reason();
         self.stats.record_error(self.target, reason);
-        let gate = format!("send-refused:{}", self.target);
+        let gate = refusal_gate(self.target);
         match (&e, reason) {
             (PeerError::Status { status, .. }, "refused") => match self.stats.should_log(&gate) {
                 Some(suppressed) => tracing::warn!(
@@ -374,7 +379,63 @@ impl<D: SnapshotSource> RaftNetworkV2<TypeConfig> for PeerClient<D> {
 
 #[cfg(test)]
 mod tests {
-    use super::fitting_prefix;
+    use std::io::Cursor;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use openraft::Vote;
+    use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+    use openraft::raft::VoteRequest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{NetworkFactory, PeerRpcStats, fitting_prefix, refusal_gate};
+    use crate::config::Config;
+    use crate::raft::types::{Node, TypeConfig};
+
+    /// A peer that answers every request with `413` and closes the connection.
+    async fn refusing_peer() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = stream.read(&mut buf).await;
+                    let body = r#"{"error":{"code":"body-too-large","message":"no"}}"#;
+                    let resp = format!(
+                        "HTTP/1.1 413 Payload Too Large\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_counted_per_peer_and_its_log_throttled() {
+        let stats = Arc::new(PeerRpcStats::default());
+        let mut factory = NetworkFactory::<Cursor<Vec<u8>>>::new(
+            &Config::default(),
+            crate::http_client::new_client(),
+        )
+        .with_stats(stats.clone());
+        let addr = refusing_peer().await;
+        let mut peer = factory.new_client(9, &Node { addr }).await;
+        for _ in 0..3 {
+            let req = VoteRequest::<TypeConfig> {
+                vote: Vote::new(1, 1),
+                last_log_id: None,
+                leadership_transfer: false,
+            };
+            let res = peer.vote(req, RPCOption::new(Duration::from_secs(5))).await;
+            assert!(res.is_err(), "a refusal is an error for openraft");
+        }
+        assert_eq!(stats.errors(), [((9, "refused"), 3)]);
+        // The first refusal was logged; the next ones within the interval are held back.
+        assert_eq!(stats.should_log(&refusal_gate(9)), None);
+    }
 
     #[test]
     fn the_prefix_fits_the_target_and_is_never_empty() {
