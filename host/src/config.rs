@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::raft::types::NodeId;
+use crate::state::{ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING};
 
 /// Node configuration. Build with [`Config::default`] and override fields, then [`Config::validate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,9 +40,13 @@ pub struct Config {
     pub snapshot_chunk_bytes: u64,
     /// Largest snapshot a follower will buffer while receiving; bounds memory.
     pub max_snapshot_bytes: u64,
-    /// Largest request body accepted on any route except plugin upload → 413.
+    /// Largest request body accepted on any client route except plugin upload
+    /// → 413. A node-local HTTP cap; the cluster's `max_entry_bytes` decides
+    /// what can become a log entry, and `/raft/…` bodies have derived caps
+    /// ([`PEER_RPC_MAX_BODY_BYTES`], [`SNAPSHOT_RPC_MAX_BODY_BYTES`]).
     pub max_body_bytes: u64,
-    /// Transport deadline for one append-entries or vote RPC.
+    /// Transport deadline for one append-entries or vote RPC (of a small body;
+    /// see `rpc_timeout_per_mib_ms`).
     pub rpc_timeout_ms: u64,
     /// Deadline for answering one client request once its body has arrived
     /// (waiting for a leader, forwarding, replicating, running a query)
@@ -61,6 +66,14 @@ pub struct Config {
     pub apply_reserved_instances: u32,
     /// `Retry-After` (seconds) sent with `503 overloaded`.
     pub overload_retry_after_secs: u64,
+    /// Extra deadline per MiB of request body for append-entries, so that one
+    /// large entry (a plugin deploy) is not timed out and resent forever on a
+    /// slower link: 100 ms/MiB assumes at least 10 MiB/s to the peer.
+    pub rpc_timeout_per_mib_ms: u64,
+    /// Byte target of one append-entries request: a batch whose entries are
+    /// larger is split, sending the longest prefix that fits (always at least
+    /// one entry, so an entry bigger than this still travels, alone).
+    pub max_append_bytes: u64,
     /// How long a query with `min_index` waits for this node to apply that index.
     pub min_index_wait_ms: u64,
     /// How long in-flight HTTP connections get to finish after shutdown is signalled.
@@ -130,6 +143,8 @@ impl Default for Config {
             max_connections: 1024,
             apply_reserved_instances: 2,
             overload_retry_after_secs: 1,
+            rpc_timeout_per_mib_ms: 100,
+            max_append_bytes: 16 * MIB,
             min_index_wait_ms: 5000,
             shutdown_grace_ms: 5000,
             snapshot_logs_since_last: 5000,
@@ -200,6 +215,27 @@ pub enum ConfigError {
 /// Room left in a `/raft/snapshot` body for the chunk header next to the data.
 pub const SNAPSHOT_CHUNK_HEADER_ALLOWANCE_BYTES: u64 = 64 * 1024;
 
+/// Room in an append-entries body beside its entries: the frame prefix, vote,
+/// previous and committed log ids, and each entry's log id and tag. The
+/// entries themselves are bounded by `max_append_bytes` or, for a single
+/// entry, by [`MAX_ENTRY_BYTES_CEILING`].
+pub const APPEND_FRAMING_ALLOWANCE_BYTES: u64 = 64 * 1024;
+
+/// Body cap of `/raft/append`, `/raft/vote` and `/raft/pre-vote`. Derived from
+/// the ceiling of the cluster setting `max_entry_bytes`, never configured: a
+/// follower accepts any entry any cluster can commit, whatever its own flags
+/// or the settings are changed to later, so no entry can wedge replication.
+pub const PEER_RPC_MAX_BODY_BYTES: u64 = MAX_ENTRY_BYTES_CEILING + APPEND_FRAMING_ALLOWANCE_BYTES;
+
+/// Largest `snapshot_chunk_bytes` a node may use. Receivers accept chunks up
+/// to this (not up to their own setting), so nodes configured differently
+/// still accept each other's snapshots.
+pub const MAX_SNAPSHOT_CHUNK_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Body cap of `/raft/snapshot`: the largest chunk any node may send, plus its header.
+pub const SNAPSHOT_RPC_MAX_BODY_BYTES: u64 =
+    MAX_SNAPSHOT_CHUNK_BYTES + SNAPSHOT_CHUNK_HEADER_ALLOWANCE_BYTES;
+
 impl Config {
     /// Checks every field and the relations between them.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -228,6 +264,7 @@ impl Config {
                 u64::from(self.apply_reserved_instances),
             ),
             ("overload_retry_after_secs", self.overload_retry_after_secs),
+            ("max_append_bytes", self.max_append_bytes),
             ("min_index_wait_ms", self.min_index_wait_ms),
             ("snapshot_logs_since_last", self.snapshot_logs_since_last),
             ("purge_batch_size", self.purge_batch_size),
@@ -248,26 +285,7 @@ impl Config {
                 max: self.election_timeout_max_ms,
             });
         }
-        // A chunk travels as one HTTP body, so it must fit under the body cap.
-        let chunk_with_header = self
-            .snapshot_chunk_bytes
-            .saturating_add(SNAPSHOT_CHUNK_HEADER_ALLOWANCE_BYTES);
-        if chunk_with_header > self.max_body_bytes {
-            return Err(ConfigError::Order {
-                small: "snapshot_chunk_bytes + header allowance",
-                small_value: chunk_with_header,
-                large: "max_body_bytes",
-                large_value: self.max_body_bytes,
-            });
-        }
-        if self.snapshot_chunk_bytes > self.max_snapshot_bytes {
-            return Err(ConfigError::Order {
-                small: "snapshot_chunk_bytes",
-                small_value: self.snapshot_chunk_bytes,
-                large: "max_snapshot_bytes",
-                large_value: self.max_snapshot_bytes,
-            });
-        }
+        self.validate_sizes()?;
         self.cluster
             .validate()
             .map_err(|e| ConfigError::Cluster(e.to_string()))?;
@@ -291,6 +309,54 @@ impl Config {
             });
         }
         self.openraft_config().map(|_| ())
+    }
+
+    /// The size limits must agree: whatever this node sends to a peer fits the
+    /// peer's derived body caps, and whatever a client may send fits an entry
+    /// the cluster could commit.
+    fn validate_sizes(&self) -> Result<(), ConfigError> {
+        let order = |small, small_value, large, large_value| {
+            if small_value > large_value {
+                Err(ConfigError::Order {
+                    small,
+                    small_value,
+                    large,
+                    large_value,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        // A batch of entries up to the target, plus framing, fits a peer's append cap.
+        order(
+            "max_append_bytes + framing allowance",
+            self.max_append_bytes
+                .saturating_add(APPEND_FRAMING_ALLOWANCE_BYTES),
+            "the peer rpc body limit",
+            PEER_RPC_MAX_BODY_BYTES,
+        )?;
+        // A chunk travels as one HTTP body, so it must fit a peer's snapshot cap.
+        order(
+            "snapshot_chunk_bytes + header allowance",
+            self.snapshot_chunk_bytes
+                .saturating_add(SNAPSHOT_CHUNK_HEADER_ALLOWANCE_BYTES),
+            "the peer snapshot body limit",
+            SNAPSHOT_RPC_MAX_BODY_BYTES,
+        )?;
+        order(
+            "snapshot_chunk_bytes",
+            self.snapshot_chunk_bytes,
+            "max_snapshot_bytes",
+            self.max_snapshot_bytes,
+        )?;
+        // A client body this node accepts must be able to become an entry some
+        // cluster can commit; above the ceiling it could never be replicated.
+        order(
+            "max_body_bytes + entry overhead",
+            self.max_body_bytes.saturating_add(ENTRY_OVERHEAD_BYTES),
+            "the entry ceiling",
+            MAX_ENTRY_BYTES_CEILING,
+        )
     }
 
     /// The openraft configuration derived from this one (validated by openraft).
@@ -323,6 +389,11 @@ impl Config {
     /// [`Config::request_timeout_ms`] as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// [`Config::rpc_timeout_per_mib_ms`] as a duration.
+    pub fn rpc_timeout_per_mib(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_per_mib_ms)
     }
 
     /// Wasm instance slots queries may use at once: the pool minus the apply reserve.
@@ -387,6 +458,7 @@ mod tests {
         assert_eq!(cfg.validate(), Err(ConfigError::ZeroNodeId));
         let cfg = Config {
             snapshot_chunk_bytes: 64 * 1024 * 1024,
+            max_snapshot_bytes: 32 * 1024 * 1024,
             ..Config::default()
         };
         assert!(matches!(cfg.validate(), Err(ConfigError::Order { .. })));
@@ -435,5 +507,104 @@ mod tests {
                 field: "apply_reserved_instances"
             })
         );
+    }
+
+    /// The `small` name of an `Order` refusal (panics on any other outcome).
+    fn refused_order(cfg: Config) -> &'static str {
+        match cfg.validate() {
+            Err(ConfigError::Order { small, .. }) => small,
+            other => panic!("expected an Order refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn peer_limits_are_derived_from_what_a_cluster_can_commit() {
+        // Any single entry any cluster may commit fits a follower's append cap,
+        // and so does a full batch of the default target.
+        let settings = crate::state::ClusterSettings::default();
+        assert!(settings.max_entry_bytes <= MAX_ENTRY_BYTES_CEILING);
+        let cfg = Config::default();
+        assert!(cfg.max_append_bytes + APPEND_FRAMING_ALLOWANCE_BYTES <= PEER_RPC_MAX_BODY_BYTES);
+        assert!(
+            cfg.snapshot_chunk_bytes + SNAPSHOT_CHUNK_HEADER_ALLOWANCE_BYTES
+                <= SNAPSHOT_RPC_MAX_BODY_BYTES
+        );
+        // The snapshot chunk no longer has to fit the client body cap.
+        Config {
+            max_body_bytes: 1024 * 1024,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn an_append_target_over_the_peer_limit_is_refused() {
+        let cfg = Config {
+            max_append_bytes: PEER_RPC_MAX_BODY_BYTES,
+            ..Config::default()
+        };
+        assert_eq!(refused_order(cfg), "max_append_bytes + framing allowance");
+        // Right at the ceiling is still fine: framing has its own allowance.
+        Config {
+            max_append_bytes: MAX_ENTRY_BYTES_CEILING,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+        let cfg = Config {
+            max_append_bytes: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.validate(),
+            Err(ConfigError::Zero {
+                field: "max_append_bytes"
+            })
+        );
+    }
+
+    #[test]
+    fn a_snapshot_chunk_over_the_peer_limit_is_refused() {
+        let cfg = Config {
+            snapshot_chunk_bytes: MAX_SNAPSHOT_CHUNK_BYTES + 1,
+            ..Config::default()
+        };
+        assert_eq!(
+            refused_order(cfg),
+            "snapshot_chunk_bytes + header allowance"
+        );
+        Config {
+            snapshot_chunk_bytes: MAX_SNAPSHOT_CHUNK_BYTES,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_client_body_cap_above_the_entry_ceiling_is_refused() {
+        let cfg = Config {
+            max_body_bytes: MAX_ENTRY_BYTES_CEILING,
+            ..Config::default()
+        };
+        assert_eq!(refused_order(cfg), "max_body_bytes + entry overhead");
+        let err = Config {
+            max_body_bytes: MAX_ENTRY_BYTES_CEILING,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("max_body_bytes") && err.contains("entry ceiling"),
+            "{err}"
+        );
+        Config {
+            max_body_bytes: MAX_ENTRY_BYTES_CEILING - ENTRY_OVERHEAD_BYTES,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
     }
 }

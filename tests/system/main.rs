@@ -15,6 +15,7 @@ mod idempotency;
 mod idempotency_deploy;
 mod idempotency_failover;
 mod kill9_leader;
+mod large_plugin;
 mod leader_failover;
 mod linearizability;
 mod membership;

@@ -61,6 +61,16 @@ pub enum ApiError {
         /// The read deadline.
         timeout_ms: u64,
     },
+    /// The command would become a log entry above the cluster's `max_entry_bytes`.
+    #[error(
+        "the command would be a log entry of {size_bytes} bytes; the cluster's max_entry_bytes is {limit_bytes}"
+    )]
+    EntryTooLarge {
+        /// The entry's encoded size.
+        size_bytes: u64,
+        /// The cluster setting.
+        limit_bytes: u64,
+    },
     /// The request is malformed; `code` says how (`bad-json`, `invalid-wasm`, …).
     #[error("{message}")]
     BadRequest {
@@ -170,6 +180,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::BodyTooLarge { .. } => "body-too-large",
             ApiError::BodyTimeout { .. } => "body-timeout",
+            ApiError::EntryTooLarge { .. } => "entry-too-large",
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::PluginNotFound { .. } => PLUGIN_NOT_FOUND,
             ApiError::Plugin(body) => &body.code,
@@ -193,7 +204,9 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::PluginNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTooLarge { .. } | ApiError::EntryTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             // A plugin-level "not found" recorded by the state machine is still a 404.
@@ -317,6 +330,14 @@ mod tests {
             (
                 ApiError::BodyTooLarge { limit_bytes: 1 },
                 "body-too-large",
+                413,
+            ),
+            (
+                ApiError::EntryTooLarge {
+                    size_bytes: 2,
+                    limit_bytes: 1,
+                },
+                "entry-too-large",
                 413,
             ),
             (ApiError::bad_request("bad-json", "x"), "bad-json", 400),

@@ -5,11 +5,15 @@
 //! replaces any partial one, an upload idle for longer than the install budget
 //! is dropped, and the total size is capped, so a dead or confused sender can
 //! never pin unbounded memory.
+//!
+//! Body caps are derived, not configured (see `config::PEER_RPC_MAX_BODY_BYTES`):
+//! a follower accepts any entry the cluster can commit. Every refused request
+//! is counted by endpoint and reason and logged as a warning (throttled).
 
 use std::future::Future;
 use std::io;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,9 +23,11 @@ use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
 use openraft::storage::RaftStateMachine;
 
 use crate::api::error::ApiError;
-use crate::config::Config;
+use crate::config::{Config, PEER_RPC_MAX_BODY_BYTES, SNAPSHOT_RPC_MAX_BODY_BYTES};
 use crate::raft::codec::{self, CodecError};
-use crate::raft::network::{SnapshotChunkHeader, SnapshotChunkReply, SnapshotFromBytes};
+use crate::raft::network::{
+    PeerRpcStats, SnapshotChunkHeader, SnapshotChunkReply, SnapshotFromBytes,
+};
 use crate::raft::types::TypeConfig;
 
 /// The four `/raft/…` endpoints.
@@ -46,6 +52,25 @@ impl RaftEndpoint {
             "pre-vote" => Some(Self::PreVote),
             "snapshot" => Some(Self::Snapshot),
             _ => None,
+        }
+    }
+
+    /// The path segment, as used in logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Append => "append",
+            Self::Vote => "vote",
+            Self::PreVote => "pre-vote",
+            Self::Snapshot => "snapshot",
+        }
+    }
+
+    /// Largest body this endpoint accepts: derived from what any cluster can
+    /// commit or any node can send, never from a node's own flags.
+    pub fn max_body_bytes(self) -> u64 {
+        match self {
+            Self::Append | Self::Vote | Self::PreVote => PEER_RPC_MAX_BODY_BYTES,
+            Self::Snapshot => SNAPSHOT_RPC_MAX_BODY_BYTES,
         }
     }
 }
@@ -110,6 +135,10 @@ pub trait RaftRpcHandler: Send + Sync + 'static {
         endpoint: RaftEndpoint,
         body: Bytes,
     ) -> impl Future<Output = Result<Vec<u8>, RaftRpcError>> + Send;
+
+    /// Reports a request this node refused (before or while handling it);
+    /// `from` is the sender's node id as it announced it, if it did.
+    fn refused(&self, endpoint: RaftEndpoint, from: Option<&str>, error: &ApiError);
 }
 
 /// A partially received snapshot.
@@ -130,6 +159,7 @@ pub struct RaftRpc<SM: RaftStateMachine<TypeConfig>> {
     stale_upload_after: Duration,
     chunks_received: AtomicU64,
     snapshots_installed: AtomicU64,
+    stats: Arc<PeerRpcStats>,
 }
 
 impl<SM> RaftRpc<SM>
@@ -146,7 +176,19 @@ where
             stale_upload_after: config.install_snapshot_timeout(),
             chunks_received: AtomicU64::new(0),
             snapshots_installed: AtomicU64::new(0),
+            stats: Arc::default(),
         }
+    }
+
+    /// Counts into `stats` (shared with the node's metrics and network).
+    pub fn with_stats(mut self, stats: Arc<PeerRpcStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// The peer RPC counters this handler reports to.
+    pub fn stats(&self) -> &PeerRpcStats {
+        &self.stats
     }
 
     /// Snapshot chunks accepted since start (for tests and metrics).
@@ -333,6 +375,22 @@ where
             RaftEndpoint::Vote => self.vote(&body, false).await,
             RaftEndpoint::PreVote => self.vote(&body, true).await,
             RaftEndpoint::Snapshot => self.snapshot_chunk(body).await,
+        }
+    }
+
+    fn refused(&self, endpoint: RaftEndpoint, from: Option<&str>, error: &ApiError) {
+        let from = from.unwrap_or("unknown");
+        self.stats.record_refused(endpoint.name(), error.code());
+        let gate = format!("refuse:{}:{}:{from}", endpoint.name(), error.code());
+        if let Some(suppressed) = self.stats.should_log(&gate) {
+            tracing::warn!(
+                peer = from,
+                endpoint = endpoint.name(),
+                reason = error.code(),
+                error = %error,
+                suppressed_since_last = suppressed,
+                "refused a raft rpc from a peer"
+            );
         }
     }
 }

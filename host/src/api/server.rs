@@ -36,7 +36,7 @@ use crate::api::raft_rpc::{RaftEndpoint, RaftRpcHandler};
 use crate::api::service::{ClusterService, Deadline};
 use crate::config::Config;
 use crate::http_client::HttpClient;
-use crate::raft::network::RAFT_CONTENT_TYPE;
+use crate::raft::network::{RAFT_CONTENT_TYPE, RAFT_FROM_HEADER};
 use crate::raft::types::NodeId;
 
 /// The limits the HTTP layer enforces, taken from [`Config`].
@@ -286,6 +286,9 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
                 allowed: route.allowed(),
             });
         }
+        if let Route::Raft(endpoint) = route {
+            return self.raft_rpc(endpoint, head, body).await;
+        }
         let limit = match route {
             Route::Plugin(_) if head.method == Method::PUT => self.service.max_upload_bytes(),
             _ => self.limits.max_body_bytes,
@@ -431,6 +434,44 @@ fn deadline_passed(route: &Route<'_>, method: &Method, budget: Duration) -> ApiE
     } else {
         format!("no answer within {ms} ms")
     })
+}
+
+impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
+    /// `/raft/…`: the body cap is the endpoint's derived one (not this node's
+    /// client cap), and every refusal goes to the handler to be logged and counted.
+    async fn raft_rpc<B>(
+        &self,
+        endpoint: RaftEndpoint,
+        head: &RequestHead,
+        body: B,
+    ) -> Result<Response<Full<Bytes>>, ApiError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limit = endpoint.max_body_bytes();
+        let reply = match read_body(body, &head.headers, limit, self.limits.max_drain_bytes).await {
+            Ok(body) => self
+                .raft
+                .handle(endpoint, body)
+                .await
+                .map_err(ApiError::from),
+            Err(e) => Err(e),
+        };
+        let reply = reply.inspect_err(|e| {
+            let from = head
+                .headers
+                .get(RAFT_FROM_HEADER)
+                .and_then(|v| v.to_str().ok());
+            self.raft.refused(endpoint, from, e);
+        })?;
+        let mut resp = Response::new(Full::new(Bytes::from(reply)));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(RAFT_CONTENT_TYPE),
+        );
+        Ok(resp)
+    }
 }
 
 fn method_allowed(route: &Route<'_>, method: &Method) -> bool {

@@ -97,16 +97,38 @@ async fn oversize_bodies_get_413_with_a_json_error() {
     let resp = node.api.handle(req).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    // A raft frame is capped too.
+    // A raft frame is not held to this node's client cap (its cap is derived
+    // from what any cluster can commit): 80 KiB reaches the decoder.
+    let from = [(crate::raft::network::RAFT_FROM_HEADER, "7")];
     let resp = call(
         &node,
         Method::POST,
         "/raft/append",
         vec![0u8; 80 * KIB as usize],
-        &[],
+        &from,
     )
     .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&resp), "bad-raft-body");
+    // Above the derived cap it is refused from the announced length alone.
+    let req = Request::post("/raft/append")
+        .header(
+            http::header::CONTENT_LENGTH,
+            crate::config::PEER_RPC_MAX_BODY_BYTES + 1,
+        )
+        .header(from[0].0, from[0].1)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = node.api.handle(req).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Both refusals are counted by endpoint and reason.
+    assert_eq!(
+        node.api.raft().stats().refused(),
+        [
+            (("append".into(), "bad-raft-body".into()), 1),
+            (("append".into(), "body-too-large".into()), 1)
+        ]
+    );
     node.stop().await;
 }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use openraft::RaftMetrics;
 
 use crate::api::server::ConnectionStats;
+use crate::raft::peer_stats::PeerRpcStats;
 use crate::raft::types::TypeConfig;
 use crate::state::State;
 
@@ -29,6 +30,8 @@ pub(super) struct Counters {
     pub(super) queries_refused: AtomicU64,
     /// Client connections, counted by the HTTP server.
     pub(super) http: Arc<ConnectionStats>,
+    /// Peer RPC counters, shared with the network and the `/raft/…` handlers.
+    pub(super) peers: Arc<PeerRpcStats>,
 }
 
 impl Counters {
@@ -203,5 +206,43 @@ pub(super) fn render(
         "Connections refused because max_connections were open.",
         &[("", counters.http.refused())],
     );
+    render_peers(&mut out, &counters.peers);
     out.0
+}
+
+/// The peer RPC counters: refusals this node answered, failures of RPCs it
+/// sent, and append batches it split to fit `max_append_bytes`.
+fn render_peers(out: &mut Out, peers: &PeerRpcStats) {
+    let refused: Vec<(String, u64)> = peers
+        .refused()
+        .into_iter()
+        .map(|((endpoint, reason), n)| {
+            (format!(r#"{{endpoint="{endpoint}",reason="{reason}"}}"#), n)
+        })
+        .collect();
+    let samples: Vec<(&str, u64)> = refused.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    out.metric(
+        "cairn_peer_rpc_refused_total",
+        "counter",
+        "Raft RPCs from peers this node refused, by endpoint and reason (error code).",
+        &samples,
+    );
+    let errors: Vec<(String, u64)> = peers
+        .errors()
+        .into_iter()
+        .map(|((peer, reason), n)| (format!(r#"{{peer="{peer}",reason="{reason}"}}"#), n))
+        .collect();
+    let samples: Vec<(&str, u64)> = errors.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    out.metric(
+        "cairn_peer_rpc_errors_total",
+        "counter",
+        "Raft RPCs this node sent that failed, by peer and reason (refused, timeout, unreachable, network, bad-reply).",
+        &samples,
+    );
+    out.metric(
+        "cairn_peer_append_splits_total",
+        "counter",
+        "Append-entries batches cut to fit max_append_bytes (the rest followed in the next request).",
+        &[("", peers.appends_split())],
+    );
 }

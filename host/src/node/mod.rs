@@ -141,7 +141,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         .map_err(raft_err)?
         .map_err(io("opening the state machine"))?;
     let client = new_client();
-    let network = NetworkFactory::new(&config, client.clone());
+    let counters = metrics::Counters::default();
+    let network = NetworkFactory::new(&config, client.clone()).with_stats(counters.peers.clone());
     let raft_config = Arc::new(config.openraft_config()?);
     let raft = Raft::new(config.node_id, raft_config, network, log_store, sm.clone())
         .await
@@ -161,7 +162,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         sm,
         runtime,
         config: config.clone(),
-        counters: Default::default(),
+        counters,
         disk: disk.clone(),
         stopping: stopping.clone(),
         query_slots: Arc::new(tokio::sync::Semaphore::new(
@@ -170,7 +171,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     });
     let connections = inner.counters.http.clone();
     let service = NodeService { inner };
-    let rpc = RaftRpc::new(raft.clone(), &config);
+    let rpc = RaftRpc::new(raft.clone(), &config).with_stats(service.inner.counters.peers.clone());
     let api = Arc::new(
         Api::new(
             service.clone(),

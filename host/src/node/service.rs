@@ -209,6 +209,7 @@ impl NodeService {
                 ..
             }
         );
+        self.check_entry_size(&cmd)?;
         self.admit_write()?;
         self.on_leader(deadline, || async {
             match self.inner.raft.client_write(cmd.clone()).await {
@@ -217,6 +218,22 @@ impl NodeService {
             }
         })
         .await
+    }
+
+    /// Refuses a command whose log entry would exceed the cluster's
+    /// `max_entry_bytes` (checked on the node the client reached, before any
+    /// forwarding; the node's HTTP body cap is a different, local limit).
+    fn check_entry_size(&self, cmd: &Command) -> Result<(), ApiError> {
+        let limit_bytes = self.inner.sm.applied().state.settings().max_entry_bytes;
+        let size_bytes =
+            crate::raft::codec::entry_bytes(cmd).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if size_bytes > limit_bytes {
+            return Err(ApiError::EntryTooLarge {
+                size_bytes,
+                limit_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Makes this node's applied state linearizable: a read index confirmed by

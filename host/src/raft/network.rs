@@ -1,40 +1,48 @@
 //! Raft network client: openraft's `RaftNetworkV2` over HTTP/1 to the peers' `/raft/…` routes.
 //!
-//! Bodies are [`codec`] frames. A snapshot goes out as a sequence of
-//! `POST /raft/snapshot` requests of at most `snapshot_chunk_bytes` each, so no
-//! HTTP body ever holds the whole snapshot and each chunk fits the receiver's
-//! body cap. The pooled client opens a second connection when the first is
+//! Bodies are [`codec`] frames. A snapshot goes out in chunks (the child
+//! module `snapshot`). The pooled client opens a second connection when the first is
 //! busy, so a long snapshot upload does not stall heartbeats behind it.
 //!
 //! Failures are classified for openraft: "cannot connect" and "peer is up but its
 //! Raft is not serving" become `Unreachable` (openraft backs off instead of
 //! hammering a dead node); deadlines become `Timeout`; everything else `Network`.
+//! Every failure is counted per peer; a peer's refusal (an HTTP error answer)
+//! is also logged as a warning, throttled per peer, because openraft resends
+//! the same request for as long as it is refused.
+//!
+//! An append-entries batch larger than `max_append_bytes` is cut to its
+//! longest prefix that fits (at least one entry) and reported to openraft as
+//! `PartialSuccess`, so it sends the rest next; each request's deadline grows
+//! with its size (`rpc_timeout_per_mib_ms`).
 
-use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
-use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
+use http::{HeaderValue, Method, StatusCode};
+use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{
-    ErrorSource, NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{OptionalSend, RPCTypes, StorageError};
+use openraft::{OptionalSend, RPCTypes};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
 
 use crate::config::Config;
 use crate::http_client::{self, ClientError, HttpClient};
 use crate::raft::codec::{self, CodecError};
+pub use crate::raft::peer_stats::PeerRpcStats;
+
+mod snapshot;
 use crate::raft::types::{Node, NodeId, TypeConfig};
+pub use snapshot::{SnapshotChunkHeader, SnapshotChunkReply, SnapshotFromBytes, SnapshotSource};
 
 /// Route for append-entries (also heartbeats).
 pub const APPEND_PATH: &str = "/raft/append";
@@ -46,54 +54,14 @@ pub const PRE_VOTE_PATH: &str = "/raft/pre-vote";
 pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
 /// Content type of every `/raft/…` request and success response.
 pub const RAFT_CONTENT_TYPE: &str = "application/x-cairn-raft";
+/// Request header naming the sending node's id, so a receiver that refuses a
+/// request can say whose it was even when it cannot decode the body.
+pub const RAFT_FROM_HEADER: &str = "cairn-raft-from";
+
+const MIB: u64 = 1024 * 1024;
 
 /// Largest response a Raft RPC can legitimately produce (responses carry log ids, not entries).
 const MAX_RPC_RESPONSE_BYTES: usize = 1024 * 1024;
-
-/// Header of one `/raft/snapshot` request; the chunk's data is the frame's tail.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SnapshotChunkHeader {
-    /// The sending leader's vote; the receiver installs with it.
-    pub vote: VoteOf<TypeConfig>,
-    /// Chosen by the sender per transfer; with `vote` it names one upload, so a
-    /// retried transfer never splices onto the remains of an abandoned one.
-    pub transfer_id: u64,
-    /// Byte offset of this chunk's data within the snapshot.
-    pub offset: u64,
-    /// This is the last chunk: after it, install.
-    pub done: bool,
-    /// The snapshot's metadata, sent with the last chunk.
-    pub meta: Option<SnapshotMetaOf<TypeConfig>>,
-}
-
-/// Reply to one `/raft/snapshot` request.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum SnapshotChunkReply {
-    /// Chunk stored; send the one starting at `next_offset`.
-    Received {
-        /// Bytes received so far in this upload.
-        next_offset: u64,
-    },
-    /// The transfer is over: either installed, or refused because the receiver
-    /// has a higher vote (which `vote` tells the leader).
-    Finished(SnapshotResponse<TypeConfig>),
-}
-
-/// Snapshot data that can be streamed out: read from the start to EOF.
-pub trait SnapshotSource: AsyncRead + AsyncSeek + Unpin + OptionalSend + 'static {}
-impl<T: AsyncRead + AsyncSeek + Unpin + OptionalSend + 'static> SnapshotSource for T {}
-
-/// Snapshot data that can be rebuilt from the bytes a follower received.
-pub trait SnapshotFromBytes: Sized {
-    /// Wraps (or parses) the received bytes.
-    fn from_snapshot_bytes(bytes: Vec<u8>) -> io::Result<Self>;
-}
-
-impl SnapshotFromBytes for io::Cursor<Vec<u8>> {
-    fn from_snapshot_bytes(bytes: Vec<u8>) -> io::Result<Self> {
-        Ok(io::Cursor::new(bytes))
-    }
-}
 
 /// What went wrong talking to one peer, before it is classified for openraft.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +84,19 @@ enum Class {
 }
 
 impl PeerError {
+    /// The `reason` label this failure is counted under.
+    fn reason(&self) -> &'static str {
+        match self {
+            PeerError::Status { .. } => "refused",
+            PeerError::Client(ClientError::Timeout { .. }) => "timeout",
+            PeerError::Client(ClientError::Connect { .. } | ClientError::InvalidUrl { .. }) => {
+                "unreachable"
+            }
+            PeerError::Client(_) => "network",
+            PeerError::Codec(_) | PeerError::Protocol(_) => "bad-reply",
+        }
+    }
+
     fn class(&self) -> Class {
         match self {
             PeerError::Client(ClientError::Connect { .. } | ClientError::InvalidUrl { .. }) => {
@@ -136,8 +117,11 @@ pub struct NetworkFactory<D> {
     node_id: NodeId,
     client: HttpClient,
     rpc_timeout: Duration,
+    rpc_timeout_per_mib: Duration,
+    max_append_bytes: u64,
     snapshot_chunk_bytes: usize,
     transfer_seq: Arc<AtomicU64>,
+    stats: Arc<PeerRpcStats>,
     _data: PhantomData<fn() -> D>,
 }
 
@@ -154,12 +138,21 @@ impl<D> NetworkFactory<D> {
             node_id: config.node_id,
             client,
             rpc_timeout: config.rpc_timeout(),
+            rpc_timeout_per_mib: config.rpc_timeout_per_mib(),
+            max_append_bytes: config.max_append_bytes,
             snapshot_chunk_bytes: usize::try_from(config.snapshot_chunk_bytes)
                 .unwrap_or(usize::MAX)
                 .max(1),
             transfer_seq: Arc::new(AtomicU64::new(seed)),
+            stats: Arc::default(),
             _data: PhantomData,
         }
+    }
+
+    /// Counts into `stats` (shared with the node's metrics and RPC handlers).
+    pub fn with_stats(mut self, stats: Arc<PeerRpcStats>) -> Self {
+        self.stats = stats;
+        self
     }
 }
 
@@ -173,8 +166,11 @@ impl<D: SnapshotSource> RaftNetworkFactory<TypeConfig> for NetworkFactory<D> {
             addr: node.addr.clone(),
             client: self.client.clone(),
             rpc_timeout: self.rpc_timeout,
+            rpc_timeout_per_mib: self.rpc_timeout_per_mib,
+            max_append_bytes: self.max_append_bytes,
             snapshot_chunk_bytes: self.snapshot_chunk_bytes,
             transfer_seq: self.transfer_seq.clone(),
+            stats: self.stats.clone(),
             _data: PhantomData,
         }
     }
@@ -187,9 +183,33 @@ pub struct PeerClient<D> {
     addr: String,
     client: HttpClient,
     rpc_timeout: Duration,
+    rpc_timeout_per_mib: Duration,
+    max_append_bytes: u64,
     snapshot_chunk_bytes: usize,
     transfer_seq: Arc<AtomicU64>,
+    stats: Arc<PeerRpcStats>,
     _data: PhantomData<fn() -> D>,
+}
+
+/// The log-throttling key of refusals by `peer`.
+fn refusal_gate(peer: NodeId) -> String {
+    format!("send-refused:{peer}")
+}
+
+/// How many of the leading entries, with encoded sizes `sizes`, fit in
+/// `target_bytes`: at least one (an entry larger than the target travels
+/// alone), at most all of them.
+fn fitting_prefix(sizes: impl IntoIterator<Item = u64>, target_bytes: u64) -> usize {
+    let mut total = 0u64;
+    let mut n = 0;
+    for size in sizes {
+        total = total.saturating_add(size);
+        if n > 0 && total > target_bytes {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 impl<D> PeerClient<D> {
@@ -201,12 +221,14 @@ impl<D> PeerClient<D> {
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
         let uri = http_client::url(&self.addr, path)?;
-        let req = http_client::request(
+        let mut req = http_client::request(
             Method::POST,
             uri,
             Some(RAFT_CONTENT_TYPE),
             Bytes::from(body),
         );
+        req.headers_mut()
+            .insert(RAFT_FROM_HEADER, HeaderValue::from(self.node_id));
         let resp = http_client::send(&self.client, req, timeout, MAX_RPC_RESPONSE_BYTES).await?;
         if resp.status() != StatusCode::OK {
             let message = String::from_utf8_lossy(resp.body())
@@ -231,7 +253,28 @@ impl<D> PeerClient<D> {
     }
 
     fn rpc_error(&self, action: RPCTypes, timeout: Duration, e: PeerError) -> RPCError<TypeConfig> {
-        tracing::debug!(target_node = self.target, addr = %self.addr, ?action, error = %e, "raft rpc failed");
+        let reason = e.reason();
+        self.stats.record_error(self.target, reason);
+        let gate = refusal_gate(self.target);
+        match (&e, reason) {
+            (PeerError::Status { status, .. }, "refused") => match self.stats.should_log(&gate) {
+                Some(suppressed) => tracing::warn!(
+                    peer = self.target,
+                    addr = %self.addr,
+                    ?action,
+                    status = status.as_u16(),
+                    error = %e,
+                    suppressed_since_last = suppressed,
+                    "peer refused a raft rpc; openraft will resend it"
+                ),
+                None => {
+                    tracing::debug!(peer = self.target, ?action, error = %e, "peer refused a raft rpc")
+                }
+            },
+            _ => {
+                tracing::debug!(peer = self.target, addr = %self.addr, ?action, error = %e, "raft rpc failed")
+            }
+        }
         match e.class() {
             Class::Unreachable => RPCError::Unreachable(Unreachable::new(&e)),
             Class::Timeout => RPCError::Timeout(self.timeout_error(action, timeout)),
@@ -256,26 +299,15 @@ impl<D> PeerClient<D> {
     ) -> Result<Resp, RPCError<TypeConfig>> {
         // openraft hands us heartbeat_interval as the TTL even for replication batches,
         // which is too tight for a large batch plus fsync on a loaded box. We use our
-        // own deadline; openraft still cancels heartbeats and votes at its hard TTL.
-        let timeout = self.rpc_timeout;
+        // own deadline, longer for a larger body; openraft still cancels heartbeats
+        // and votes at its hard TTL.
         let body = codec::encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mib = (body.len() as u64).div_ceil(MIB);
+        let timeout = self.rpc_timeout + self.rpc_timeout_per_mib.saturating_mul(mib as u32);
         self.call(path, body, timeout)
             .await
             .map_err(|e| self.rpc_error(action, timeout, e))
     }
-}
-
-/// Reads until `buf` is full or EOF; returns the number of bytes read.
-async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = reader.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
 }
 
 impl<D: SnapshotSource> RaftNetworkV2<TypeConfig> for PeerClient<D> {
@@ -283,10 +315,39 @@ impl<D: SnapshotSource> RaftNetworkV2<TypeConfig> for PeerClient<D> {
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.unary(RPCTypes::AppendEntries, APPEND_PATH, &rpc).await
+        let total = rpc.entries.len();
+        let mut sizes = Vec::with_capacity(total);
+        for entry in &rpc.entries {
+            sizes.push(
+                codec::encoded_len(entry).map_err(|e| RPCError::Network(NetworkError::new(&e)))?,
+            );
+        }
+        let keep = fitting_prefix(sizes.iter().copied(), self.max_append_bytes);
+        if keep < total {
+            self.stats.record_split();
+            tracing::debug!(
+                peer = self.target,
+                sending = keep,
+                of = total,
+                bytes = sizes[..keep].iter().sum::<u64>(),
+                "append-entries batch over max_append_bytes; sending a prefix"
+            );
+            rpc.entries.truncate(keep);
+        }
+        let last_sent = rpc.entries.last().map(|e| e.log_id);
+        let resp: AppendEntriesResponse<TypeConfig> = self
+            .unary(RPCTypes::AppendEntries, APPEND_PATH, &rpc)
+            .await?;
+        // The follower took the prefix: tell openraft how far, so it sends the rest.
+        Ok(match resp {
+            AppendEntriesResponse::Success if keep < total => {
+                AppendEntriesResponse::PartialSuccess(last_sent)
+            }
+            other => other,
+        })
     }
 
     async fn vote(
@@ -312,76 +373,79 @@ impl<D: SnapshotSource> RaftNetworkV2<TypeConfig> for PeerClient<D> {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        // openraft's TTL here is install_snapshot_timeout: one budget for the whole
-        // transfer plus the install; aim to fail before its hard limit.
-        let budget = option.soft_ttl();
-        let deadline = Instant::now() + budget;
-        let chunk_bytes = option
-            .snapshot_chunk_size()
-            .unwrap_or(self.snapshot_chunk_bytes)
-            .max(1);
-        let transfer_id = self.transfer_seq.fetch_add(1, Ordering::Relaxed);
-        let meta = snapshot.meta;
-        let mut data = snapshot.snapshot;
-        let read_error = |e: io::Error| {
-            StreamingError::StorageError(StorageError::read_snapshot(
-                Some(meta.signature()),
-                ErrorSource::from_error(&e),
-            ))
-        };
-        data.rewind().await.map_err(read_error)?;
-        tokio::pin!(cancel);
+        self.stream_snapshot(vote, snapshot, cancel, option).await
+    }
+}
 
-        let started = Instant::now();
-        let mut buf = vec![0u8; chunk_bytes];
-        let mut offset = 0u64;
-        let mut chunks = 0u64;
-        loop {
-            let n = read_chunk(&mut data, &mut buf).await.map_err(read_error)?;
-            // A short read means EOF; an exactly-full last chunk is followed by an empty `done` one.
-            let done = n < chunk_bytes;
-            let header = SnapshotChunkHeader {
-                vote,
-                transfer_id,
-                offset,
-                done,
-                meta: done.then(|| meta.clone()),
-            };
-            let body = codec::encode_with_tail(&header, &buf[..n])
-                .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(StreamingError::Timeout(
-                    self.timeout_error(RPCTypes::InstallSnapshot, budget),
-                ));
-            }
-            let reply = tokio::select! {
-                closed = &mut cancel => return Err(StreamingError::Closed(closed)),
-                reply = self.call::<SnapshotChunkReply>(SNAPSHOT_PATH, body, remaining) => reply,
-            };
-            chunks += 1;
-            match reply.map_err(|e| self.streaming_error(budget, e))? {
-                SnapshotChunkReply::Finished(resp) => {
-                    tracing::info!(
-                        target_node = self.target,
-                        bytes = offset + n as u64,
-                        chunks,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "snapshot transfer finished"
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use openraft::Vote;
+    use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+    use openraft::raft::VoteRequest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{NetworkFactory, PeerRpcStats, fitting_prefix, refusal_gate};
+    use crate::config::Config;
+    use crate::raft::types::{Node, TypeConfig};
+
+    /// A peer that answers every request with `413` and closes the connection.
+    async fn refusing_peer() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = stream.read(&mut buf).await;
+                    let body = r#"{"error":{"code":"body-too-large","message":"no"}}"#;
+                    let resp = format!(
+                        "HTTP/1.1 413 Payload Too Large\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
                     );
-                    return Ok(resp);
-                }
-                SnapshotChunkReply::Received { next_offset } => {
-                    let expected = offset + n as u64;
-                    if done || next_offset != expected {
-                        let e = PeerError::Protocol(format!(
-                            "peer acknowledged offset {next_offset}, expected {expected} (done={done})"
-                        ));
-                        return Err(self.streaming_error(budget, e));
-                    }
-                    offset = next_offset;
-                }
+                    let _ = stream.write_all(resp.as_bytes()).await;
+                });
             }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_counted_per_peer_and_its_log_throttled() {
+        let stats = Arc::new(PeerRpcStats::default());
+        let mut factory = NetworkFactory::<Cursor<Vec<u8>>>::new(
+            &Config::default(),
+            crate::http_client::new_client(),
+        )
+        .with_stats(stats.clone());
+        let addr = refusing_peer().await;
+        let mut peer = factory.new_client(9, &Node { addr }).await;
+        for _ in 0..3 {
+            let req = VoteRequest::<TypeConfig> {
+                vote: Vote::new(1, 1),
+                last_log_id: None,
+                leadership_transfer: false,
+            };
+            let res = peer.vote(req, RPCOption::new(Duration::from_secs(5))).await;
+            assert!(res.is_err(), "a refusal is an error for openraft");
         }
+        assert_eq!(stats.errors(), [((9, "refused"), 3)]);
+        // The first refusal was logged; the next ones within the interval are held back.
+        assert_eq!(stats.should_log(&refusal_gate(9)), None);
+    }
+
+    #[test]
+    fn the_prefix_fits_the_target_and_is_never_empty() {
+        assert_eq!(fitting_prefix([], 10), 0);
+        assert_eq!(fitting_prefix([4, 4, 4], 10), 2);
+        assert_eq!(fitting_prefix([4, 6, 4], 10), 2);
+        assert_eq!(fitting_prefix([4, 4, 4], 12), 3);
+        // One entry larger than the target still travels, alone.
+        assert_eq!(fitting_prefix([50, 1], 10), 1);
+        // A large entry behind small ones waits for the next request.
+        assert_eq!(fitting_prefix([1, 1, 50, 1], 10), 2);
     }
 }

@@ -242,10 +242,13 @@ impl TestEnv {
             .expect("join")
             .expect("state machine opens");
         let client = http_client::new_client();
+        // One set of peer counters for both sides, as in a real node.
+        let stats = Arc::new(crate::raft::peer_stats::PeerRpcStats::default());
         let raft = Raft::new(
             id,
             Arc::new(config.openraft_config().expect("openraft config")),
-            NetworkFactory::<Cursor<Vec<u8>>>::new(&config, client.clone()),
+            NetworkFactory::<Cursor<Vec<u8>>>::new(&config, client.clone())
+                .with_stats(stats.clone()),
             log_store,
             sm.clone(),
         )
@@ -253,7 +256,7 @@ impl TestEnv {
         .expect("raft starts");
         let api = Arc::new(Api::new(
             service,
-            RaftRpc::new(raft.clone(), &config),
+            RaftRpc::new(raft.clone(), &config).with_stats(stats),
             client,
             ApiLimits::from_config(&config),
         ));
