@@ -14,30 +14,6 @@ impl State {
         self.code.contains_key(sha256)
     }
 
-    /// Refuses limits above the cluster's ceilings.
-    fn check_limits(&self, fuel_per_call: u64, memory_limit_bytes: u64) -> Result<(), ErrorBody> {
-        let s = &self.settings;
-        if fuel_per_call > s.max_fuel_per_call {
-            return Err(ErrorBody::new(
-                "fuel-too-large",
-                format!(
-                    "fuel_per_call may be at most {} (max_fuel_per_call)",
-                    s.max_fuel_per_call
-                ),
-            ));
-        }
-        if memory_limit_bytes > s.max_memory_limit_bytes {
-            return Err(ErrorBody::new(
-                "memory-limit-too-large",
-                format!(
-                    "memory_limit_bytes may be at most {} (max_memory_limit_bytes)",
-                    s.max_memory_limit_bytes
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     pub(super) fn deploy(
         &mut self,
         runtime: &Runtime,
@@ -50,7 +26,10 @@ impl State {
         if let Err(e) = validate_plugin_name(name) {
             return CommandResult::Failed(e);
         }
-        if let Err(e) = self.check_limits(fuel_per_call, memory_limit_bytes) {
+        if let Err(e) = self
+            .settings
+            .check_plugin_limits(fuel_per_call, memory_limit_bytes)
+        {
             return CommandResult::Failed(e);
         }
         let (sha, blob) = match code {
@@ -131,7 +110,7 @@ impl State {
         };
         let fuel = fuel_per_call.unwrap_or(current.fuel_per_call);
         let memory = memory_limit_bytes.unwrap_or(current.memory_limit_bytes);
-        if let Err(e) = self.check_limits(fuel, memory) {
+        if let Err(e) = self.settings.check_plugin_limits(fuel, memory) {
             return CommandResult::Failed(e);
         }
         if fuel == current.fuel_per_call && memory == current.memory_limit_bytes {

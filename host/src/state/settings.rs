@@ -90,6 +90,35 @@ impl ClusterSettings {
         }
     }
 
+    /// Refuses a plugin's per-call budgets above the ceilings (`fuel-too-large`,
+    /// `memory-limit-too-large`): checked by the node for a prompt answer and
+    /// again by the state machine against the settings in force at apply.
+    pub fn check_plugin_limits(
+        &self,
+        fuel_per_call: u64,
+        memory_limit_bytes: u64,
+    ) -> Result<(), ErrorBody> {
+        if fuel_per_call > self.max_fuel_per_call {
+            return Err(ErrorBody::new(
+                "fuel-too-large",
+                format!(
+                    "fuel_per_call may be at most {} (the cluster's max_fuel_per_call)",
+                    self.max_fuel_per_call
+                ),
+            ));
+        }
+        if memory_limit_bytes > self.max_memory_limit_bytes {
+            return Err(ErrorBody::new(
+                "memory-limit-too-large",
+                format!(
+                    "memory_limit_bytes may be at most {} (the cluster's max_memory_limit_bytes)",
+                    self.max_memory_limit_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every field and the relations between them, so a record that
     /// reaches the log can never contradict itself.
     pub fn validate(&self) -> Result<(), SettingsError> {

@@ -14,35 +14,6 @@ use crate::state::{
     validate_plugin_name,
 };
 
-/// Refuses limits above the cluster's ceilings. Checked here for a prompt
-/// answer; the state machine checks again against the settings in force when
-/// the entry applies.
-fn check_ceilings(
-    settings: &ClusterSettings,
-    fuel_per_call: u64,
-    memory_limit_bytes: u64,
-) -> Result<(), ApiError> {
-    if fuel_per_call > settings.max_fuel_per_call {
-        return Err(ApiError::bad_request(
-            "fuel-too-large",
-            format!(
-                "fuel_per_call may be at most {} (the cluster's max_fuel_per_call)",
-                settings.max_fuel_per_call
-            ),
-        ));
-    }
-    if memory_limit_bytes > settings.max_memory_limit_bytes {
-        return Err(ApiError::bad_request(
-            "memory-limit-too-large",
-            format!(
-                "memory_limit_bytes may be at most {} (the cluster's max_memory_limit_bytes)",
-                settings.max_memory_limit_bytes
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// How a recorded refusal (or one found before proposing) reaches the client.
 pub(super) fn refusal(e: ErrorBody) -> ApiError {
     match e.code.as_str() {
@@ -135,7 +106,9 @@ impl NodeService {
         let memory_limit_bytes = options
             .memory_limit_bytes
             .unwrap_or(settings.default_memory_limit_bytes);
-        check_ceilings(&settings, fuel_per_call, memory_limit_bytes)?;
+        settings
+            .check_plugin_limits(fuel_per_call, memory_limit_bytes)
+            .map_err(refusal)?;
         let sha = {
             let wasm = wasm.clone();
             tokio::task::spawn_blocking(move || sha256_hex(&wasm))
@@ -204,7 +177,10 @@ impl NodeService {
         let memory_limit_bytes = options
             .memory_limit_bytes
             .unwrap_or(info.memory_limit_bytes);
-        check_ceilings(state.settings(), fuel_per_call, memory_limit_bytes)?;
+        state
+            .settings()
+            .check_plugin_limits(fuel_per_call, memory_limit_bytes)
+            .map_err(refusal)?;
         if fuel_per_call == info.fuel_per_call && memory_limit_bytes == info.memory_limit_bytes {
             return Ok(deploy_response(info, false));
         }
