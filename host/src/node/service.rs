@@ -19,6 +19,7 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{NodeId, Raft, TypeConfig};
 use crate::runtime::{Runtime, ValidateError};
 use crate::state::{ClusterSettings, Command, SETTINGS_CONFLICT, SettingsError, CommandResult, PluginInfo, validate_plugin_name};
+use crate::state::QueryError;
 
 /// One running node's shared parts.
 pub(super) struct Inner {
@@ -274,7 +275,10 @@ impl ClusterService for NodeService {
                 applied_index,
                 output: out.output,
             }),
-            Err(e) => Err(ApiError::Plugin(e)),
+            Err(QueryError::Failed(e)) => Err(ApiError::Plugin(e)),
+            // This node could not run it (pool busy, engine fault): not the
+            // plugin's answer, so a retryable 503 rather than a 4xx.
+            Err(QueryError::Host(fault)) => Err(ApiError::Unavailable(fault.to_string())),
         }
     }
 

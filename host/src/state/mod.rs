@@ -10,11 +10,10 @@ mod settings;
 pub mod snapshot;
 
 pub use command::*;
-pub use settings::{
-    ClusterSettings, ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING, SettingsError,
-};
+pub use settings::{ClusterSettings, ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING, SettingsError};
 
-use crate::runtime::{CallContext, CallMode, Code, Kv, Runtime};
+pub use crate::runtime::HostFault;
+use crate::runtime::{CallContext, CallError, CallMode, Code, Kv, Runtime, ValidateError};
 
 /// How many idempotency keys are remembered; the oldest are forgotten first.
 /// A constant, not a setting: it shapes replicated state, so every node must
@@ -26,6 +25,25 @@ pub const SETTINGS_CONFLICT: &str = "settings-conflict";
 
 /// Longest plugin name.
 pub const MAX_PLUGIN_NAME_BYTES: usize = 64;
+
+/// How often an apply runs when the host itself fails (pool busy, engine or
+/// compile failure) before the fault is handed up to stop the node.
+pub const HOST_FAULT_ATTEMPTS: u32 = 4;
+
+/// Pause before the second attempt; it doubles for each further one
+/// (10 + 20 + 40 ms in all), enough for a busy pool slot to free up.
+pub const HOST_FAULT_FIRST_BACKOFF_MS: u64 = 10;
+
+/// Why a query has no output.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The plugin (or its budgets) refused: a `4xx` for the client.
+    #[error("{0}")]
+    Failed(ErrorBody),
+    /// This node could not run the query: a `503`, try again or elsewhere.
+    #[error(transparent)]
+    Host(#[from] HostFault),
+}
 
 /// A stored idempotency record: the result of the first attempt.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -132,9 +150,19 @@ impl State {
 
     /// Applies one committed command at log `index`. Deterministic: the same
     /// state, index and command give the same result and new state on every node.
-    pub fn apply(&mut self, runtime: &Runtime, index: u64, cmd: &Command) -> CommandResult {
+    ///
+    /// A [`HostFault`] means this node could not run the command (after
+    /// retrying); nothing is recorded for it, the state may be half advanced
+    /// and must be discarded, and the node must stop rather than go on without
+    /// the command (DESIGN.md rule 9).
+    pub fn apply(
+        &mut self,
+        runtime: &Runtime,
+        index: u64,
+        cmd: &Command,
+    ) -> Result<CommandResult, HostFault> {
         self.advance(index);
-        match cmd {
+        Ok(match cmd {
             Command::Deploy {
                 name,
                 wasm,
@@ -150,13 +178,12 @@ impl State {
                     wasm,
                     *fuel_per_call,
                     *memory_limit_bytes,
-                )
+                )?
             }
             Command::Remove { name } => self.remove(name),
-            Command::UpdateSettings {
-                expected_index,
-                ..
-            } if *expected_index != self.settings_index => {
+            Command::UpdateSettings { expected_index, .. }
+                if *expected_index != self.settings_index =>
+            {
                 CommandResult::Failed(ErrorBody::new(
                     SETTINGS_CONFLICT,
                     format!(
@@ -185,13 +212,13 @@ impl State {
                 };
                 let full_key = format!("{plugin}\0{key}");
                 if let Some(rec) = self.idempotency.get(&full_key) {
-                    return rec.result.clone();
+                    return Ok(rec.result.clone());
                 }
-                let result = self.apply_plugin(runtime, index, plugin, input, now);
+                let result = self.apply_plugin(runtime, index, plugin, input, now)?;
                 self.remember(index, full_key, result.clone());
                 result
             }
-        }
+        })
     }
 
     /// Advances the plugin clock to the command's stamp, never backwards
@@ -249,34 +276,36 @@ impl State {
         wasm: &[u8],
         fuel_per_call: u64,
         memory_limit_bytes: u64,
-    ) -> CommandResult {
+    ) -> Result<CommandResult, HostFault> {
         if let Err(e) = validate_plugin_name(name) {
-            return CommandResult::Failed(e);
+            return Ok(CommandResult::Failed(e));
         }
         let s = &self.settings;
         if fuel_per_call > s.max_fuel_per_call {
-            return CommandResult::Failed(ErrorBody::new(
+            return Ok(CommandResult::Failed(ErrorBody::new(
                 "fuel-too-large",
                 format!(
                     "fuel_per_call may be at most {} (max_fuel_per_call)",
                     s.max_fuel_per_call
                 ),
-            ));
+            )));
         }
         if memory_limit_bytes > s.max_memory_limit_bytes {
-            return CommandResult::Failed(ErrorBody::new(
+            return Ok(CommandResult::Failed(ErrorBody::new(
                 "memory-limit-too-large",
                 format!(
                     "memory_limit_bytes may be at most {} (max_memory_limit_bytes)",
                     s.max_memory_limit_bytes
                 ),
-            ));
+            )));
         }
         // The leader validated before proposing; validating again here keeps a
-        // hand-crafted log entry from installing garbage, identically everywhere.
+        // hand-crafted log entry from installing garbage, identically everywhere
+        // (the record holds our own text, never the engine's).
         let sha = match runtime.validate(wasm, s.engine_params(), s.max_plugin_bytes as usize) {
             Ok(sha) => sha,
-            Err(e) => return CommandResult::Failed(ErrorBody::new(e.code(), e.to_string())),
+            Err(ValidateError::Host(m)) => return Err(HostFault(m)),
+            Err(e) => return Ok(CommandResult::Failed(e.to_record())),
         };
         let version = self.plugins.get(name).map_or(1, |p| p.version + 1);
         let previous = self.plugins.get(name).map(|p| p.sha256.clone());
@@ -297,7 +326,7 @@ impl State {
         if let Some(old) = previous {
             self.drop_unreferenced_code(&old);
         }
-        CommandResult::Deployed(info)
+        Ok(CommandResult::Deployed(info))
     }
 
     fn remove(&mut self, name: &str) -> CommandResult {
@@ -317,6 +346,8 @@ impl State {
         }
     }
 
+    /// Runs a plugin's `apply`, retrying while the host itself fails; only a
+    /// plugin outcome is ever returned as a result.
     fn apply_plugin(
         &mut self,
         runtime: &Runtime,
@@ -324,20 +355,37 @@ impl State {
         name: &str,
         input: &[u8],
         timestamp_ms: u64,
-    ) -> CommandResult {
+    ) -> Result<CommandResult, HostFault> {
         let Some(info) = self.plugins.get(name) else {
-            return CommandResult::Failed(not_found(name));
+            return Ok(CommandResult::Failed(not_found(name)));
         };
         let Some(code) = self.code.get(&info.sha256).cloned() else {
-            return CommandResult::Failed(ErrorBody::new(
-                "host-error",
-                "plugin code missing from state",
-            ));
+            return Err(HostFault(format!(
+                "code {} of {name:?} is missing from state",
+                info.sha256
+            )));
         };
         let ctx = self.call_context(name, info, index, timestamp_ms);
         let base = self.kv.get(name).cloned().unwrap_or_default();
-        let outcome = runtime.call(&code, CallMode::Apply, input, &ctx, &base);
-        match outcome.result {
+        let mut backoff_ms = HOST_FAULT_FIRST_BACKOFF_MS;
+        let mut attempt = 1;
+        let outcome = loop {
+            let outcome = runtime.call(&code, CallMode::Apply, input, &ctx, &base);
+            let Err(CallError::Host(fault)) = &outcome.result else {
+                break outcome;
+            };
+            if attempt == HOST_FAULT_ATTEMPTS {
+                return Err(HostFault(format!(
+                    "applying {name:?} at index {index} failed {attempt} times: {fault}"
+                )));
+            }
+            tracing::warn!(plugin = name, index, attempt, %fault, "host fault during apply; retrying");
+            // A blocking thread (the state machine's apply runs on one).
+            std::thread::sleep(std::time::Duration::from_millis(backoff_ms));
+            backoff_ms *= 2;
+            attempt += 1;
+        };
+        Ok(match outcome.result {
             Ok(out) => {
                 let mut kv = base;
                 crate::runtime::commit(&mut kv, outcome.writes);
@@ -345,22 +393,30 @@ impl State {
                 CommandResult::Applied(out)
             }
             Err(e) => CommandResult::Failed(e.to_body()),
-        }
+        })
     }
 
     /// Runs a plugin's `query` against the current state; never mutates.
-    pub fn query(&self, runtime: &Runtime, name: &str, input: &[u8]) -> Result<Output, ErrorBody> {
-        let info = self.plugins.get(name).ok_or_else(|| not_found(name))?;
-        let code = self
-            .code
-            .get(&info.sha256)
-            .ok_or_else(|| ErrorBody::new("host-error", "plugin code missing from state"))?;
+    pub fn query(&self, runtime: &Runtime, name: &str, input: &[u8]) -> Result<Output, QueryError> {
+        let info = self
+            .plugins
+            .get(name)
+            .ok_or_else(|| QueryError::Failed(not_found(name)))?;
+        let code = self.code.get(&info.sha256).ok_or_else(|| {
+            HostFault(format!(
+                "code {} of {name:?} is missing from state",
+                info.sha256
+            ))
+        })?;
         let ctx = self.call_context(name, info, self.applied_index, self.last_timestamp_ms);
         let base = self.kv.get(name).cloned().unwrap_or_default();
         runtime
             .call(code, CallMode::Query, input, &ctx, &base)
             .result
-            .map_err(|e| e.to_body())
+            .map_err(|e| match e.host_fault() {
+                Some(fault) => QueryError::Host(fault),
+                None => QueryError::Failed(e.to_body()),
+            })
     }
 
     /// The state hash: sha256 over the registry, code, every KV entry and the

@@ -40,26 +40,38 @@ fn output(r: &CommandResult) -> serde_json::Value {
 fn upgrade_keeps_data_and_remove_drops_it() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("c", "counter"));
-    s.apply(&rt, 2, &apply("c", json!({"increment": {"by": 4}}), None));
-    let CommandResult::Deployed(info) = s.apply(&rt, 3, &deploy("c", "counter")) else {
+    s.apply(&rt, 1, &deploy("c", "counter"))
+        .expect("no host fault");
+    s.apply(&rt, 2, &apply("c", json!({"increment": {"by": 4}}), None))
+        .expect("no host fault");
+    let CommandResult::Deployed(info) = s
+        .apply(&rt, 3, &deploy("c", "counter"))
+        .expect("no host fault")
+    else {
         panic!("redeploy")
     };
     assert_eq!(info.version, 2);
     assert_eq!(info.deployed_at_index, 3);
     assert_eq!(
-        output(&s.apply(&rt, 4, &apply("c", json!({"get": {}}), None))),
+        output(
+            &s.apply(&rt, 4, &apply("c", json!({"get": {}}), None))
+                .expect("no host fault")
+        ),
         json!({"value": 4})
     );
     // Upgrading to other code replaces the blob; the old one is not kept.
-    s.apply(&rt, 5, &deploy("c", "kv"));
+    s.apply(&rt, 5, &deploy("c", "kv")).expect("no host fault");
     assert_eq!(s.code.len(), 1);
     assert!(matches!(
-        s.apply(&rt, 6, &Command::Remove { name: "c".into() }),
+        s.apply(&rt, 6, &Command::Remove { name: "c".into() })
+            .expect("no host fault"),
         CommandResult::Removed { .. }
     ));
     assert!(s.plugins().is_empty() && s.code.is_empty() && s.kv("c").is_empty());
-    let CommandResult::Failed(e) = s.apply(&rt, 7, &apply("c", json!({}), None)) else {
+    let CommandResult::Failed(e) = s
+        .apply(&rt, 7, &apply("c", json!({}), None))
+        .expect("no host fault")
+    else {
         panic!("removed")
     };
     assert_eq!(e.code, "plugin-not-found");
@@ -76,9 +88,11 @@ fn bad_deploys_are_recorded_as_failures() {
         memory_limit_bytes: 1,
         timestamp_ms: 0,
     };
-    assert!(matches!(s.apply(&rt, 1, &bad), CommandResult::Failed(e) if e.code == "not-wasm"));
     assert!(
-        matches!(s.apply(&rt, 2, &deploy("Bad Name", "counter")), CommandResult::Failed(e) if e.code == "invalid-plugin-name")
+        matches!(s.apply(&rt, 1, &bad).expect("no host fault"), CommandResult::Failed(e) if e.code == "not-wasm")
+    );
+    assert!(
+        matches!(s.apply(&rt, 2, &deploy("Bad Name", "counter")).expect("no host fault"), CommandResult::Failed(e) if e.code == "invalid-plugin-name")
     );
     assert!(s.plugins().is_empty());
     assert_eq!(s.applied_index(), 2);
@@ -88,24 +102,31 @@ fn bad_deploys_are_recorded_as_failures() {
 fn same_idempotency_key_applies_once() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("c", "counter"));
-    let first = s.apply(
-        &rt,
-        2,
-        &apply("c", json!({"increment": {"by": 1}}), Some("k")),
-    );
-    let retry = s.apply(
-        &rt,
-        3,
-        &apply("c", json!({"increment": {"by": 1}}), Some("k")),
-    );
+    s.apply(&rt, 1, &deploy("c", "counter"))
+        .expect("no host fault");
+    let first = s
+        .apply(
+            &rt,
+            2,
+            &apply("c", json!({"increment": {"by": 1}}), Some("k")),
+        )
+        .expect("no host fault");
+    let retry = s
+        .apply(
+            &rt,
+            3,
+            &apply("c", json!({"increment": {"by": 1}}), Some("k")),
+        )
+        .expect("no host fault");
     assert_eq!(first, retry);
     assert_eq!(s.idempotent_result("c", "k").map(|r| r.index), Some(2));
-    let other = s.apply(
-        &rt,
-        4,
-        &apply("c", json!({"increment": {"by": 1}}), Some("k2")),
-    );
+    let other = s
+        .apply(
+            &rt,
+            4,
+            &apply("c", json!({"increment": {"by": 1}}), Some("k2")),
+        )
+        .expect("no host fault");
     assert_eq!(output(&other), json!({"value": 2}));
 }
 
@@ -113,7 +134,7 @@ fn same_idempotency_key_applies_once() {
 fn snapshot_roundtrip_preserves_the_hash_and_rejects_damage() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("kv", "kv"));
+    s.apply(&rt, 1, &deploy("kv", "kv")).expect("no host fault");
     for i in 0..20 {
         s.apply(
             &rt,
@@ -123,7 +144,8 @@ fn snapshot_roundtrip_preserves_the_hash_and_rejects_damage() {
                 json!({"put": {"key": format!("k{i}"), "value": i}}),
                 Some(&format!("id{i}")),
             ),
-        );
+        )
+        .expect("no host fault");
     }
     let bytes = snapshot::encode(&s, b"meta");
     let (back, meta) = snapshot::decode(&bytes).expect("decodes");
@@ -164,17 +186,19 @@ fn the_hash_covers_kv_contents() {
     let mut a = State::new();
     let mut b = State::new();
     for s in [&mut a, &mut b] {
-        s.apply(&rt, 1, &deploy("kv", "kv"));
+        s.apply(&rt, 1, &deploy("kv", "kv")).expect("no host fault");
     }
     a.apply(
         &rt,
         2,
         &apply("kv", json!({"put": {"key": "k", "value": 1}}), None),
-    );
+    )
+    .expect("no host fault");
     b.apply(
         &rt,
         2,
         &apply("kv", json!({"put": {"key": "k", "value": 2}}), None),
-    );
+    )
+    .expect("no host fault");
     assert_ne!(a.hash(), b.hash());
 }

@@ -54,7 +54,7 @@ fn run_all(rt: &Runtime) -> (State, Vec<CommandResult>) {
     let results = commands()
         .iter()
         .enumerate()
-        .map(|(i, c)| state.apply(rt, i as u64 + 1, c))
+        .map(|(i, c)| state.apply(rt, i as u64 + 1, c).expect("no host fault"))
         .collect();
     (state, results)
 }

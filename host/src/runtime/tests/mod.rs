@@ -77,7 +77,7 @@ fn infinite_loop_runs_out_of_fuel() {
 #[test]
 fn memory_bomb_hits_the_memory_limit() {
     let err = fails_cleanly(CallMode::Apply, json!({"op": "bomb"}));
-    assert!(matches!(err, CallError::MemoryLimit(_)), "{err:?}");
+    assert!(matches!(err, CallError::MemoryLimit { .. }), "{err:?}");
     assert_eq!(err.code(), "memory-limit");
 }
 
@@ -133,7 +133,11 @@ fn successful_writes_are_all_visible() {
 fn validation_rejects_each_kind_of_bad_upload() {
     let rt = runtime();
     assert!(matches!(
-        rt.validate(b"definitely not wasm at all", EngineParams::default(), usize::MAX),
+        rt.validate(
+            b"definitely not wasm at all",
+            EngineParams::default(),
+            usize::MAX
+        ),
         Err(ValidateError::NotWasm)
     ));
     // The smallest valid core module: magic + version 1.
@@ -141,7 +145,9 @@ fn validation_rejects_each_kind_of_bad_upload() {
         rt.validate(b"\0asm\x01\0\0\0", EngineParams::default(), usize::MAX),
         Err(ValidateError::CoreModule)
     ));
-    let err = rt.validate(&built("wrong-world"), EngineParams::default(), usize::MAX).unwrap_err();
+    let err = rt
+        .validate(&built("wrong-world"), EngineParams::default(), usize::MAX)
+        .unwrap_err();
     assert!(matches!(err, ValidateError::WrongWorld(_)), "{err}");
     assert_eq!(err.code(), "wrong-world");
     let mut truncated = built("counter");

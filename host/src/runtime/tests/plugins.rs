@@ -26,7 +26,7 @@ fn drive(plugin: &str, calls: &[(CallMode, Value)]) -> Vec<Result<Value, String>
                 &ctx(plugin, i as u64 + 1),
                 &kv,
             );
-            let CallOutcome { result, writes } = out;
+            let CallOutcome { result, writes, .. } = out;
             commit(&mut kv, writes);
             result
                 .map(|o| serde_json::from_slice(&o.output).expect("plugins answer JSON"))
@@ -176,4 +176,23 @@ fn compiled_components_are_reused_from_disk_only_when_this_node_wrote_them() {
         bytes,
         "the bad artifact was replaced by a fresh compile"
     );
+}
+
+#[test]
+fn fuel_of_tiny_applies() {
+    let rt = runtime();
+    for (plugin, input) in [
+        ("counter", json!({"increment": {"by": 1}})),
+        ("kv", json!({"put": {"key": "a", "value": 1}})),
+    ] {
+        let out = rt.call(
+            &Code::new(built(plugin)),
+            CallMode::Apply,
+            input.to_string().as_bytes(),
+            &ctx(plugin, 1),
+            &Kv::new(),
+        );
+        assert!(out.result.is_ok());
+        println!("{plugin}: fuel consumed {}", out.stats.fuel_consumed);
+    }
 }
