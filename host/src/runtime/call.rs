@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
 
+use super::engine::HOST_STACK_HEADROOM_BYTES;
 use super::error::{Failure, classify_trap, is_resource_fault};
 use super::store::{Budget, CallState, Limiter};
 use super::{CallContext, CallError, CallMode, Code, Compiled, EngineSet, Kv, Runtime, wasi};
@@ -17,10 +18,6 @@ use crate::state::Output;
 /// blocking threads or test threads, which have 2 MiB native stacks; wasm
 /// frames and the host calls beneath them must fit in that.
 const INLINE_WASM_STACK_BYTES_MAX: usize = 1024 * 1024;
-
-/// Native stack beyond the wasm stack cap for a call run on its own thread:
-/// host frames under and above the guest (imports, WASI, the trap handler).
-const HOST_STACK_HEADROOM_BYTES: usize = 1024 * 1024;
 
 /// Pool slots queries may never take, so the state machine's apply (one at a
 /// time per node) always finds one: a flood of queries must not turn into a
@@ -139,6 +136,18 @@ impl Runtime {
         })
     }
 
+    /// Instantiates `code` and keeps the instance alive in the returned store,
+    /// holding one pool slot until it is dropped: how tests make the pool busy.
+    #[cfg(test)]
+    pub(crate) fn occupy_slot(&self, code: &Code, ctx: &CallContext<'_>) -> Store<CallState> {
+        let set = self.engine_set(ctx.engine).expect("engine");
+        let compiled = self.compiled(&set, code.sha256(), code.bytes()).expect("compiles");
+        let output = wasi::CapturedOutput::new(0);
+        let mut store = new_store(&set, CallMode::Query, ctx, &Kv::new(), &output).expect("store");
+        compiled.pre.instantiate(&mut store).expect("a free slot to occupy");
+        store
+    }
+
     /// Takes a place for a query unless only the slots kept for applies are
     /// left. A pool of one is shared (there is nothing to reserve).
     fn query_place(&self) -> Option<QueryPlace<'_>> {
@@ -153,18 +162,19 @@ impl Runtime {
     }
 }
 
-/// Instantiates `compiled` in a fresh store and runs the call.
-fn run(
+/// The memory cap a call runs under: the plugin's, within the engine's slot.
+fn memory_limit_bytes(ctx: &CallContext<'_>) -> usize {
+    ctx.memory_limit_bytes.min(ctx.engine.max_memory_bytes)
+}
+
+/// A fresh store for one call, with its fuel set.
+fn new_store(
     set: &EngineSet,
-    compiled: &Compiled,
     mode: CallMode,
-    input: &[u8],
     ctx: &CallContext<'_>,
     base: &Kv,
-    log_cap: usize,
-) -> CallOutcome {
-    let output = wasi::CapturedOutput::new(log_cap);
-    let memory_limit_bytes = ctx.memory_limit_bytes.min(ctx.engine.max_memory_bytes);
+    output: &wasi::CapturedOutput,
+) -> wasmtime::Result<Store<CallState>> {
     let state = CallState {
         mode,
         plugin: ctx.plugin.to_string(),
@@ -181,18 +191,34 @@ fn run(
         budget_exceeded: None,
         limits: ctx.limits.clone(),
         limiter: Limiter {
-            memory_limit_bytes,
+            memory_limit_bytes: memory_limit_bytes(ctx),
             table_elements_max: ctx.limits.max_table_elements,
             memory_limit_hit: false,
         },
-        wasi: wasi::build_ctx(ctx.log_index, ctx.plugin, ctx.timestamp_ms, &output),
+        wasi: wasi::build_ctx(ctx.log_index, ctx.plugin, ctx.timestamp_ms, output),
         table: ResourceTable::new(),
     };
     let mut store = Store::new(&set.engine, state);
     store.limiter(|s| &mut s.limiter);
-    if let Err(e) = store.set_fuel(ctx.fuel) {
-        return failed(CallError::Host(format!("cannot set fuel: {e:#}")));
-    }
+    store.set_fuel(ctx.fuel)?;
+    Ok(store)
+}
+
+/// Instantiates `compiled` in a fresh store and runs the call.
+fn run(
+    set: &EngineSet,
+    compiled: &Compiled,
+    mode: CallMode,
+    input: &[u8],
+    ctx: &CallContext<'_>,
+    base: &Kv,
+    log_cap: usize,
+) -> CallOutcome {
+    let output = wasi::CapturedOutput::new(log_cap);
+    let mut store = match new_store(set, mode, ctx, base, &output) {
+        Ok(store) => store,
+        Err(e) => return failed(CallError::Host(format!("cannot set up a store: {e:#}"))),
+    };
     let result = match compiled.pre.instantiate(&mut store) {
         // No slot, no memory: the node is busy or short, the plugin did nothing.
         Err(e) if is_resource_fault(&e) => {
@@ -237,7 +263,7 @@ fn run(
             &e,
             &Failure {
                 fuel: ctx.fuel,
-                memory_limit_bytes,
+                memory_limit_bytes: memory_limit_bytes(ctx),
                 memory_limit_hit: state.limiter.memory_limit_hit,
                 stderr_tail: &stderr_tail,
             },

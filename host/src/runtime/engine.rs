@@ -15,6 +15,10 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 32;
 
+/// Native stack beyond the wasm stack cap: host frames under and above the
+/// guest (imports, WASI, the trap handler).
+pub(super) const HOST_STACK_HEADROOM_BYTES: usize = 1024 * 1024;
+
 /// Builds the engine per DESIGN.md rules 3–4: fuel metering, NaN
 /// canonicalisation, deterministic relaxed SIMD, no threads, fixed stack.
 pub(super) fn build(cfg: &RuntimeConfig, params: &EngineParams) -> wasmtime::Result<Engine> {
@@ -26,6 +30,10 @@ pub(super) fn build(cfg: &RuntimeConfig, params: &EngineParams) -> wasmtime::Res
     // Threads are not compiled in (no `threads` cargo feature); shared memory
     // cannot be created either way.
     config.max_wasm_stack(params.max_stack_bytes);
+    // Only fibers (async, not compiled in) use this stack size, but the
+    // engine refuses a wasm stack cap above it (2 MiB by default); calls with
+    // a bigger cap run on a thread sized the same way (see `call`).
+    config.async_stack_size(params.max_stack_bytes + HOST_STACK_HEADROOM_BYTES);
 
     // Each call instantiates afresh, so instantiation must be cheap: the pool
     // pre-reserves slots. A Rust wasip2 component holds a few core instances
