@@ -141,10 +141,15 @@ impl Runtime {
     #[cfg(test)]
     pub(crate) fn occupy_slot(&self, code: &Code, ctx: &CallContext<'_>) -> Store<CallState> {
         let set = self.engine_set(ctx.engine).expect("engine");
-        let compiled = self.compiled(&set, code.sha256(), code.bytes()).expect("compiles");
+        let compiled = self
+            .compiled(&set, code.sha256(), code.bytes())
+            .expect("compiles");
         let output = wasi::CapturedOutput::new(0);
         let mut store = new_store(&set, CallMode::Query, ctx, &Kv::new(), &output).expect("store");
-        compiled.pre.instantiate(&mut store).expect("a free slot to occupy");
+        compiled
+            .pre
+            .instantiate(&mut store)
+            .expect("a free slot to occupy");
         store
     }
 

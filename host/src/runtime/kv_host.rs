@@ -253,4 +253,15 @@ mod tests {
         );
         assert!(collect(&base, &overlay, b("g"), Some(b("a")), 100).is_empty());
     }
+
+    #[test]
+    fn scan_visits_nothing_after_the_visitor_stops() {
+        let base: Kv = (0..100u8).map(|i| (vec![i], vec![i])).collect();
+        let mut seen = Vec::new();
+        merged_range(&base, &Overlay::new(), &[], None, 100, |k, _| {
+            seen.push(k[0]);
+            seen.len() < 3
+        });
+        assert_eq!(seen, [0, 1, 2]);
+    }
 }

@@ -178,8 +178,9 @@ fn compiled_components_are_reused_from_disk_only_when_this_node_wrote_them() {
     );
 }
 
+/// Also the measurement behind the fuel defaults: run with `--nocapture`.
 #[test]
-fn fuel_of_tiny_applies() {
+fn tiny_applies_cost_a_few_thousand_fuel() {
     let rt = runtime();
     for (plugin, input) in [
         ("counter", json!({"increment": {"by": 1}})),
@@ -192,7 +193,12 @@ fn fuel_of_tiny_applies() {
             &ctx(plugin, 1),
             &Kv::new(),
         );
-        assert!(out.result.is_ok());
-        println!("{plugin}: fuel consumed {}", out.stats.fuel_consumed);
+        assert!(out.result.is_ok(), "{:?}", out.result);
+        let fuel = out.stats.fuel_consumed;
+        println!("{plugin}: fuel consumed {fuel}");
+        // Both read and write one key: at least two host calls' worth, and
+        // far below the default budget.
+        assert!(fuel > 2 * ctx(plugin, 1).limits.fuel_per_host_call);
+        assert!(fuel < 100_000, "{plugin}: {fuel}");
     }
 }
