@@ -3,7 +3,6 @@
 //! cap, with every failure sorted into a plugin outcome or a host fault.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
@@ -18,11 +17,6 @@ use crate::state::Output;
 /// blocking threads or test threads, which have 2 MiB native stacks; wasm
 /// frames and the host calls beneath them must fit in that.
 const INLINE_WASM_STACK_BYTES_MAX: usize = 1024 * 1024;
-
-/// Pool slots queries may never take, so the state machine's apply (one at a
-/// time per node) always finds one: a flood of queries must not turn into a
-/// host fault of the apply path, which would stop the node.
-const APPLY_RESERVED_INSTANCES: u32 = 1;
 
 /// The result of one call: the outcome and, on success, the writes to commit.
 #[derive(Debug)]
@@ -66,15 +60,6 @@ fn failed(e: CallError) -> CallOutcome {
     }
 }
 
-/// Counts a running query; dropping it frees the place.
-struct QueryPlace<'a>(&'a Runtime);
-
-impl Drop for QueryPlace<'_> {
-    fn drop(&mut self) {
-        self.0.queries_in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl Runtime {
     /// Runs one `apply` or `query` of `code` in a fresh instance.
     ///
@@ -89,13 +74,6 @@ impl Runtime {
         ctx: &CallContext<'_>,
         base: &Kv,
     ) -> CallOutcome {
-        let _place = match mode {
-            CallMode::Apply => None,
-            CallMode::Query => match self.query_place() {
-                Some(place) => Some(place),
-                None => return failed(CallError::Host("all query instances are busy".into())),
-            },
-        };
         let set = match self.engine_set(ctx.engine) {
             Ok(set) => set,
             Err(e) => return failed(CallError::Host(e.to_string())),
@@ -151,19 +129,6 @@ impl Runtime {
             .instantiate(&mut store)
             .expect("a free slot to occupy");
         store
-    }
-
-    /// Takes a place for a query unless only the slots kept for applies are
-    /// left. A pool of one is shared (there is nothing to reserve).
-    fn query_place(&self) -> Option<QueryPlace<'_>> {
-        let pool = self.config.pooled_instances.max(1);
-        let max = pool.saturating_sub(APPLY_RESERVED_INSTANCES).max(1);
-        self.queries_in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| QueryPlace(self))
     }
 }
 

@@ -16,7 +16,6 @@ mod store;
 mod wasi;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -100,8 +99,6 @@ pub struct Runtime {
     current: Mutex<Arc<EngineSet>>,
     disk: Option<disk_cache::DiskCache>,
     config: RuntimeConfig,
-    /// Queries running now; they may not take the pool slots kept for applies.
-    queries_in_flight: AtomicU32,
 }
 
 /// Component bytes with their sha256, computed once: hashing a 200 KB
@@ -153,7 +150,6 @@ impl Runtime {
             current: Mutex::new(Arc::new(set)),
             disk,
             config,
-            queries_in_flight: AtomicU32::new(0),
         })
     }
 
