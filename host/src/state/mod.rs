@@ -10,7 +10,9 @@ mod settings;
 pub mod snapshot;
 
 pub use command::*;
-pub use settings::{ClusterSettings, ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING, SettingsError};
+pub use settings::{
+    ClusterSettings, ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING, SettingsError,
+};
 
 pub use crate::runtime::HostFault;
 use crate::runtime::{CallContext, CallError, CallMode, Code, Kv, Runtime, ValidateError};
@@ -181,9 +183,10 @@ impl State {
                 )?
             }
             Command::Remove { name } => self.remove(name),
-            Command::UpdateSettings { expected_index, .. }
-                if *expected_index != self.settings_index =>
-            {
+            Command::UpdateSettings {
+                expected_index,
+                ..
+            } if *expected_index != self.settings_index => {
                 CommandResult::Failed(ErrorBody::new(
                     SETTINGS_CONFLICT,
                     format!(
