@@ -28,7 +28,7 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{NodeId, Raft, TypeConfig};
 use crate::runtime::Runtime;
 use crate::state::{
-    ClusterSettings, Command, CommandResult, IDEMPOTENCY_KEY_REUSED, PluginInfo, Prior,
+    ClusterSettings, Command, CommandResult, IDEMPOTENCY_KEY_REUSED, PluginInfo, Prior, QueryError,
     SETTINGS_CONFLICT, SettingsError, apply_fingerprint, key_reused,
 };
 
@@ -420,7 +420,10 @@ impl ClusterService for NodeService {
                 applied_index,
                 output: out.output,
             }),
-            Err(e) => Err(ApiError::Plugin(e)),
+            Err(QueryError::Failed(e)) => Err(ApiError::Plugin(e)),
+            // This node could not run it (pool busy, engine fault): not the
+            // plugin's answer, so a retryable 503 rather than a 4xx.
+            Err(QueryError::Host(fault)) => Err(ApiError::Unavailable(fault.to_string())),
         }
     }
 

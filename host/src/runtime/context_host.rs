@@ -1,27 +1,64 @@
 //! Host side of the `context` interface: facts about the command that are the
 //! same on every node (index, leader timestamp, seeded randomness, events).
+//!
+//! Linked by hand like `kv`, so every import is charged fuel (see `metering`).
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::{Rng, SeedableRng};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, WasmList, WasmStr};
 
-use super::bindings::context::Host;
+use super::metering::charge;
 use super::store::{CallMode, CallState};
 use super::wasi::seed;
 use crate::state::Event;
 
-impl Host for CallState {
-    fn log_index(&mut self) -> u64 {
-        self.log_index
-    }
+/// The interface's name in the component model (package, interface, version).
+const INTERFACE: &str = "cairn:plugin/context@0.1.0";
 
-    fn timestamp_ms(&mut self) -> u64 {
-        self.timestamp_ms
-    }
+type Ctx<'a> = StoreContextMut<'a, CallState>;
 
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        let len = (len as usize).min(self.limits.max_random_bytes);
-        // Each call gets its own stream so two calls in one command differ but
-        // every node sees the same sequence.
+/// Links `cairn:plugin/context` into `linker`.
+pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    let mut context = linker.instance(INTERFACE)?;
+    context.func_wrap("log-index", |mut store: Ctx<'_>, (): ()| {
+        charge(&mut store, 0)?;
+        Ok((store.data().log_index,))
+    })?;
+    context.func_wrap("timestamp-ms", |mut store: Ctx<'_>, (): ()| {
+        charge(&mut store, 0)?;
+        Ok((store.data().timestamp_ms,))
+    })?;
+    context.func_wrap("random-bytes", |mut store: Ctx<'_>, (len,): (u32,)| {
+        let len = (len as usize).min(store.data().limits.max_random_bytes);
+        charge(&mut store, len)?;
+        Ok((store.data_mut().random_bytes(len),))
+    })?;
+    context.func_wrap(
+        "emit",
+        |mut store: Ctx<'_>, (topic, payload): (WasmStr, WasmList<u8>)| {
+            // Borrowed straight from guest memory: nothing is copied before
+            // the size is paid for.
+            let topic_len = topic.to_str(&store)?.len();
+            charge(&mut store, topic_len + payload.len())?;
+            if store.data().admits_event(topic_len + payload.len()) {
+                let topic = topic.to_str(&store)?.into_owned();
+                let payload = payload.as_le_slice(&store).to_vec();
+                let state = store.data_mut();
+                state.event_bytes += topic.len() + payload.len();
+                state.events.push(Event { topic, payload });
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+impl CallState {
+    /// `len` bytes of this command's deterministic randomness. Each call gets
+    /// its own stream so two calls in one command differ but every node sees
+    /// the same sequence.
+    fn random_bytes(&mut self, len: usize) -> Vec<u8> {
         self.random_calls += 1;
         let purpose = format!("context-random-{}", self.random_calls);
         let mut rng = ChaCha20Rng::from_seed(seed(self.log_index, &self.plugin, &purpose));
@@ -30,18 +67,11 @@ impl Host for CallState {
         out
     }
 
-    fn emit(&mut self, topic: String, payload: Vec<u8>) {
-        // Queries have no effects to report; events there are dropped.
-        if self.mode == CallMode::Query {
-            return;
-        }
-        let size = topic.len() + payload.len();
-        if self.events.len() >= self.limits.max_events_per_call
-            || self.event_bytes + size > self.limits.max_event_bytes_per_call
-        {
-            return;
-        }
-        self.event_bytes += size;
-        self.events.push(Event { topic, payload });
+    /// Whether an event of `size` bytes is kept. Queries have no effects to
+    /// report, so their events are dropped; so are events past the caps.
+    fn admits_event(&self, size: usize) -> bool {
+        self.mode == CallMode::Apply
+            && self.events.len() < self.limits.max_events_per_call
+            && self.event_bytes + size <= self.limits.max_event_bytes_per_call
     }
 }

@@ -1,6 +1,14 @@
-//! What can go wrong: a refused component, and the kinds of failed call.
+//! What can go wrong: a refused component, the kinds of failed call, and
+//! faults of the host itself.
+//!
+//! Anything that can end up in replicated state (a deploy's or a call's
+//! recorded failure) carries a stable code and text we wrote ourselves, never
+//! an engine's error text: that changes between wasmtime versions, and a node
+//! running another version would record — and hash — something else
+//! (DESIGN.md rule 8). Engine detail only goes to logs and to the client that
+//! asked, before anything is proposed.
 
-use wasmtime::Trap;
+use wasmtime::{PoolConcurrencyLimitError, Trap};
 
 use crate::state::ErrorBody;
 
@@ -23,10 +31,12 @@ pub enum ValidateError {
         "this is a core WebAssembly module, not a component; build with --target wasm32-wasip2"
     )]
     CoreModule,
-    /// The component failed to parse or compile.
+    /// The component failed to parse or compile. Carries the engine's detail
+    /// (for the uploader and the log; a record gets [`ValidateError::to_record`]).
     #[error("invalid component: {0}")]
     Invalid(String),
     /// The component does not implement the `cairn:plugin/plugin` world.
+    /// Carries the linker's detail, like `Invalid`.
     #[error("component does not match the cairn:plugin world: {0}")]
     WrongWorld(String),
     /// The node could not build its engine: a fault of this node, not of the component.
@@ -46,9 +56,35 @@ impl ValidateError {
             ValidateError::Host(_) => "host-error",
         }
     }
+
+    /// The failure as it may be stored in replicated state: the code and a
+    /// message of our own. `Display` (with the engine's detail) is for the
+    /// uploader, who gets it before the deploy is proposed.
+    pub fn to_record(&self) -> ErrorBody {
+        let message = match self {
+            ValidateError::Invalid(_) => "the component failed to parse or compile".to_string(),
+            ValidateError::WrongWorld(_) => {
+                "the component does not implement the cairn:plugin world".to_string()
+            }
+            // Our own text, built from replicated limits only.
+            other => other.to_string(),
+        };
+        ErrorBody::new(self.code(), message)
+    }
 }
 
-/// Why a call produced no output. Each kind is distinguishable by its code.
+/// A fault of this node, not of the plugin: the instance pool is exhausted,
+/// the engine cannot be built, code that is in the state does not compile, a
+/// thread cannot be started. Never recorded as a command's outcome (only the
+/// node that hit it would record it, and the nodes would diverge — DESIGN.md
+/// rule 9): an apply retries and then stops the node, a query answers `503`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("host fault: {0}")]
+pub struct HostFault(pub String);
+
+/// Why a call produced no output. Each kind is distinguishable by its code;
+/// every message is our own text (plus, for a trap, the guest's own panic
+/// message), so it is the same on every node and every wasmtime version.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The plugin returned `err(plugin-error)` on purpose.
@@ -59,25 +95,43 @@ pub enum CallError {
         /// The plugin's message.
         message: String,
     },
-    /// The call used up its fuel budget.
+    /// The call used up its fuel budget (in guest code or paying for host calls).
     #[error("out of fuel after {fuel} units")]
     OutOfFuel {
         /// The budget.
         fuel: u64,
     },
     /// The instance tried to grow memory beyond its cap.
-    #[error("memory limit exceeded: {0}")]
-    MemoryLimit(String),
-    /// The guest trapped (panic, unreachable, stack overflow, …).
+    #[error("memory limit of {limit_bytes} bytes exceeded")]
+    MemoryLimit {
+        /// The cap the call ran under.
+        limit_bytes: usize,
+    },
+    /// The guest trapped (panic, unreachable, stack overflow, …); the text is
+    /// one of ours per trap kind, plus the guest's panic message if it printed one.
     #[error("plugin trapped: {0}")]
     Trap(String),
     /// A `query` tried to write to the KV.
     #[error("query attempted to write to the key-value store")]
     WriteInQuery,
+    /// The call handed more key + value bytes to `set`/`delete` than
+    /// `max_write_bytes_per_call`.
+    #[error("the call wrote more than {budget_bytes} bytes (max_write_bytes_per_call)")]
+    WriteBudgetExceeded {
+        /// The budget.
+        budget_bytes: usize,
+    },
+    /// The call's scans returned more key + value bytes than
+    /// `max_scan_bytes_per_call`.
+    #[error("the call scanned more than {budget_bytes} bytes (max_scan_bytes_per_call)")]
+    ScanBudgetExceeded {
+        /// The budget.
+        budget_bytes: usize,
+    },
     /// The output exceeded `max_output_bytes`.
     #[error("output of {0} bytes exceeds the limit")]
     OutputTooLarge(usize),
-    /// The host could not run the call (e.g. the pool is exhausted).
+    /// The host could not run the call (a [`HostFault`]); never a plugin outcome.
     #[error("host failure: {0}")]
     Host(String),
 }
@@ -88,9 +142,11 @@ impl CallError {
         match self {
             CallError::Plugin { code, .. } => code.clone(),
             CallError::OutOfFuel { .. } => "out-of-fuel".into(),
-            CallError::MemoryLimit(_) => "memory-limit".into(),
+            CallError::MemoryLimit { .. } => "memory-limit".into(),
             CallError::Trap(_) => "plugin-trap".into(),
             CallError::WriteInQuery => "write-in-query".into(),
+            CallError::WriteBudgetExceeded { .. } => "write-budget-exceeded".into(),
+            CallError::ScanBudgetExceeded { .. } => "scan-budget-exceeded".into(),
             CallError::OutputTooLarge(_) => "output-too-large".into(),
             CallError::Host(_) => "host-error".into(),
         }
@@ -103,48 +159,116 @@ impl CallError {
             other => ErrorBody::new(other.code(), other.to_string()),
         }
     }
+
+    /// The host fault behind this error, if it is one.
+    pub fn host_fault(&self) -> Option<HostFault> {
+        match self {
+            CallError::Host(m) => Some(HostFault(m.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// How much guest stderr a trap message carries.
 const MAX_TRAP_DETAIL_CHARS: usize = 512;
 
-/// Maps a wasmtime error to its failure kind. The memory flag is checked first
-/// because a refused grow surfaces as a plain error, not a `Trap`.
-pub(super) fn classify_trap(
-    e: wasmtime::Error,
-    fuel: u64,
-    memory_limit_hit: bool,
-    log: &[u8],
-) -> CallError {
-    if memory_limit_hit {
-        return CallError::MemoryLimit(format!("{:#}", e.root_cause()));
+/// Whether `e` is the host's own failure to provide resources (a busy pool,
+/// allocation failure, an OS error while setting up memory) rather than
+/// anything the guest did. Only consulted for instantiation, before guest
+/// code has run; a guest must never be able to provoke it deterministically,
+/// or every node would stop at the same entry.
+pub(super) fn is_resource_fault(e: &wasmtime::Error) -> bool {
+    e.is::<PoolConcurrencyLimitError>()
+        || e.is::<wasmtime::OutOfMemory>()
+        || e.is::<std::io::Error>()
+}
+
+/// Our text for a trap kind; wasmtime's own wording is not ours to store.
+fn trap_text(trap: Trap) -> &'static str {
+    match trap {
+        Trap::StackOverflow => "stack overflow",
+        Trap::MemoryOutOfBounds => "out-of-bounds memory access",
+        Trap::HeapMisaligned => "misaligned memory access",
+        Trap::TableOutOfBounds => "out-of-bounds table access",
+        Trap::IndirectCallToNull => "indirect call to a null table entry",
+        Trap::BadSignature => "indirect call signature mismatch",
+        Trap::IntegerOverflow => "integer overflow",
+        Trap::IntegerDivisionByZero => "integer divide by zero",
+        Trap::BadConversionToInteger => "invalid conversion to integer",
+        Trap::UnreachableCodeReached => "unreachable executed",
+        Trap::OutOfFuel => "out of fuel",
+        Trap::NullReference => "null reference",
+        Trap::ArrayOutOfBounds => "out-of-bounds array access",
+        Trap::AllocationTooLarge => "allocation too large",
+        Trap::CastFailure => "cast failure",
+        Trap::CannotEnterComponent => "cannot re-enter the component",
+        Trap::InvalidChar
+        | Trap::StringOutOfBounds
+        | Trap::ListOutOfBounds
+        | Trap::InvalidDiscriminant
+        | Trap::UnalignedPointer => "invalid value passed to the host",
+        _ => "wasm trap",
     }
-    if let Some(trap) = e.downcast_ref::<Trap>() {
-        if *trap == Trap::OutOfFuel {
-            return CallError::OutOfFuel { fuel };
-        }
-        // A Rust panic prints "panicked at file:line:col:" and then its message
-        // to stderr before trapping; that is the most useful thing to show.
-        let text = String::from_utf8_lossy(log);
-        let lines: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with"))
-            .collect();
-        let start = lines
-            .iter()
-            .rposition(|l| l.contains("panicked at"))
-            .unwrap_or(0);
-        let detail: String = lines[start..]
-            .join(" ")
-            .chars()
-            .take(MAX_TRAP_DETAIL_CHARS)
-            .collect();
-        let msg = if detail.is_empty() {
-            trap.to_string()
-        } else {
-            format!("{trap}; guest stderr: {detail}")
+}
+
+/// What the guest printed to stderr before it trapped: a Rust panic prints
+/// "panicked at file:line:col:" and its message to stderr. Plugin-supplied,
+/// deterministic, and the most useful thing to show.
+fn guest_detail(log: &[u8]) -> String {
+    let text = String::from_utf8_lossy(log);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with"))
+        .collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.contains("panicked at"))
+        .unwrap_or(0);
+    lines[start..]
+        .join(" ")
+        .chars()
+        .take(MAX_TRAP_DETAIL_CHARS)
+        .collect()
+}
+
+/// What the call ran under, for turning an engine error into an outcome.
+pub(super) struct Failure<'a> {
+    /// The call's fuel budget.
+    pub fuel: u64,
+    /// The call's memory cap.
+    pub memory_limit_bytes: usize,
+    /// The memory limiter refused a grow.
+    pub memory_limit_hit: bool,
+    /// The last bytes of guest stderr (a fixed amount, whatever the log cap).
+    pub stderr_tail: &'a [u8],
+}
+
+/// Maps a wasmtime error from running guest code to its failure kind. The
+/// memory flag is checked first because a refused grow surfaces as a plain
+/// error, not a `Trap`. Budget overruns are decided by the caller (from the
+/// flag the import set) before this.
+pub(super) fn classify_trap(e: &wasmtime::Error, f: &Failure<'_>) -> CallError {
+    if f.memory_limit_hit {
+        return CallError::MemoryLimit {
+            limit_bytes: f.memory_limit_bytes,
         };
-        return CallError::Trap(msg);
     }
-    CallError::Trap(format!("{e:#}"))
+    let what = if let Some(trap) = e.downcast_ref::<Trap>() {
+        if *trap == Trap::OutOfFuel {
+            return CallError::OutOfFuel { fuel: f.fuel };
+        }
+        trap_text(*trap).to_string()
+    } else if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        format!("the plugin exited with status {}", exit.0)
+    } else {
+        // A host import refused the guest's arguments (bad UTF-8, a list
+        // outside memory, an oversized WASI request, …).
+        "the plugin made an invalid host call".to_string()
+    };
+    let detail = guest_detail(f.stderr_tail);
+    CallError::Trap(if detail.is_empty() {
+        what
+    } else {
+        format!("{what}; guest stderr: {detail}")
+    })
 }

@@ -1,99 +1,203 @@
 //! Host side of the `kv` interface: reads see the call's own writes, writes go
 //! to a per-call overlay that is committed only when `apply` returns `Ok`.
+//!
+//! Linked by hand rather than through the generated `Host` trait, because each
+//! import needs the store to charge fuel (see `metering`). Arguments arrive as
+//! `WasmList`s — views into guest memory — so sizes are checked and paid for
+//! before anything is copied.
 
 use std::ops::Bound;
 
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, WasmList};
+
 use super::Kv;
-use super::bindings::kv::{Entry, Host, KvError};
-use super::store::Overlay;
-use super::store::{CallMode, CallState};
+use super::bindings::kv::{Entry, KvError};
+use super::metering::{allowance, charge, charge_bytes, exceeded, out_of_fuel};
+use super::store::{Budget, CallMode, CallState, Overlay};
+
+/// The interface's name in the component model (package, interface, version).
+const INTERFACE: &str = "cairn:plugin/kv@0.1.0";
+
+type Ctx<'a> = StoreContextMut<'a, CallState>;
 
 impl CallState {
-    fn check_write(&mut self, key: &[u8], value_len: usize) -> Result<(), KvError> {
+    /// The value `key` has as seen by this call (its own writes first).
+    fn lookup(&self, key: &[u8]) -> Option<&[u8]> {
+        match self.overlay.get(key) {
+            Some(pending) => pending.as_deref(),
+            None => self.base.get(key).map(Vec::as_slice),
+        }
+    }
+
+    /// Decides whether a write of this size may happen: `Ok(Err)` is a refusal
+    /// the guest sees; `Err` ends the call (the write budget is spent).
+    fn admit_write(
+        &mut self,
+        key_len: usize,
+        value_len: usize,
+    ) -> wasmtime::Result<Result<(), KvError>> {
         if self.mode == CallMode::Query {
             self.write_in_query = true;
-            return Err(KvError::ReadOnly);
+            return Ok(Err(KvError::ReadOnly));
         }
-        if key.len() > self.limits.max_key_bytes {
-            return Err(KvError::KeyTooLarge);
+        if key_len > self.limits.max_key_bytes {
+            return Ok(Err(KvError::KeyTooLarge));
         }
         if value_len > self.limits.max_value_bytes {
-            return Err(KvError::ValueTooLarge);
+            return Ok(Err(KvError::ValueTooLarge));
         }
-        Ok(())
+        let total = self.write_bytes + key_len + value_len;
+        if total > self.limits.max_write_bytes_per_call {
+            return exceeded(self, Budget::Write);
+        }
+        self.write_bytes = total;
+        Ok(Ok(()))
     }
 }
 
-impl Host for CallState {
-    fn get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
-        match self.overlay.get(&key) {
-            Some(pending) => pending.clone(),
-            None => self.base.get(&key).cloned(),
-        }
-    }
-
-    fn set(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), KvError> {
-        self.check_write(&key, value.len())?;
-        self.overlay.insert(key, Some(value));
-        Ok(())
-    }
-
-    fn delete(&mut self, key: Vec<u8>) -> Result<(), KvError> {
-        self.check_write(&key, 0)?;
-        self.overlay.insert(key, None);
-        Ok(())
-    }
-
-    fn scan(&mut self, start: Vec<u8>, end: Option<Vec<u8>>, limit: u32) -> Vec<Entry> {
-        let limit = (limit as usize).min(self.limits.max_scan_entries);
-        merged_range(&self.base, &self.overlay, start, end, limit)
-            .into_iter()
-            .map(|(key, value)| Entry { key, value })
-            .collect()
-    }
+/// Why a scan stopped gathering before its limit.
+enum Cut {
+    Budget,
+    Fuel,
 }
 
-/// Entries with `start <= key < end` of `base` as modified by `overlay`, in key
-/// order, at most `limit`. The overlay wins on equal keys and its deletes hide
-/// committed keys.
+/// Links `cairn:plugin/kv` into `linker`.
+pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    let mut kv = linker.instance(INTERFACE)?;
+    kv.func_wrap("get", |mut store: Ctx<'_>, (key,): (WasmList<u8>,)| {
+        charge(&mut store, key.len())?;
+        let key = key.as_le_slice(&store).to_vec();
+        let found = store.data().lookup(&key).map(<[u8]>::len);
+        charge_bytes(&mut store, found.unwrap_or(0))?;
+        Ok((store.data().lookup(&key).map(<[u8]>::to_vec),))
+    })?;
+    kv.func_wrap(
+        "set",
+        |mut store: Ctx<'_>, (key, value): (WasmList<u8>, WasmList<u8>)| {
+            charge(&mut store, key.len() + value.len())?;
+            if let Err(refused) = store.data_mut().admit_write(key.len(), value.len())? {
+                return Ok((Err(refused),));
+            }
+            let key = key.as_le_slice(&store).to_vec();
+            let value = value.as_le_slice(&store).to_vec();
+            store.data_mut().overlay.insert(key, Some(value));
+            Ok((Ok(()),))
+        },
+    )?;
+    kv.func_wrap("delete", |mut store: Ctx<'_>, (key,): (WasmList<u8>,)| {
+        charge(&mut store, key.len())?;
+        if let Err(refused) = store.data_mut().admit_write(key.len(), 0)? {
+            return Ok((Err(refused),));
+        }
+        let key = key.as_le_slice(&store).to_vec();
+        store.data_mut().overlay.insert(key, None);
+        Ok((Ok(()),))
+    })?;
+    kv.func_wrap(
+        "scan",
+        |mut store: Ctx<'_>, (start, end, limit): (WasmList<u8>, Option<WasmList<u8>>, u32)| {
+            charge(
+                &mut store,
+                start.len() + end.as_ref().map_or(0, WasmList::len),
+            )?;
+            let start = start.as_le_slice(&store).to_vec();
+            let end = end.map(|e| e.as_le_slice(&store).to_vec());
+            let fuel = allowance(&store)?;
+            let state = store.data_mut();
+            let limit = (limit as usize).min(state.limits.max_scan_entries);
+            let room = state
+                .limits
+                .max_scan_bytes_per_call
+                .saturating_sub(state.scan_bytes);
+            // Gather only what the budget and the fuel allow: a scan over huge
+            // values stops at the first entry that does not fit.
+            let (mut entries, mut bytes, mut cut) = (Vec::new(), 0usize, None);
+            merged_range(
+                &state.base,
+                &state.overlay,
+                &start,
+                end.as_deref(),
+                limit,
+                |k, v| {
+                    let next = bytes + k.len() + v.len();
+                    cut = if next > room {
+                        Some(Cut::Budget)
+                    } else if !fuel.affords(next) {
+                        Some(Cut::Fuel)
+                    } else {
+                        None
+                    };
+                    if cut.is_none() {
+                        bytes = next;
+                        entries.push(Entry {
+                            key: k.to_vec(),
+                            value: v.to_vec(),
+                        });
+                    }
+                    cut.is_none()
+                },
+            );
+            state.scan_bytes += bytes;
+            match cut {
+                Some(Cut::Budget) => exceeded(state, Budget::Scan),
+                Some(Cut::Fuel) => out_of_fuel(&mut store).map(|()| (Vec::new(),)),
+                None => {
+                    charge_bytes(&mut store, bytes)?;
+                    Ok((entries,))
+                }
+            }
+        },
+    )?;
+    Ok(())
+}
+
+/// Visits entries with `start <= key < end` of `base` as modified by
+/// `overlay`, in key order, at most `limit`, until `visit` returns `false`.
+/// The overlay wins on equal keys and its deletes hide committed keys. Nothing
+/// is collected here, so the caller decides how much it may gather.
 pub(crate) fn merged_range(
     base: &Kv,
     overlay: &Overlay,
-    start: Vec<u8>,
-    end: Option<Vec<u8>>,
+    start: &[u8],
+    end: Option<&[u8]>,
     limit: usize,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
-    if end.as_ref().is_some_and(|e| *e <= start) {
-        return Vec::new();
+    mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+) {
+    if end.is_some_and(|e| e <= start) {
+        return;
     }
     let range = (
         Bound::Included(start),
         end.map_or(Bound::Unbounded, Bound::Excluded),
     );
-    let mut base = base.range(range.clone()).peekable();
-    let mut over = overlay.range(range).peekable();
-    let mut out = Vec::with_capacity(limit.min(64));
-    while out.len() < limit {
+    let mut base = base.range::<_, [u8]>(range).peekable();
+    let mut over = overlay.range::<[u8], _>(range).peekable();
+    let mut visited = 0;
+    while visited < limit {
         let take_over = match (base.peek(), over.peek()) {
             (None, None) => break,
             (Some(_), None) => false,
             (None, Some(_)) => true,
             (Some((bk, _)), Some((ok, _))) => ok <= bk,
         };
-        if take_over {
+        let (k, v) = if take_over {
             let (k, v) = over.next().expect("peeked");
             if base.peek().is_some_and(|(bk, _)| *bk == k) {
                 base.next();
             }
-            if let Some(v) = v {
-                out.push((k.clone(), v.clone()));
+            match v {
+                Some(v) => (k, v),
+                None => continue,
             }
         } else {
-            let (k, v) = base.next().expect("peeked");
-            out.push((k.clone(), v.clone()));
+            base.next().expect("peeked")
+        };
+        visited += 1;
+        if !visit(k, v) {
+            break;
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -102,6 +206,21 @@ mod tests {
 
     fn b(s: &str) -> Vec<u8> {
         s.as_bytes().to_vec()
+    }
+
+    fn collect(
+        base: &Kv,
+        overlay: &Overlay,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        merged_range(base, overlay, &start, end.as_deref(), limit, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        });
+        out
     }
 
     #[test]
@@ -114,7 +233,7 @@ mod tests {
         overlay.insert(b("b"), Some(b("2")));
         overlay.insert(b("c"), Some(b("33")));
         overlay.insert(b("e"), None);
-        let all = merged_range(&base, &overlay, Vec::new(), None, 100);
+        let all = collect(&base, &overlay, Vec::new(), None, 100);
         let keys: Vec<_> = all
             .iter()
             .map(|(k, v)| {
@@ -126,12 +245,23 @@ mod tests {
             })
             .collect();
         assert_eq!(keys, ["a=1", "b=2", "c=33", "g=7"]);
-        assert_eq!(merged_range(&base, &overlay, Vec::new(), None, 2).len(), 2);
-        let mid = merged_range(&base, &overlay, b("b"), Some(b("g")), 100);
+        assert_eq!(collect(&base, &overlay, Vec::new(), None, 2).len(), 2);
+        let mid = collect(&base, &overlay, b("b"), Some(b("g")), 100);
         assert_eq!(
             mid.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
             [b("b"), b("c")]
         );
-        assert!(merged_range(&base, &overlay, b("g"), Some(b("a")), 100).is_empty());
+        assert!(collect(&base, &overlay, b("g"), Some(b("a")), 100).is_empty());
+    }
+
+    #[test]
+    fn scan_visits_nothing_after_the_visitor_stops() {
+        let base: Kv = (0..100u8).map(|i| (vec![i], vec![i])).collect();
+        let mut seen = Vec::new();
+        merged_range(&base, &Overlay::new(), &[], None, 100, |k, _| {
+            seen.push(k[0]);
+            seen.len() < 3
+        });
+        assert_eq!(seen, [0, 1, 2]);
     }
 }

@@ -4,29 +4,30 @@
 //! It touches no sockets, real clocks or OS randomness (DESIGN.md rules 3–5).
 
 mod bindings;
+mod call;
 mod config;
 mod context_host;
 mod disk_cache;
 mod engine;
 mod error;
 mod kv_host;
+mod metering;
 mod store;
 mod wasi;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
 
-use crate::state::Output;
-use bindings::{Plugin, PluginPre};
+use bindings::PluginPre;
+pub use call::{CallOutcome, CallStats, commit};
 pub use config::{EngineParams, Limits, RuntimeConfig};
-use error::classify_trap;
-pub use error::{CallError, ValidateError};
+pub use error::{CallError, HostFault, ValidateError};
 pub use store::CallMode;
-use store::{CallState, Limiter};
+use store::CallState;
 
 /// A plugin's committed key-value data: a persistent ordered map, so taking a
 /// snapshot or starting a call is an O(1) clone.
@@ -49,25 +50,6 @@ pub struct CallContext<'a> {
     pub limits: &'a Limits,
     /// The engine the cluster's settings call for (stack and memory caps).
     pub engine: EngineParams,
-}
-
-/// The result of one call: the outcome and, on success, the writes to commit.
-#[derive(Debug)]
-pub struct CallOutcome {
-    /// Output or the reason there is none.
-    pub result: Result<Output, CallError>,
-    /// Writes to commit (`None` = delete); empty unless `result` is `Ok`.
-    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-}
-
-/// Applies a successful call's `writes` to the plugin's committed `kv`.
-pub fn commit(kv: &mut Kv, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
-    for (k, v) in writes {
-        match v {
-            Some(v) => kv.insert(k, v),
-            None => kv.remove(&k),
-        };
-    }
 }
 
 /// A compiled, linked plugin ready to instantiate.
@@ -95,8 +77,10 @@ impl EngineSet {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
-        Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        // The cairn imports are linked by hand (not through the generated
+        // `Plugin::add_to_linker`): each must charge fuel, which needs the store.
+        kv_host::add_to_linker(&mut linker).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        context_host::add_to_linker(&mut linker).map_err(|e| RuntimeError(format!("{e:#}")))?;
         Ok(Self {
             params,
             engine,
@@ -251,101 +235,6 @@ impl Runtime {
         let compiled = Arc::new(Compiled { pre });
         set.lock_cache().insert(sha, compiled.clone());
         Ok(compiled)
-    }
-
-    /// Runs one `apply` or `query` of `code` in a fresh instance.
-    ///
-    /// `base` is the plugin's committed KV; it is never modified here. On `Ok`
-    /// the returned writes are what the caller must commit.
-    pub fn call(
-        &self,
-        code: &Code,
-        mode: CallMode,
-        input: &[u8],
-        ctx: &CallContext<'_>,
-        base: &Kv,
-    ) -> CallOutcome {
-        let failed = |e: CallError| CallOutcome {
-            result: Err(e),
-            writes: BTreeMap::new(),
-        };
-        let set = match self.engine_set(ctx.engine) {
-            Ok(set) => set,
-            Err(e) => return failed(CallError::Host(e.to_string())),
-        };
-        let compiled = match self.compiled(&set, code.sha256(), code.bytes()) {
-            Ok(c) => c,
-            Err(e) => return failed(CallError::Host(format!("cannot compile plugin: {e}"))),
-        };
-        let output = wasi::CapturedOutput::new(self.config.max_guest_log_bytes);
-        let state = CallState {
-            mode,
-            plugin: ctx.plugin.to_string(),
-            log_index: ctx.log_index,
-            timestamp_ms: ctx.timestamp_ms,
-            base: base.clone(),
-            overlay: BTreeMap::new(),
-            events: Vec::new(),
-            event_bytes: 0,
-            write_in_query: false,
-            random_calls: 0,
-            limits: ctx.limits.clone(),
-            limiter: Limiter {
-                memory_limit_bytes: ctx.memory_limit_bytes.min(ctx.engine.max_memory_bytes),
-                table_elements_max: ctx.limits.max_table_elements,
-                memory_limit_hit: false,
-            },
-            wasi: wasi::build_ctx(ctx.log_index, ctx.plugin, ctx.timestamp_ms, &output),
-            table: ResourceTable::new(),
-        };
-        let mut store = Store::new(&set.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        if let Err(e) = store.set_fuel(ctx.fuel) {
-            return failed(CallError::Host(format!("{e:#}")));
-        }
-        let result = compiled
-            .pre
-            .instantiate(&mut store)
-            .and_then(|plugin| match mode {
-                CallMode::Apply => plugin.call_apply(&mut store, input),
-                CallMode::Query => plugin.call_query(&mut store, input),
-            });
-        let log = output.take();
-        if !log.is_empty() {
-            tracing::info!(
-                plugin = ctx.plugin,
-                index = ctx.log_index,
-                "guest output: {}",
-                String::from_utf8_lossy(&log).trim_end()
-            );
-        }
-        let state = store.into_data();
-        let result = match result {
-            _ if state.write_in_query => Err(CallError::WriteInQuery),
-            Ok(Ok(out)) if out.len() > ctx.limits.max_output_bytes => {
-                Err(CallError::OutputTooLarge(out.len()))
-            }
-            Ok(Ok(out)) => Ok(Output {
-                output: out,
-                events: state.events,
-            }),
-            Ok(Err(pe)) => Err(CallError::Plugin {
-                code: pe.code,
-                message: pe.message,
-            }),
-            Err(e) => Err(classify_trap(
-                e,
-                ctx.fuel,
-                state.limiter.memory_limit_hit,
-                &log,
-            )),
-        };
-        let writes = if result.is_ok() {
-            state.overlay
-        } else {
-            BTreeMap::new()
-        };
-        CallOutcome { result, writes }
     }
 }
 

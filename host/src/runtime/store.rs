@@ -21,6 +21,17 @@ pub enum CallMode {
     Query,
 }
 
+/// A per-call byte budget a guest ran past. Recorded in [`CallState`] and then
+/// trapped on, so the call fails with the budget's own code even if the guest
+/// would have ignored an error return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Budget {
+    /// `max_write_bytes_per_call`.
+    Write,
+    /// `max_scan_bytes_per_call`.
+    Scan,
+}
+
 /// Enforces the per-instance memory cap and remembers that it was hit, so a
 /// memory-limit failure is reported as its own kind rather than a generic trap.
 pub(crate) struct Limiter {
@@ -73,6 +84,12 @@ pub(crate) struct CallState {
     pub(crate) write_in_query: bool,
     /// Number of `context.random-bytes` calls so far, so successive calls differ.
     pub(crate) random_calls: u64,
+    /// Key + value bytes handed to `set`/`delete` so far (never above the budget).
+    pub(crate) write_bytes: usize,
+    /// Key + value bytes returned by `scan` so far (never above the budget).
+    pub(crate) scan_bytes: usize,
+    /// The byte budget the guest ran past, if any; decides the call's error.
+    pub(crate) budget_exceeded: Option<Budget>,
     pub(crate) limits: super::Limits,
     pub(crate) limiter: Limiter,
     pub(crate) wasi: WasiCtx,

@@ -7,6 +7,7 @@
 //! both clocks read the leader's timestamp for the command, and both random
 //! sources are ChaCha20 streams seeded from (log index, plugin name).
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -54,33 +55,67 @@ pub(crate) fn seed(log_index: u64, plugin: &str, purpose: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The last bytes of guest stderr kept for a trap's message, whatever this
+/// node's log cap: the message is stored, so it must not depend on a
+/// node-local setting. A constant, because it shapes replicated results.
+pub(crate) const STDERR_TAIL_BYTES: usize = 4 * 1024;
+
+/// What one call's stdout and stderr wrote.
+#[derive(Default)]
+struct Captured {
+    /// Both streams, up to the node's log cap (for the host's log only).
+    log: Vec<u8>,
+    /// The last [`STDERR_TAIL_BYTES`] of stderr (for trap messages).
+    stderr_tail: VecDeque<u8>,
+}
+
 /// Guest stdout/stderr: kept in memory up to a cap, excess silently dropped.
 ///
 /// Dropping (rather than failing the write) matters: Rust's `print!` panics on
 /// a write error, which would turn a chatty plugin into a trapping one.
 #[derive(Clone)]
 pub(crate) struct CapturedOutput {
-    buf: Arc<Mutex<Vec<u8>>>,
+    buf: Arc<Mutex<Captured>>,
     cap_bytes: usize,
+    is_stderr: bool,
 }
 
 impl CapturedOutput {
+    /// The stdout handle of a new capture; [`CapturedOutput::stderr`] gives its pair.
     pub(crate) fn new(cap_bytes: usize) -> Self {
         Self {
-            buf: Arc::new(Mutex::new(Vec::new())),
+            buf: Arc::default(),
             cap_bytes,
+            is_stderr: false,
         }
     }
 
-    /// Everything captured so far (at most the cap).
-    pub(crate) fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.buf.lock().unwrap_or_else(|e| e.into_inner()))
+    /// The stderr handle writing into the same capture.
+    pub(crate) fn stderr(&self) -> Self {
+        Self {
+            is_stderr: true,
+            ..self.clone()
+        }
+    }
+
+    /// Everything captured so far (at most the cap), and the stderr tail.
+    pub(crate) fn take(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let tail = std::mem::take(&mut buf.stderr_tail).into();
+        (std::mem::take(&mut buf.log), tail)
     }
 
     fn push(&self, bytes: &[u8]) {
         let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        let room = self.cap_bytes.saturating_sub(buf.len());
-        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        let room = self.cap_bytes.saturating_sub(buf.log.len());
+        buf.log.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if self.is_stderr {
+            let keep = &bytes[bytes.len().saturating_sub(STDERR_TAIL_BYTES)..];
+            let tail = &mut buf.stderr_tail;
+            tail.extend(keep);
+            let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+            tail.drain(..excess);
+        }
     }
 }
 
@@ -163,7 +198,7 @@ pub(crate) fn build_ctx(
         )))
         .insecure_random_seed(u128::from_be_bytes(seed16))
         .stdout(output.clone())
-        .stderr(output.clone())
+        .stderr(output.stderr())
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)

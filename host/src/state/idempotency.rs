@@ -10,6 +10,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::HostFault;
 use super::{CommandResult, ErrorBody, State};
 
 /// How many idempotency keys are remembered across the cluster; the oldest
@@ -121,26 +122,27 @@ impl State {
         plugin: &str,
         key: Option<&str>,
         fingerprint: impl FnOnce() -> Fingerprint,
-        run: impl FnOnce(&mut Self) -> CommandResult,
-    ) -> CommandResult {
+        run: impl FnOnce(&mut Self) -> Result<CommandResult, HostFault>,
+    ) -> Result<CommandResult, HostFault> {
         let Some(key) = key else {
             return run(self);
         };
         let fingerprint = fingerprint();
-        match self.idempotency_prior(plugin, key, &fingerprint) {
+        Ok(match self.idempotency_prior(plugin, key, &fingerprint) {
             Prior::Same(rec) => CommandResult::Duplicate {
                 index: rec.index,
                 result: Box::new(rec.result),
             },
             Prior::Reused => CommandResult::Failed(key_reused(key)),
             Prior::Fresh => {
-                let result = run(self);
+                // A host fault records nothing: the node stops before going on.
+                let result = run(self)?;
                 if !super::changed_nothing(&result) {
                     self.remember(index, table_key(plugin, key), fingerprint, result.clone());
                 }
                 result
             }
-        }
+        })
     }
 
     fn remember(

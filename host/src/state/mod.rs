@@ -18,7 +18,8 @@ pub use idempotency::{
 };
 pub use settings::{ClusterSettings, ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING, SettingsError};
 
-use crate::runtime::{CallContext, CallMode, Code, Kv, Runtime};
+pub use crate::runtime::HostFault;
+use crate::runtime::{CallContext, CallError, CallMode, Code, Kv, Runtime};
 
 /// Code of a settings change based on settings that changed meanwhile.
 pub const SETTINGS_CONFLICT: &str = "settings-conflict";
@@ -29,6 +30,25 @@ pub const CODE_MISSING: &str = "code-missing";
 
 /// Longest plugin name.
 pub const MAX_PLUGIN_NAME_BYTES: usize = 64;
+
+/// How often an apply runs when the host itself fails (pool busy, engine or
+/// compile failure) before the fault is handed up to stop the node.
+pub const HOST_FAULT_ATTEMPTS: u32 = 4;
+
+/// Pause before the second attempt; it doubles for each further one
+/// (10 + 20 + 40 ms in all), enough for a busy pool slot to free up.
+pub const HOST_FAULT_FIRST_BACKOFF_MS: u64 = 10;
+
+/// Why a query has no output.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The plugin (or its budgets) refused: a `4xx` for the client.
+    #[error("{0}")]
+    Failed(ErrorBody),
+    /// This node could not run the query: a `503`, try again or elsewhere.
+    #[error(transparent)]
+    Host(#[from] HostFault),
+}
 
 /// Lowercase hex sha256 of `bytes`: how code is addressed.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -138,9 +158,19 @@ impl State {
 
     /// Applies one committed command at log `index`. Deterministic: the same
     /// state, index and command give the same result and new state on every node.
-    pub fn apply(&mut self, runtime: &Runtime, index: u64, cmd: &Command) -> CommandResult {
+    ///
+    /// A [`HostFault`] means this node could not run the command (after
+    /// retrying); nothing is recorded for it, the state may be half advanced
+    /// and must be discarded, and the node must stop rather than go on without
+    /// the command (DESIGN.md rule 9).
+    pub fn apply(
+        &mut self,
+        runtime: &Runtime,
+        index: u64,
+        cmd: &Command,
+    ) -> Result<CommandResult, HostFault> {
         self.advance(index);
-        match cmd {
+        Ok(match cmd {
             Command::Deploy {
                 name,
                 code,
@@ -157,7 +187,7 @@ impl State {
                     idempotency_key.as_deref(),
                     || deploy_fingerprint(name, &code.sha256(), fuel, memory),
                     |s| s.deploy(runtime, index, name, code, fuel, memory),
-                )
+                )?
             }
             Command::SetLimits {
                 name,
@@ -197,9 +227,9 @@ impl State {
                     idempotency_key.as_deref(),
                     || apply_fingerprint(plugin, input),
                     |s| s.apply_plugin(runtime, index, plugin, input, now),
-                )
+                )?
             }
-        }
+        })
     }
 
     /// Advances the plugin clock to the command's stamp, never backwards
@@ -237,20 +267,37 @@ impl State {
         name: &str,
         input: &[u8],
         timestamp_ms: u64,
-    ) -> CommandResult {
+    ) -> Result<CommandResult, HostFault> {
         let Some(info) = self.plugins.get(name) else {
-            return CommandResult::Failed(not_found(name));
+            return Ok(CommandResult::Failed(not_found(name)));
         };
         let Some(code) = self.code.get(&info.sha256).cloned() else {
-            return CommandResult::Failed(ErrorBody::new(
-                "host-error",
-                "plugin code missing from state",
-            ));
+            return Err(HostFault(format!(
+                "code {} of {name:?} is missing from state",
+                info.sha256
+            )));
         };
         let ctx = self.call_context(name, info, index, timestamp_ms);
         let base = self.kv.get(name).cloned().unwrap_or_default();
-        let outcome = runtime.call(&code, CallMode::Apply, input, &ctx, &base);
-        match outcome.result {
+        let mut backoff_ms = HOST_FAULT_FIRST_BACKOFF_MS;
+        let mut attempt = 1;
+        let outcome = loop {
+            let outcome = runtime.call(&code, CallMode::Apply, input, &ctx, &base);
+            let Err(CallError::Host(fault)) = &outcome.result else {
+                break outcome;
+            };
+            if attempt == HOST_FAULT_ATTEMPTS {
+                return Err(HostFault(format!(
+                    "applying {name:?} at index {index} failed {attempt} times: {fault}"
+                )));
+            }
+            tracing::warn!(plugin = name, index, attempt, %fault, "host fault during apply; retrying");
+            // A blocking thread (the state machine's apply runs on one).
+            std::thread::sleep(std::time::Duration::from_millis(backoff_ms));
+            backoff_ms *= 2;
+            attempt += 1;
+        };
+        Ok(match outcome.result {
             Ok(out) => {
                 let mut kv = base;
                 crate::runtime::commit(&mut kv, outcome.writes);
@@ -258,22 +305,30 @@ impl State {
                 CommandResult::Applied(out)
             }
             Err(e) => CommandResult::Failed(e.to_body()),
-        }
+        })
     }
 
     /// Runs a plugin's `query` against the current state; never mutates.
-    pub fn query(&self, runtime: &Runtime, name: &str, input: &[u8]) -> Result<Output, ErrorBody> {
-        let info = self.plugins.get(name).ok_or_else(|| not_found(name))?;
-        let code = self
-            .code
-            .get(&info.sha256)
-            .ok_or_else(|| ErrorBody::new("host-error", "plugin code missing from state"))?;
+    pub fn query(&self, runtime: &Runtime, name: &str, input: &[u8]) -> Result<Output, QueryError> {
+        let info = self
+            .plugins
+            .get(name)
+            .ok_or_else(|| QueryError::Failed(not_found(name)))?;
+        let code = self.code.get(&info.sha256).ok_or_else(|| {
+            HostFault(format!(
+                "code {} of {name:?} is missing from state",
+                info.sha256
+            ))
+        })?;
         let ctx = self.call_context(name, info, self.applied_index, self.last_timestamp_ms);
         let base = self.kv.get(name).cloned().unwrap_or_default();
         runtime
             .call(code, CallMode::Query, input, &ctx, &base)
             .result
-            .map_err(|e| e.to_body())
+            .map_err(|e| match e.host_fault() {
+                Some(fault) => QueryError::Host(fault),
+                None => QueryError::Failed(e.to_body()),
+            })
     }
 
     /// The state hash: sha256 over the registry, code, every KV entry and the
@@ -286,6 +341,20 @@ impl State {
     /// [`State::hash`] as lowercase hex.
     pub fn hash_hex(&self) -> String {
         hex::encode(self.hash())
+    }
+}
+
+/// Tests apply commands that never meet a host fault.
+#[cfg(test)]
+impl State {
+    pub(crate) fn apply_ok(
+        &mut self,
+        runtime: &Runtime,
+        index: u64,
+        cmd: &Command,
+    ) -> CommandResult {
+        self.apply(runtime, index, cmd)
+            .expect("no host fault in a test")
     }
 }
 

@@ -6,7 +6,7 @@ use super::{
     CODE_MISSING, CommandResult, DeployCode, ErrorBody, PluginInfo, State, not_found,
     validate_plugin_name,
 };
-use crate::runtime::{Code, Runtime, ValidateError};
+use crate::runtime::{Code, HostFault, Runtime, ValidateError};
 
 impl State {
     /// Whether the state holds the component with this hex sha256.
@@ -22,15 +22,15 @@ impl State {
         code: &DeployCode,
         fuel_per_call: u64,
         memory_limit_bytes: u64,
-    ) -> CommandResult {
+    ) -> Result<CommandResult, HostFault> {
         if let Err(e) = validate_plugin_name(name) {
-            return CommandResult::Failed(e);
+            return Ok(CommandResult::Failed(e));
         }
         if let Err(e) = self
             .settings
             .check_plugin_limits(fuel_per_call, memory_limit_bytes)
         {
-            return CommandResult::Failed(e);
+            return Ok(CommandResult::Failed(e));
         }
         let (sha, blob) = match code {
             DeployCode::Stored { sha256 } => match self.code.get(sha256) {
@@ -41,16 +41,16 @@ impl State {
                         size_bytes: blob.bytes().len(),
                         max_bytes: self.settings.max_plugin_bytes as usize,
                     };
-                    return CommandResult::Failed(ErrorBody::new(e.code(), e.to_string()));
+                    return Ok(CommandResult::Failed(e.to_record()));
                 }
                 Some(blob) => (sha256.clone(), blob.clone()),
                 // Removed between the leader's look and this entry: the
                 // proposer still has the bytes and can send them inline.
                 None => {
-                    return CommandResult::Failed(ErrorBody::new(
+                    return Ok(CommandResult::Failed(ErrorBody::new(
                         CODE_MISSING,
                         format!("the cluster no longer holds code {sha256}; deploy the bytes"),
-                    ));
+                    )));
                 }
             },
             DeployCode::Inline(wasm) => {
@@ -63,9 +63,10 @@ impl State {
                         let blob = self.code.get(&sha).cloned();
                         (sha, blob.unwrap_or_else(|| Code::new(wasm.clone())))
                     }
-                    Err(e) => {
-                        return CommandResult::Failed(ErrorBody::new(e.code(), e.to_string()));
-                    }
+                    // This node could not compile: its fault, never a recorded result.
+                    Err(ValidateError::Host(m)) => return Err(HostFault(m)),
+                    // Our own text, never the engine's (it differs between versions).
+                    Err(e) => return Ok(CommandResult::Failed(e.to_record())),
                 }
             }
         };
@@ -76,7 +77,7 @@ impl State {
             && info.memory_limit_bytes == memory_limit_bytes
         {
             // Exactly what is in force: no new version.
-            return CommandResult::Deployed(info.clone());
+            return Ok(CommandResult::Deployed(info.clone()));
         }
         let info = PluginInfo {
             name: name.to_string(),
@@ -93,7 +94,7 @@ impl State {
         if let Some(old) = current {
             self.drop_unreferenced_code(&old.sha256);
         }
-        CommandResult::Deployed(info)
+        Ok(CommandResult::Deployed(info))
     }
 
     /// A new version of `name` with the same code and the given limits

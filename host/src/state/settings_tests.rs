@@ -52,14 +52,14 @@ fn settings_change_by_compare_and_set_and_invalid_ones_change_nothing() {
     assert_eq!(s.settings_index(), 0);
     let mut wanted = ClusterSettings::default();
     wanted.limits.max_value_bytes = 1000;
-    let r = s.apply(&rt, 1, &update(wanted.clone(), 0));
+    let r = s.apply_ok(&rt, 1, &update(wanted.clone(), 0));
     assert_eq!(r, CommandResult::SettingsUpdated(wanted.clone()));
     assert_eq!((s.settings(), s.settings_index()), (&wanted, 1));
 
     // A second change based on the pre-init view loses: it did not see index 1.
     let stale = ClusterSettings::default();
     assert_eq!(
-        failed_code(&s.apply(&rt, 2, &update(stale, 0))),
+        failed_code(&s.apply_ok(&rt, 2, &update(stale, 0))),
         SETTINGS_CONFLICT
     );
     let contradictory = ClusterSettings {
@@ -69,7 +69,7 @@ fn settings_change_by_compare_and_set_and_invalid_ones_change_nothing() {
     };
     let before = s.hash();
     assert_eq!(
-        failed_code(&s.apply(&rt, 3, &update(contradictory, 1))),
+        failed_code(&s.apply_ok(&rt, 3, &update(contradictory, 1))),
         SettingsError::CODE
     );
     assert_eq!((s.settings(), s.settings_index()), (&wanted, 1));
@@ -83,14 +83,14 @@ fn ceilings_bind_deploys_and_plugins_deployed_before_them() {
     let mut s = State::new();
     let too_much = s.settings().max_fuel_per_call + 1;
     assert_eq!(
-        failed_code(&s.apply(&rt, 1, &deploy("c", "counter", too_much))),
+        failed_code(&s.apply_ok(&rt, 1, &deploy("c", "counter", too_much))),
         "fuel-too-large"
     );
     assert!(s.plugin("c").is_none());
-    s.apply(&rt, 2, &deploy("c", "counter", 50_000_000));
+    s.apply_ok(&rt, 2, &deploy("c", "counter", 50_000_000));
     let inc = json!({"increment": {"by": 1}});
     assert!(matches!(
-        s.apply(&rt, 3, &apply_at("c", inc.clone(), 3)),
+        s.apply_ok(&rt, 3, &apply_at("c", inc.clone(), 3)),
         CommandResult::Applied(_)
     ));
     // Lowering the ceiling below what one increment costs caps the plugin
@@ -100,9 +100,9 @@ fn ceilings_bind_deploys_and_plugins_deployed_before_them() {
         max_fuel_per_call: 100,
         ..ClusterSettings::default()
     };
-    s.apply(&rt, 4, &update(tight, 0));
+    s.apply_ok(&rt, 4, &update(tight, 0));
     assert_eq!(
-        failed_code(&s.apply(&rt, 5, &apply_at("c", inc, 5))),
+        failed_code(&s.apply_ok(&rt, 5, &apply_at("c", inc, 5))),
         "out-of-fuel"
     );
 }
@@ -114,7 +114,7 @@ fn settings_travel_in_snapshots_and_change_the_hash() {
     let b = State::new();
     let mut changed = ClusterSettings::default();
     changed.max_stack_bytes *= 2;
-    a.apply(&rt, 1, &update(changed.clone(), 0));
+    a.apply_ok(&rt, 1, &update(changed.clone(), 0));
     let mut b2 = b.clone();
     b2.advance(1);
     assert_ne!(a.hash(), b2.hash(), "settings are part of the state hash");
@@ -128,7 +128,7 @@ fn settings_travel_in_snapshots_and_change_the_hash() {
 fn the_plugin_clock_never_goes_backwards() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("n", "nondet", 50_000_000));
+    s.apply_ok(&rt, 1, &deploy("n", "nondet", 50_000_000));
     let seen = |r: CommandResult| match r {
         CommandResult::Applied(o) => {
             let v: serde_json::Value = serde_json::from_slice(&o.output).expect("json");
@@ -137,17 +137,17 @@ fn the_plugin_clock_never_goes_backwards() {
         other => panic!("expected output, got {other}"),
     };
     assert_eq!(
-        seen(s.apply(&rt, 2, &apply_at("n", json!({}), 5_000))),
+        seen(s.apply_ok(&rt, 2, &apply_at("n", json!({}), 5_000))),
         5_000
     );
     // A new leader whose clock is behind stamps an earlier time: the plugin
     // still sees the latest time it has seen.
     assert_eq!(
-        seen(s.apply(&rt, 3, &apply_at("n", json!({}), 4_000))),
+        seen(s.apply_ok(&rt, 3, &apply_at("n", json!({}), 4_000))),
         5_000
     );
     assert_eq!(
-        seen(s.apply(&rt, 4, &apply_at("n", json!({}), 6_000))),
+        seen(s.apply_ok(&rt, 4, &apply_at("n", json!({}), 6_000))),
         6_000
     );
 }

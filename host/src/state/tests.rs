@@ -69,25 +69,25 @@ fn output(r: &CommandResult) -> serde_json::Value {
 fn upgrade_keeps_data_and_remove_drops_it() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("c", "counter"));
-    s.apply(&rt, 2, &apply("c", json!({"increment": {"by": 4}}), None));
+    s.apply_ok(&rt, 1, &deploy("c", "counter"));
+    s.apply_ok(&rt, 2, &apply("c", json!({"increment": {"by": 4}}), None));
     let upgrade = deploy_code("c", DeployCode::Inline(built("counter")), FUEL + 1, None);
-    let info = deployed(s.apply(&rt, 3, &upgrade));
+    let info = deployed(s.apply_ok(&rt, 3, &upgrade));
     assert_eq!(info.version, 2);
     assert_eq!(info.deployed_at_index, 3);
     assert_eq!(
-        output(&s.apply(&rt, 4, &apply("c", json!({"get": {}}), None))),
+        output(&s.apply_ok(&rt, 4, &apply("c", json!({"get": {}}), None))),
         json!({"value": 4})
     );
     // Upgrading to other code replaces the blob; the old one is not kept.
-    s.apply(&rt, 5, &deploy("c", "kv"));
+    s.apply_ok(&rt, 5, &deploy("c", "kv"));
     assert_eq!(s.code.len(), 1);
     assert!(matches!(
-        s.apply(&rt, 6, &Command::Remove { name: "c".into() }),
+        s.apply_ok(&rt, 6, &Command::Remove { name: "c".into() }),
         CommandResult::Removed { .. }
     ));
     assert!(s.plugins().is_empty() && s.code.is_empty() && s.kv("c").is_empty());
-    let CommandResult::Failed(e) = s.apply(&rt, 7, &apply("c", json!({}), None)) else {
+    let CommandResult::Failed(e) = s.apply_ok(&rt, 7, &apply("c", json!({}), None)) else {
         panic!("removed")
     };
     assert_eq!(e.code, "plugin-not-found");
@@ -98,9 +98,9 @@ fn bad_deploys_are_recorded_as_failures() {
     let rt = runtime();
     let mut s = State::new();
     let bad = deploy_code("x", DeployCode::Inline(b"junk".to_vec()), 1, None);
-    assert!(matches!(s.apply(&rt, 1, &bad), CommandResult::Failed(e) if e.code == "not-wasm"));
+    assert!(matches!(s.apply_ok(&rt, 1, &bad), CommandResult::Failed(e) if e.code == "not-wasm"));
     assert!(
-        matches!(s.apply(&rt, 2, &deploy("Bad Name", "counter")), CommandResult::Failed(e) if e.code == "invalid-plugin-name")
+        matches!(s.apply_ok(&rt, 2, &deploy("Bad Name", "counter")), CommandResult::Failed(e) if e.code == "invalid-plugin-name")
     );
     assert!(s.plugins().is_empty());
     assert_eq!(s.applied_index(), 2);
@@ -110,13 +110,13 @@ fn bad_deploys_are_recorded_as_failures() {
 fn same_idempotency_key_applies_once() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("c", "counter"));
-    let first = s.apply(
+    s.apply_ok(&rt, 1, &deploy("c", "counter"));
+    let first = s.apply_ok(
         &rt,
         2,
         &apply("c", json!({"increment": {"by": 1}}), Some("k")),
     );
-    let retry = s.apply(
+    let retry = s.apply_ok(
         &rt,
         3,
         &apply("c", json!({"increment": {"by": 1}}), Some("k")),
@@ -129,7 +129,7 @@ fn same_idempotency_key_applies_once() {
         }
     );
     assert_eq!(s.idempotent_result("c", "k").map(|r| r.index), Some(2));
-    let other = s.apply(
+    let other = s.apply_ok(
         &rt,
         4,
         &apply("c", json!({"increment": {"by": 1}}), Some("k2")),
@@ -141,9 +141,9 @@ fn same_idempotency_key_applies_once() {
 fn snapshot_roundtrip_preserves_the_hash_and_rejects_damage() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("kv", "kv"));
+    s.apply_ok(&rt, 1, &deploy("kv", "kv"));
     for i in 0..20 {
-        s.apply(
+        s.apply_ok(
             &rt,
             2 + i,
             &apply(
@@ -192,14 +192,14 @@ fn the_hash_covers_kv_contents() {
     let mut a = State::new();
     let mut b = State::new();
     for s in [&mut a, &mut b] {
-        s.apply(&rt, 1, &deploy("kv", "kv"));
+        s.apply_ok(&rt, 1, &deploy("kv", "kv"));
     }
-    a.apply(
+    a.apply_ok(
         &rt,
         2,
         &apply("kv", json!({"put": {"key": "k", "value": 1}}), None),
     );
-    b.apply(
+    b.apply_ok(
         &rt,
         2,
         &apply("kv", json!({"put": {"key": "k", "value": 2}}), None),
@@ -211,15 +211,15 @@ fn the_hash_covers_kv_contents() {
 fn identical_redeploys_change_nothing_and_limits_make_versions() {
     let rt = runtime();
     let mut s = State::new();
-    let v1 = deployed(s.apply(&rt, 1, &deploy("c", "counter")));
+    let v1 = deployed(s.apply_ok(&rt, 1, &deploy("c", "counter")));
     assert_eq!((v1.version, v1.deployed_at_index), (1, 1));
     // The same bytes and limits again, inline or by sha: the version in force.
-    assert_eq!(deployed(s.apply(&rt, 2, &deploy("c", "counter"))), v1);
+    assert_eq!(deployed(s.apply_ok(&rt, 2, &deploy("c", "counter"))), v1);
     let again = deploy_code("c", stored("counter"), FUEL, None);
-    assert_eq!(deployed(s.apply(&rt, 3, &again)), v1);
+    assert_eq!(deployed(s.apply_ok(&rt, 3, &again)), v1);
 
     // The stored code with new limits: a new version of the same blob.
-    let v2 = deployed(s.apply(&rt, 4, &deploy_code("c", stored("counter"), FUEL / 2, None)));
+    let v2 = deployed(s.apply_ok(&rt, 4, &deploy_code("c", stored("counter"), FUEL / 2, None)));
     assert_eq!((v2.version, v2.sha256.as_str()), (2, v1.sha256.as_str()));
     assert_eq!((v2.fuel_per_call, v2.deployed_at_index), (FUEL / 2, 4));
     assert_eq!(s.code.len(), 1);
@@ -229,7 +229,7 @@ fn identical_redeploys_change_nothing_and_limits_make_versions() {
         fuel_per_call: fuel,
         memory_limit_bytes: memory,
     };
-    let v3 = deployed(s.apply(&rt, 5, &set(None, Some(MEMORY / 2))));
+    let v3 = deployed(s.apply_ok(&rt, 5, &set(None, Some(MEMORY / 2))));
     assert_eq!(v3.version, 3);
     assert_eq!(
         (v3.fuel_per_call, v3.memory_limit_bytes),
@@ -239,10 +239,10 @@ fn identical_redeploys_change_nothing_and_limits_make_versions() {
         (v3.sha256.as_str(), v3.size_bytes),
         (v1.sha256.as_str(), v1.size_bytes)
     );
-    assert_eq!(deployed(s.apply(&rt, 6, &set(Some(FUEL / 2), None))), v3);
+    assert_eq!(deployed(s.apply_ok(&rt, 6, &set(Some(FUEL / 2), None))), v3);
     let ceiling = s.settings().max_fuel_per_call;
     assert_eq!(
-        failed(s.apply(&rt, 7, &set(Some(ceiling + 1), None))),
+        failed(s.apply_ok(&rt, 7, &set(Some(ceiling + 1), None))),
         "fuel-too-large"
     );
     let unknown = Command::SetLimits {
@@ -250,12 +250,12 @@ fn identical_redeploys_change_nothing_and_limits_make_versions() {
         fuel_per_call: Some(1),
         memory_limit_bytes: None,
     };
-    assert_eq!(failed(s.apply(&rt, 8, &unknown)), "plugin-not-found");
+    assert_eq!(failed(s.apply_ok(&rt, 8, &unknown)), "plugin-not-found");
     assert_eq!(s.plugin("c"), Some(v3));
     // The plugin still runs, with its data.
-    s.apply(&rt, 9, &apply("c", json!({"increment": {"by": 2}}), None));
+    s.apply_ok(&rt, 9, &apply("c", json!({"increment": {"by": 2}}), None));
     assert_eq!(
-        output(&s.apply(&rt, 10, &apply("c", json!({"get": {}}), None))),
+        output(&s.apply_ok(&rt, 10, &apply("c", json!({"get": {}}), None))),
         json!({"value": 2})
     );
 }
@@ -264,22 +264,22 @@ fn identical_redeploys_change_nothing_and_limits_make_versions() {
 fn a_stored_deploy_of_dropped_code_fails_and_changes_nothing() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("c", "counter"));
-    s.apply(&rt, 2, &Command::Remove { name: "c".into() });
+    s.apply_ok(&rt, 1, &deploy("c", "counter"));
+    s.apply_ok(&rt, 2, &Command::Remove { name: "c".into() });
     let before = s.hash();
     let by_sha = deploy_code("d", stored("counter"), FUEL, Some("k"));
-    assert_eq!(failed(s.apply(&rt, 3, &by_sha)), CODE_MISSING);
+    assert_eq!(failed(s.apply_ok(&rt, 3, &by_sha)), CODE_MISSING);
     assert_eq!(s.hash(), before);
     assert!(s.plugins().is_empty());
     // Not remembered: the same key with the bytes inline then deploys.
     assert_eq!(s.idempotent_result("d", "k"), None);
     let inline = deploy_code("d", DeployCode::Inline(built("counter")), FUEL, Some("k"));
-    assert_eq!(deployed(s.apply(&rt, 4, &inline)).version, 1);
+    assert_eq!(deployed(s.apply_ok(&rt, 4, &inline)).version, 1);
 
     // Stored code still meets today's size ceiling.
     s.settings.max_plugin_bytes = 1024;
     let by_sha = deploy_code("e", stored("counter"), FUEL, None);
-    assert_eq!(failed(s.apply(&rt, 5, &by_sha)), "plugin-too-large");
+    assert_eq!(failed(s.apply_ok(&rt, 5, &by_sha)), "plugin-too-large");
     assert_eq!(s.plugin("e"), None);
 }
 
@@ -288,8 +288,8 @@ fn two_plugins_with_the_same_code_store_one_blob() {
     let rt = runtime();
     let mut s = State::new();
     let wasm = built("counter");
-    s.apply(&rt, 1, &deploy("a", "counter"));
-    s.apply(&rt, 2, &deploy("b", "counter"));
+    s.apply_ok(&rt, 1, &deploy("a", "counter"));
+    s.apply_ok(&rt, 2, &deploy("b", "counter"));
     assert_eq!((s.plugins().len(), s.code.len()), (2, 1));
     let bytes = snapshot::encode(&s, b"");
     assert!(
@@ -301,9 +301,9 @@ fn two_plugins_with_the_same_code_store_one_blob() {
     let (back, _) = snapshot::decode(&bytes).expect("decodes");
     assert_eq!((back.code.len(), back.hash()), (1, s.hash()));
     // The blob lives while any plugin uses it.
-    s.apply(&rt, 3, &Command::Remove { name: "a".into() });
+    s.apply_ok(&rt, 3, &Command::Remove { name: "a".into() });
     assert_eq!(s.code.len(), 1);
-    s.apply(&rt, 4, &Command::Remove { name: "b".into() });
+    s.apply_ok(&rt, 4, &Command::Remove { name: "b".into() });
     assert!(s.code.is_empty());
 }
 
@@ -311,8 +311,8 @@ fn two_plugins_with_the_same_code_store_one_blob() {
 fn a_key_reused_for_another_request_is_refused() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("c", "counter"));
-    let alice = s.apply(
+    s.apply_ok(&rt, 1, &deploy("c", "counter"));
+    let alice = s.apply_ok(
         &rt,
         2,
         &apply("c", json!({"increment": {"by": 1}}), Some("k1")),
@@ -320,7 +320,7 @@ fn a_key_reused_for_another_request_is_refused() {
     assert_eq!(output(&alice), json!({"value": 1}));
     let before = s.hash();
     // Bob's different body under alice's key: refused, alice's answer withheld.
-    let bob = s.apply(
+    let bob = s.apply_ok(
         &rt,
         3,
         &apply("c", json!({"increment": {"by": 7}}), Some("k1")),
@@ -329,7 +329,7 @@ fn a_key_reused_for_another_request_is_refused() {
     assert_eq!(s.hash(), before);
     assert_eq!(s.idempotent_result("c", "k1").map(|r| r.index), Some(2));
     // The same request under the key is a retry.
-    let retry = s.apply(
+    let retry = s.apply_ok(
         &rt,
         4,
         &apply("c", json!({"increment": {"by": 1}}), Some("k1")),
@@ -338,24 +338,27 @@ fn a_key_reused_for_another_request_is_refused() {
 
     // Deploys: the key binds the name, code and limits.
     let first = deploy_code("c", stored("counter"), FUEL / 2, Some("d1"));
-    let v2 = deployed(s.apply(&rt, 5, &first));
+    let v2 = deployed(s.apply_ok(&rt, 5, &first));
     assert_eq!(v2.version, 2);
-    let CommandResult::Duplicate { index: 5, result } = s.apply(&rt, 6, &first) else {
+    let CommandResult::Duplicate { index: 5, result } = s.apply_ok(&rt, 6, &first) else {
         panic!("a deploy retry is a duplicate")
     };
     assert_eq!(deployed(*result), v2);
     let other_limits = deploy_code("c", stored("counter"), FUEL / 3, Some("d1"));
     assert_eq!(
-        failed(s.apply(&rt, 7, &other_limits)),
+        failed(s.apply_ok(&rt, 7, &other_limits)),
         IDEMPOTENCY_KEY_REUSED
     );
     let other_code = deploy_code("c", DeployCode::Inline(built("kv")), FUEL / 2, Some("d1"));
-    assert_eq!(failed(s.apply(&rt, 8, &other_code)), IDEMPOTENCY_KEY_REUSED);
+    assert_eq!(
+        failed(s.apply_ok(&rt, 8, &other_code)),
+        IDEMPOTENCY_KEY_REUSED
+    );
     assert_eq!(s.plugin("c"), Some(v2));
     // An apply cannot claim a deploy's key either.
     let apply_under_deploy_key = apply("c", json!({"increment": {"by": 1}}), Some("d1"));
     assert_eq!(
-        failed(s.apply(&rt, 9, &apply_under_deploy_key)),
+        failed(s.apply_ok(&rt, 9, &apply_under_deploy_key)),
         IDEMPOTENCY_KEY_REUSED
     );
 }
@@ -364,22 +367,22 @@ fn a_key_reused_for_another_request_is_refused() {
 fn removing_a_plugin_forgets_its_keys() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("c", "counter"));
-    s.apply(&rt, 2, &deploy("c2", "counter"));
+    s.apply_ok(&rt, 1, &deploy("c", "counter"));
+    s.apply_ok(&rt, 2, &deploy("c2", "counter"));
     let inc = || apply("c", json!({"increment": {"by": 1}}), Some("k"));
-    s.apply(&rt, 3, &inc());
-    s.apply(
+    s.apply_ok(&rt, 3, &inc());
+    s.apply_ok(
         &rt,
         4,
         &apply("c2", json!({"increment": {"by": 1}}), Some("k")),
     );
-    s.apply(
+    s.apply_ok(
         &rt,
         5,
         &deploy_code("c", stored("counter"), FUEL / 2, Some("d")),
     );
     assert_eq!(s.idempotency.len(), 3);
-    s.apply(&rt, 6, &Command::Remove { name: "c".into() });
+    s.apply_ok(&rt, 6, &Command::Remove { name: "c".into() });
     assert_eq!(s.idempotent_result("c", "k"), None);
     assert_eq!(s.idempotent_result("c", "d"), None);
     // Another plugin's key with the same text stays (the name is a prefix of it).
@@ -393,8 +396,8 @@ fn removing_a_plugin_forgets_its_keys() {
         FUEL / 2,
         Some("d"),
     );
-    assert_eq!(deployed(s.apply(&rt, 7, &again)).deployed_at_index, 7);
-    assert_eq!(output(&s.apply(&rt, 8, &inc())), json!({"value": 1}));
+    assert_eq!(deployed(s.apply_ok(&rt, 7, &again)).deployed_at_index, 7);
+    assert_eq!(output(&s.apply_ok(&rt, 8, &inc())), json!({"value": 1}));
     assert_eq!(s.idempotent_result("c", "k").map(|r| r.index), Some(8));
 }
 
@@ -402,8 +405,8 @@ fn removing_a_plugin_forgets_its_keys() {
 fn the_hash_and_snapshot_cover_the_fingerprint() {
     let rt = runtime();
     let mut s = State::new();
-    s.apply(&rt, 1, &deploy("c", "counter"));
-    s.apply(
+    s.apply_ok(&rt, 1, &deploy("c", "counter"));
+    s.apply_ok(
         &rt,
         2,
         &apply("c", json!({"increment": {"by": 1}}), Some("k")),
@@ -415,7 +418,7 @@ fn the_hash_and_snapshot_cover_the_fingerprint() {
     );
     let other = apply("c", json!({"increment": {"by": 2}}), Some("k"));
     assert_eq!(
-        failed(back.clone().apply(&rt, 3, &other)),
+        failed(back.clone().apply_ok(&rt, 3, &other)),
         IDEMPOTENCY_KEY_REUSED
     );
 

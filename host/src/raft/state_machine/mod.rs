@@ -171,7 +171,7 @@ impl StateMachine {
     async fn apply_batch(&self, batch: Vec<EntryResponder<TypeConfig>>) -> io::Result<()> {
         let mut applied = self.applied();
         let runtime = self.shared.runtime.clone();
-        let (applied, replies) = tokio::task::spawn_blocking(move || {
+        let (applied, replies) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             let mut replies = Vec::new();
             for (entry, responder) in batch {
                 let index = entry.log_id.index;
@@ -180,7 +180,20 @@ impl StateMachine {
                         applied.state.advance(index);
                         CommandResult::Nothing
                     }
-                    EntryPayload::Normal(cmd) => applied.state.apply(&runtime, index, cmd),
+                    EntryPayload::Normal(cmd) => match applied.state.apply(&runtime, index, cmd) {
+                        Ok(result) => result,
+                        // This node cannot run a committed command (DESIGN.md
+                        // rule 9): skipping it or recording the fault would
+                        // diverge from the others. Fail the apply, so openraft
+                        // stops this node; nothing of the batch is published,
+                        // and a restart replays it from the log.
+                        Err(fault) => {
+                            tracing::error!(index, %fault, "cannot apply a committed entry; stopping this node");
+                            return Err(io::Error::other(format!(
+                                "applying log index {index}: {fault}"
+                            )));
+                        }
+                    },
                     EntryPayload::Membership(m) => {
                         applied.state.advance(index);
                         applied.membership =
@@ -193,10 +206,10 @@ impl StateMachine {
                     replies.push((r, result));
                 }
             }
-            (applied, replies)
+            Ok((applied, replies))
         })
         .await
-        .map_err(io_err)?;
+        .map_err(io_err)??;
         self.publish(applied);
         // Answer clients only once their writes are visible: a client that reads
         // this node's state right after `client_write` returns must see its write.

@@ -174,3 +174,65 @@ async fn a_snapshot_offered_at_the_wrong_position_is_refused() {
     assert_eq!(node.applied().state.hash(), leader.applied().state.hash());
     assert_eq!(node.snapshot_meta(), Some(snap.meta));
 }
+
+fn command(index: u64, cmd: Command) -> EntryResponder<TypeConfig> {
+    let entry = EntryOf::<TypeConfig> {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(cmd),
+    };
+    (entry, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_fault_fails_the_apply_and_publishes_nothing() {
+    use crate::runtime::{CallContext, Code, EngineParams, Limits, RuntimeConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Arc::new(
+        Runtime::new(RuntimeConfig {
+            pooled_instances: 1,
+            ..RuntimeConfig::default()
+        })
+        .unwrap(),
+    );
+    let wasm = crate::plugins::built("counter");
+    let mut sm = StateMachine::open(dir.path(), rt.clone()).unwrap();
+    let deploy = Command::Deploy {
+        name: "c".into(),
+        code: crate::state::DeployCode::Inline(wasm.clone()),
+        fuel_per_call: 10_000_000,
+        memory_limit_bytes: 32 << 20,
+        timestamp_ms: 1,
+        idempotency_key: None,
+    };
+    apply_all(&mut sm, vec![blank(1), command(2, deploy)]).await;
+    let increment = || Command::Apply {
+        plugin: "c".into(),
+        input: br#"{"increment":{"by":1}}"#.to_vec(),
+        timestamp_ms: 2,
+        idempotency_key: None,
+    };
+    let limits = Limits::default();
+    let ctx = CallContext {
+        plugin: "c",
+        log_index: 2,
+        timestamp_ms: 2,
+        fuel: 10_000_000,
+        memory_limit_bytes: 32 << 20,
+        limits: &limits,
+        engine: EngineParams::default(),
+    };
+    let held = rt.occupy_slot(&Code::new(wasm), &ctx);
+    let entries = vec![blank(3), command(4, increment())];
+    let err = sm
+        .apply(stream::iter(entries.into_iter().map(Ok)))
+        .await
+        .expect_err("a host fault must fail the apply");
+    assert!(err.to_string().contains("log index 4"), "{err}");
+    // Not even the blank before it was published: the batch is replayed whole.
+    assert_eq!(*sm.subscribe_applied().borrow(), 2);
+    assert_eq!(sm.applied().state.kv("c").len(), 0);
+    drop(held);
+    apply_all(&mut sm, vec![blank(3), command(4, increment())]).await;
+    assert_eq!(*sm.subscribe_applied().borrow(), 4);
+    assert_eq!(sm.applied().state.kv("c").len(), 1);
+}

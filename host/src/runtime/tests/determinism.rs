@@ -1,5 +1,6 @@
 //! Determinism: two runtimes, and a fresh process, compute the same results
-//! and state from the same commands, misbehaving fixtures included.
+//! (codes and messages) and state from the same commands, misbehaving
+//! fixtures — bombs, budgets, runaway recursion — included.
 
 use serde_json::{Value, json};
 
@@ -42,10 +43,15 @@ fn commands() -> Vec<Command> {
         ),
         apply("nondet", json!({}), 6),
         apply("nondet", json!({}), 7),
+        apply("misbehave", json!({"op": "write-bomb"}), 8),
+        apply("misbehave", json!({"op": "fill", "count": 8}), 9),
+        apply("misbehave", json!({"op": "scan-bomb"}), 10),
+        apply("misbehave", json!({"op": "recurse"}), 11),
+        // The runtime works normally after every misbehaviour.
         apply(
             "misbehave",
             json!({"op": "write", "key": "c", "value": "3"}),
-            8,
+            12,
         ),
     ]
 }
@@ -55,7 +61,7 @@ fn run_all(rt: &Runtime) -> (State, Vec<CommandResult>) {
     let results = commands()
         .iter()
         .enumerate()
-        .map(|(i, c)| state.apply(rt, i as u64 + 1, c))
+        .map(|(i, c)| state.apply(rt, i as u64 + 1, c).expect("no host fault"))
         .collect();
     (state, results)
 }
@@ -66,6 +72,11 @@ fn two_runtimes_reach_identical_state() {
     let (b, rb) = run_all(&runtime());
     assert_eq!(ra, rb);
     assert_eq!(a.hash(), b.hash());
+    assert!(
+        matches!(ra.last(), Some(CommandResult::Applied(_))),
+        "{:?}",
+        ra.last()
+    );
     // The failures really happened (so the sequence exercises them).
     let codes: Vec<_> = ra
         .iter()
@@ -77,6 +88,14 @@ fn two_runtimes_reach_identical_state() {
     assert!(codes.contains(&"out-of-fuel".to_string()), "{codes:?}");
     assert!(codes.contains(&"memory-limit".to_string()), "{codes:?}");
     assert!(codes.contains(&"plugin-trap".to_string()), "{codes:?}");
+    assert!(
+        codes.contains(&"write-budget-exceeded".to_string()),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&"scan-budget-exceeded".to_string()),
+        "{codes:?}"
+    );
 }
 
 fn nondet_output() -> String {

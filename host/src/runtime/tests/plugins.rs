@@ -26,7 +26,7 @@ fn drive(plugin: &str, calls: &[(CallMode, Value)]) -> Vec<Result<Value, String>
                 &ctx(plugin, i as u64 + 1),
                 &kv,
             );
-            let CallOutcome { result, writes } = out;
+            let CallOutcome { result, writes, .. } = out;
             commit(&mut kv, writes);
             result
                 .map(|o| serde_json::from_slice(&o.output).expect("plugins answer JSON"))
@@ -176,4 +176,29 @@ fn compiled_components_are_reused_from_disk_only_when_this_node_wrote_them() {
         bytes,
         "the bad artifact was replaced by a fresh compile"
     );
+}
+
+/// Also the measurement behind the fuel defaults: run with `--nocapture`.
+#[test]
+fn tiny_applies_cost_a_few_thousand_fuel() {
+    let rt = runtime();
+    for (plugin, input) in [
+        ("counter", json!({"increment": {"by": 1}})),
+        ("kv", json!({"put": {"key": "a", "value": 1}})),
+    ] {
+        let out = rt.call(
+            &Code::new(built(plugin)),
+            CallMode::Apply,
+            input.to_string().as_bytes(),
+            &ctx(plugin, 1),
+            &Kv::new(),
+        );
+        assert!(out.result.is_ok(), "{:?}", out.result);
+        let fuel = out.stats.fuel_consumed;
+        println!("{plugin}: fuel consumed {fuel}");
+        // Both read and write one key: at least two host calls' worth, and
+        // far below the default budget.
+        assert!(fuel > 2 * ctx(plugin, 1).limits.fuel_per_host_call);
+        assert!(fuel < 100_000, "{plugin}: {fuel}");
+    }
 }

@@ -1,0 +1,256 @@
+//! Running one `apply` or `query` in a fresh instance: metered, bounded by the
+//! call's budgets, on a native stack big enough for the cluster's wasm stack
+//! cap, with every failure sorted into a plugin outcome or a host fault.
+
+use std::collections::BTreeMap;
+
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+
+use super::engine::HOST_STACK_HEADROOM_BYTES;
+use super::error::{Failure, classify_trap, is_resource_fault};
+use super::store::{Budget, CallState, Limiter};
+use super::{CallContext, CallError, CallMode, Code, Compiled, EngineSet, Kv, Runtime, wasi};
+use crate::state::Output;
+
+/// Largest wasm stack run on the caller's own thread. Callers are tokio
+/// blocking threads or test threads, which have 2 MiB native stacks; wasm
+/// frames and the host calls beneath them must fit in that.
+const INLINE_WASM_STACK_BYTES_MAX: usize = 1024 * 1024;
+
+/// The result of one call: the outcome and, on success, the writes to commit.
+#[derive(Debug)]
+pub struct CallOutcome {
+    /// Output or the reason there is none.
+    pub result: Result<Output, CallError>,
+    /// Writes to commit (`None` = delete); empty unless `result` is `Ok`.
+    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// What the call used (for tests, benchmarks and tuning the defaults).
+    pub stats: CallStats,
+}
+
+/// What one call used. Deterministic, like the outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// Fuel spent (guest instructions plus host-import charges).
+    pub fuel_consumed: u64,
+    /// Key + value bytes the host accepted from `set`/`delete` (at most
+    /// `max_write_bytes_per_call`; bounds what the call's overlay held).
+    pub write_bytes: usize,
+    /// Key + value bytes the host gathered for `scan` results (at most
+    /// `max_scan_bytes_per_call`).
+    pub scan_bytes: usize,
+}
+
+/// Applies a successful call's `writes` to the plugin's committed `kv`.
+pub fn commit(kv: &mut Kv, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+    for (k, v) in writes {
+        match v {
+            Some(v) => kv.insert(k, v),
+            None => kv.remove(&k),
+        };
+    }
+}
+
+fn failed(e: CallError) -> CallOutcome {
+    CallOutcome {
+        result: Err(e),
+        writes: BTreeMap::new(),
+        stats: CallStats::default(),
+    }
+}
+
+impl Runtime {
+    /// Runs one `apply` or `query` of `code` in a fresh instance.
+    ///
+    /// `base` is the plugin's committed KV; it is never modified here. On `Ok`
+    /// the returned writes are what the caller must commit. A
+    /// [`CallError::Host`] is this node's fault, never the plugin's outcome.
+    pub fn call(
+        &self,
+        code: &Code,
+        mode: CallMode,
+        input: &[u8],
+        ctx: &CallContext<'_>,
+        base: &Kv,
+    ) -> CallOutcome {
+        let set = match self.engine_set(ctx.engine) {
+            Ok(set) => set,
+            Err(e) => return failed(CallError::Host(e.to_string())),
+        };
+        // The code is in the state, so the leader validated it: failing to
+        // compile it here is this node's problem.
+        let compiled = match self.compiled(&set, code.sha256(), code.bytes()) {
+            Ok(c) => c,
+            Err(e) => {
+                return failed(CallError::Host(format!(
+                    "cannot compile plugin {}: {e}",
+                    code.sha256_hex()
+                )));
+            }
+        };
+        let log_cap = self.config.max_guest_log_bytes;
+        let run = || run(&set, &compiled, mode, input, ctx, base, log_cap);
+        let wasm_stack = ctx.engine.max_stack_bytes;
+        if wasm_stack <= INLINE_WASM_STACK_BYTES_MAX {
+            return run();
+        }
+        // wasmtime does not check the native stack without async support: a
+        // wasm stack cap above what this thread has would overflow it for
+        // real and kill the process. Give such calls a thread of their own.
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("cairn-call".into())
+                .stack_size(wasm_stack + HOST_STACK_HEADROOM_BYTES)
+                .spawn_scoped(scope, run);
+            match spawned {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(e) => failed(CallError::Host(format!(
+                    "cannot start a thread for a {wasm_stack}-byte wasm stack: {e}"
+                ))),
+            }
+        })
+    }
+
+    /// Instantiates `code` and keeps the instance alive in the returned store,
+    /// holding one pool slot until it is dropped: how tests make the pool busy.
+    #[cfg(test)]
+    pub(crate) fn occupy_slot(&self, code: &Code, ctx: &CallContext<'_>) -> Store<CallState> {
+        let set = self.engine_set(ctx.engine).expect("engine");
+        let compiled = self
+            .compiled(&set, code.sha256(), code.bytes())
+            .expect("compiles");
+        let output = wasi::CapturedOutput::new(0);
+        let mut store = new_store(&set, CallMode::Query, ctx, &Kv::new(), &output).expect("store");
+        compiled
+            .pre
+            .instantiate(&mut store)
+            .expect("a free slot to occupy");
+        store
+    }
+}
+
+/// The memory cap a call runs under: the plugin's, within the engine's slot.
+fn memory_limit_bytes(ctx: &CallContext<'_>) -> usize {
+    ctx.memory_limit_bytes.min(ctx.engine.max_memory_bytes)
+}
+
+/// A fresh store for one call, with its fuel set.
+fn new_store(
+    set: &EngineSet,
+    mode: CallMode,
+    ctx: &CallContext<'_>,
+    base: &Kv,
+    output: &wasi::CapturedOutput,
+) -> wasmtime::Result<Store<CallState>> {
+    let state = CallState {
+        mode,
+        plugin: ctx.plugin.to_string(),
+        log_index: ctx.log_index,
+        timestamp_ms: ctx.timestamp_ms,
+        base: base.clone(),
+        overlay: BTreeMap::new(),
+        events: Vec::new(),
+        event_bytes: 0,
+        write_in_query: false,
+        random_calls: 0,
+        write_bytes: 0,
+        scan_bytes: 0,
+        budget_exceeded: None,
+        limits: ctx.limits.clone(),
+        limiter: Limiter {
+            memory_limit_bytes: memory_limit_bytes(ctx),
+            table_elements_max: ctx.limits.max_table_elements,
+            memory_limit_hit: false,
+        },
+        wasi: wasi::build_ctx(ctx.log_index, ctx.plugin, ctx.timestamp_ms, output),
+        table: ResourceTable::new(),
+    };
+    let mut store = Store::new(&set.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_fuel(ctx.fuel)?;
+    Ok(store)
+}
+
+/// Instantiates `compiled` in a fresh store and runs the call.
+fn run(
+    set: &EngineSet,
+    compiled: &Compiled,
+    mode: CallMode,
+    input: &[u8],
+    ctx: &CallContext<'_>,
+    base: &Kv,
+    log_cap: usize,
+) -> CallOutcome {
+    let output = wasi::CapturedOutput::new(log_cap);
+    let mut store = match new_store(set, mode, ctx, base, &output) {
+        Ok(store) => store,
+        Err(e) => return failed(CallError::Host(format!("cannot set up a store: {e:#}"))),
+    };
+    let result = match compiled.pre.instantiate(&mut store) {
+        // No slot, no memory: the node is busy or short, the plugin did nothing.
+        Err(e) if is_resource_fault(&e) => {
+            return failed(CallError::Host(format!("cannot instantiate: {e:#}")));
+        }
+        instance => instance.and_then(|plugin| match mode {
+            CallMode::Apply => plugin.call_apply(&mut store, input),
+            CallMode::Query => plugin.call_query(&mut store, input),
+        }),
+    };
+    let fuel_consumed = ctx.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let (log, stderr_tail) = output.take();
+    if !log.is_empty() {
+        tracing::info!(
+            plugin = ctx.plugin,
+            index = ctx.log_index,
+            "guest output: {}",
+            String::from_utf8_lossy(&log).trim_end()
+        );
+    }
+    let state = store.into_data();
+    let result = match (result, state.budget_exceeded) {
+        _ if state.write_in_query => Err(CallError::WriteInQuery),
+        (_, Some(Budget::Write)) => Err(CallError::WriteBudgetExceeded {
+            budget_bytes: ctx.limits.max_write_bytes_per_call,
+        }),
+        (_, Some(Budget::Scan)) => Err(CallError::ScanBudgetExceeded {
+            budget_bytes: ctx.limits.max_scan_bytes_per_call,
+        }),
+        (Ok(Ok(out)), None) if out.len() > ctx.limits.max_output_bytes => {
+            Err(CallError::OutputTooLarge(out.len()))
+        }
+        (Ok(Ok(out)), None) => Ok(Output {
+            output: out,
+            events: state.events,
+        }),
+        (Ok(Err(pe)), None) => Err(CallError::Plugin {
+            code: pe.code,
+            message: pe.message,
+        }),
+        (Err(e), None) => Err(classify_trap(
+            &e,
+            &Failure {
+                fuel: ctx.fuel,
+                memory_limit_bytes: memory_limit_bytes(ctx),
+                memory_limit_hit: state.limiter.memory_limit_hit,
+                stderr_tail: &stderr_tail,
+            },
+        )),
+    };
+    let writes = if result.is_ok() {
+        state.overlay
+    } else {
+        BTreeMap::new()
+    };
+    CallOutcome {
+        result,
+        writes,
+        stats: CallStats {
+            fuel_consumed,
+            write_bytes: state.write_bytes,
+            scan_bytes: state.scan_bytes,
+        },
+    }
+}
