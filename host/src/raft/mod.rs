@@ -7,6 +7,8 @@ pub mod state_machine;
 pub mod types;
 
 #[cfg(test)]
+pub(crate) mod codec_props;
+#[cfg(test)]
 mod network_tests;
 #[cfg(test)]
 pub(crate) mod test_support;
