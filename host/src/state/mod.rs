@@ -299,4 +299,6 @@ impl State {
 }
 
 #[cfg(test)]
+mod snapshot_props;
+#[cfg(test)]
 mod tests;
