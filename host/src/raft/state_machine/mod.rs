@@ -249,7 +249,7 @@ fn decode(bytes: &[u8]) -> io::Result<(State, Meta)> {
     let (state, meta) =
         snapshot::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let (meta, _): (Meta, usize) =
-        bincode::serde::decode_from_slice(&meta, bincode::config::standard()).map_err(io_err)?;
+        crate::bounded_decode::decode_from_slice(&meta).map_err(io_err)?;
     Ok((state, meta))
 }
 
@@ -388,5 +388,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+#[cfg(test)]
+mod decode_props;
 #[cfg(test)]
 mod tests;
