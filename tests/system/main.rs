@@ -11,6 +11,7 @@ mod idempotency;
 mod kill9_leader;
 mod leader_failover;
 mod linearizability;
+mod malformed;
 mod membership;
 mod metrics;
 mod partition;

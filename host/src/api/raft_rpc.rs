@@ -135,7 +135,7 @@ pub struct RaftRpc<SM: RaftStateMachine<TypeConfig>> {
 impl<SM> RaftRpc<SM>
 where
     SM: RaftStateMachine<TypeConfig>,
-    SM::SnapshotData: SnapshotFromBytes,
+    SM::SnapshotData: SnapshotFromBytes + Send + 'static,
 {
     /// Handlers for `raft`, limits from `config`.
     pub fn new(raft: openraft::Raft<TypeConfig, SM>, config: &Config) -> Self {
@@ -212,8 +212,15 @@ where
             RaftRpcError::InvalidSnapshot("last chunk carries no metadata".into())
         })?;
         self.check_consistent(&header.vote, &meta)?;
-        let snapshot_data = SM::SnapshotData::from_snapshot_bytes(bytes)
-            .map_err(|e: io::Error| RaftRpcError::InvalidSnapshot(e.to_string()))?;
+        // A checksum and a full decode: seconds for a large snapshot, so off the
+        // async workers.
+        let checked_meta = meta.clone();
+        let snapshot_data = tokio::task::spawn_blocking(move || {
+            SM::SnapshotData::from_snapshot_bytes(bytes, &checked_meta)
+        })
+        .await
+        .map_err(|e| RaftRpcError::Raft(format!("snapshot check did not finish: {e}")))?
+        .map_err(|e: io::Error| RaftRpcError::InvalidSnapshot(e.to_string()))?;
         let size = header.offset + data.len() as u64;
         tracing::info!(bytes = size, meta = %meta, "installing received snapshot");
         let snapshot = openraft::Snapshot {
@@ -325,7 +332,7 @@ where
 impl<SM> RaftRpcHandler for RaftRpc<SM>
 where
     SM: RaftStateMachine<TypeConfig>,
-    SM::SnapshotData: SnapshotFromBytes + Send,
+    SM::SnapshotData: SnapshotFromBytes + Send + 'static,
 {
     async fn handle(&self, endpoint: RaftEndpoint, body: Bytes) -> Result<Vec<u8>, RaftRpcError> {
         match endpoint {
