@@ -22,7 +22,8 @@ use crate::api::error::ApiError;
 use crate::config::Config;
 use crate::raft::codec::{self, CodecError};
 use crate::raft::network::{SnapshotChunkHeader, SnapshotChunkReply, SnapshotFromBytes};
-use crate::raft::types::TypeConfig;
+use crate::raft::peer_checks::{self, ImpossibleFrame};
+use crate::raft::types::{NodeId, TypeConfig};
 
 /// The four `/raft/…` endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,9 @@ pub enum RaftRpcError {
     /// The body is not a valid frame for this endpoint.
     #[error("malformed raft rpc body: {0}")]
     Decode(CodecError),
+    /// The frame decodes but no correct peer sends it.
+    #[error("impossible raft rpc: {0}")]
+    Impossible(ImpossibleFrame),
     /// Our own reply could not be encoded (a bug).
     #[error("encoding raft rpc reply: {0}")]
     Encode(CodecError),
@@ -88,6 +92,7 @@ impl From<RaftRpcError> for ApiError {
         let message = e.to_string();
         match e {
             RaftRpcError::Decode(_) => ApiError::bad_request("bad-raft-body", message),
+            RaftRpcError::Impossible(_) => ApiError::bad_request("impossible-raft-rpc", message),
             RaftRpcError::InvalidSnapshot(_) => ApiError::bad_request("invalid-snapshot", message),
             RaftRpcError::Encode(_) => ApiError::Internal(message),
             RaftRpcError::Raft(_) => ApiError::Unavailable(message),
@@ -123,6 +128,8 @@ struct Upload {
 /// The `/raft/…` handlers for a node whose state machine is `SM`.
 pub struct RaftRpc<SM: RaftStateMachine<TypeConfig>> {
     raft: openraft::Raft<TypeConfig, SM>,
+    /// This node: no peer's frame may claim to come from it.
+    node_id: NodeId,
     /// At most one upload: a follower only ever receives from the current leader.
     upload: Mutex<Option<Upload>>,
     max_snapshot_bytes: u64,
@@ -141,6 +148,7 @@ where
     pub fn new(raft: openraft::Raft<TypeConfig, SM>, config: &Config) -> Self {
         Self {
             raft,
+            node_id: config.node_id,
             upload: Mutex::new(None),
             max_snapshot_bytes: config.max_snapshot_bytes,
             stale_upload_after: config.install_snapshot_timeout(),
@@ -162,6 +170,7 @@ where
     async fn append(&self, body: &[u8]) -> Result<Vec<u8>, RaftRpcError> {
         let req: AppendEntriesRequest<TypeConfig> =
             codec::decode(body).map_err(RaftRpcError::Decode)?;
+        peer_checks::check_append(&req, self.node_id).map_err(RaftRpcError::Impossible)?;
         let resp = self
             .raft
             .append_entries(req)
@@ -184,6 +193,8 @@ where
     async fn snapshot_chunk(&self, body: Bytes) -> Result<Vec<u8>, RaftRpcError> {
         let (header, data): (SnapshotChunkHeader, Bytes) =
             codec::decode_with_tail(body).map_err(RaftRpcError::Decode)?;
+        peer_checks::check_snapshot_chunk(&header, self.node_id)
+            .map_err(RaftRpcError::Impossible)?;
         let reply = self.accept_chunk(header, data).await?;
         codec::encode(&reply).map_err(RaftRpcError::Encode)
     }

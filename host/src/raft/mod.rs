@@ -3,6 +3,7 @@
 pub mod codec;
 pub mod log_store;
 pub mod network;
+pub mod peer_checks;
 pub mod state_machine;
 pub mod types;
 
