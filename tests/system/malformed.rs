@@ -3,4 +3,5 @@
 //! Every refusal is a 4xx with the JSON error envelope, the node keeps serving,
 //! and a refused request changes nothing.
 
+mod members;
 mod raft_frames;
