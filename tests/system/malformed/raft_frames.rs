@@ -3,6 +3,8 @@
 //! vote naming the receiver, entries that skip indexes) are refused too instead
 //! of stopping Raft on the node.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use bytes::Bytes;
 use cairn_host::raft::codec;
 use cairn_host::raft::network::SnapshotChunkHeader;
@@ -10,10 +12,13 @@ use cairn_host::raft::types::TypeConfig;
 use http::Method;
 use openraft::async_runtime::WatchReceiver;
 use openraft::impls::leader_id_adv::LeaderId;
-use openraft::raft::AppendEntriesRequest;
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{Entry, EntryPayload, Vote};
 use serde_json::json;
 
+use cairn_host::state::Command;
+
+use super::{Fixture, Probe, damaged, run_cases};
 use crate::harness::{Cluster, Node};
 
 /// The node still has a working Raft: a write commits and is applied.
@@ -225,4 +230,280 @@ async fn impossible_raft_frames_are_refused_and_raft_keeps_running() -> anyhow::
     assert_eq!(node.state_hash().1, before.1);
     still_writes(node, "after").await?;
     cluster.stop_all().await
+}
+
+/// A valid frame for each endpoint, from a pretend peer (node 2) at term 0: the
+/// seed that random damage is applied to.
+fn valid_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let vote = Vote::new_committed(0, 2);
+    let entries = vec![
+        blank(log_id(0, 2, 1)),
+        Entry {
+            log_id: log_id(0, 2, 2),
+            payload: EntryPayload::Normal(Command::Apply {
+                plugin: "kv".into(),
+                input: br#"{"put":{"key":"forged","value":1}}"#.to_vec(),
+                timestamp_ms: 1,
+                idempotency_key: Some("k".into()),
+            }),
+        },
+        Entry {
+            log_id: log_id(0, 2, 3),
+            payload: EntryPayload::Membership(openraft::Membership::new_with_defaults(
+                vec![BTreeSet::from([1, 2])],
+                [3],
+            )),
+        },
+    ];
+    let append = AppendEntriesRequest::<TypeConfig> {
+        vote,
+        prev_log_id: Some(log_id(0, 2, 0)),
+        entries,
+        leader_commit: Some(log_id(0, 2, 1)),
+    };
+    let vote_req = VoteRequest::<TypeConfig> {
+        vote: Vote::new(0, 2),
+        last_log_id: Some(log_id(0, 2, 3)),
+        leadership_transfer: false,
+    };
+    let chunk = SnapshotChunkHeader {
+        vote,
+        transfer_id: 5,
+        offset: 0,
+        done: false,
+        meta: None,
+    };
+    vec![
+        ("append", codec::encode(&append).expect("encodes")),
+        ("vote", codec::encode(&vote_req).expect("encodes")),
+        ("pre-vote", codec::encode(&vote_req).expect("encodes")),
+        (
+            "snapshot",
+            codec::encode_with_tail(&chunk, b"snapshot bytes").expect("encodes"),
+        ),
+    ]
+}
+
+/// Whether `body` decodes as the frame `endpoint` takes.
+fn decodes(endpoint: &str, body: &[u8]) -> bool {
+    match endpoint {
+        "append" => codec::decode::<AppendEntriesRequest<TypeConfig>>(body).is_ok(),
+        "vote" | "pre-vote" => codec::decode::<VoteRequest<TypeConfig>>(body).is_ok(),
+        _ => codec::decode_with_tail::<SnapshotChunkHeader>(Bytes::copy_from_slice(body)).is_ok(),
+    }
+}
+
+/// Random bytes, junk behind a valid frame prefix, and damaged valid frames, to
+/// every `/raft/…` route: a 400 with the envelope, nothing changes. (Damage that
+/// still decodes is a well-formed frame; the forged-frame test covers those.)
+#[test]
+fn random_and_damaged_frames_are_400() {
+    use proptest::prelude::*;
+
+    let fx = Fixture::start(&|_| {});
+    let frames = valid_frames();
+    let damaged_frame =
+        proptest::sample::select(frames).prop_flat_map(|(ep, frame)| (Just(ep), damaged(frame)));
+    let endpoint = proptest::sample::select(vec!["append", "vote", "pre-vote", "snapshot"]);
+    let random = (
+        endpoint.clone(),
+        proptest::collection::vec(any::<u8>(), 0..256),
+    );
+    let behind_prefix = (
+        endpoint,
+        any::<u32>(),
+        proptest::collection::vec(any::<u8>(), 0..128),
+    )
+        .prop_map(|(ep, len, junk)| {
+            let mut frame = b"CRN\x01".to_vec();
+            frame.extend_from_slice(&len.to_le_bytes());
+            frame.extend_from_slice(&junk);
+            (ep, frame)
+        });
+    let strategy = prop_oneof![3 => damaged_frame, 1 => random, 1 => behind_prefix];
+    run_cases("raft frames", 128, strategy, |(ep, body)| {
+        prop_assume!(!decodes(ep, &body));
+        let probe = Probe::new(Method::POST, format!("/raft/{ep}"), body);
+        fx.check(&probe, |_, r| r.status == 400, |_, _| false)
+    });
+}
+
+/// The one thing that makes a forged append impossible.
+#[derive(Clone, Copy, Debug)]
+enum Flaw {
+    /// It names the receiving node as the sender.
+    OwnId,
+    /// Its vote is not committed.
+    Uncommitted,
+    /// Its first entry skips an index.
+    Gap,
+    /// Two entries share an index.
+    Repeat,
+    /// An entry's leader is older than the entry before it.
+    OlderLeader,
+    /// An entry's leader is newer than the sender.
+    NewerThanSender,
+    /// A membership entry without voters.
+    EmptyMembership,
+    /// A membership entry with a voter that has no node.
+    VoterWithoutNode,
+}
+
+/// A forged append from pretend peer `sender`, `term_ahead` terms past the node,
+/// continuing its log from its committed entry with `entries` blanks and puts,
+/// then spoiled by `flaw`.
+#[derive(Clone, Debug)]
+struct ForgedAppend {
+    term_ahead: u64,
+    sender: u64,
+    entries: Vec<Option<u8>>,
+    flaw: Flaw,
+}
+
+impl ForgedAppend {
+    fn build(&self, m: &openraft::RaftMetrics<TypeConfig>) -> AppendEntriesRequest<TypeConfig> {
+        let committed = m.local_committed.expect("a committed entry");
+        let term = m.vote.leader_id.term + self.term_ahead;
+        let sender = match self.flaw {
+            Flaw::OwnId => 1,
+            _ => self.sender,
+        };
+        let vote = match self.flaw {
+            Flaw::Uncommitted => Vote::new(term, sender),
+            _ => Vote::new_committed(term, sender),
+        };
+        let put = |n: u8| {
+            EntryPayload::Normal(Command::Apply {
+                plugin: "kv".into(),
+                input: format!(r#"{{"put":{{"key":"forged{n}","value":{n}}}}}"#).into_bytes(),
+                timestamp_ms: 1,
+                idempotency_key: None,
+            })
+        };
+        let mut entries: Vec<_> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Entry {
+                log_id: log_id(term, sender, committed.index + 1 + i as u64),
+                payload: p.map_or(EntryPayload::Blank, put),
+            })
+            .collect();
+        if entries.is_empty() {
+            entries.push(blank(log_id(term, sender, committed.index + 1)));
+        }
+        let prev_log_id = Some(committed);
+        let leader_commit = Some(committed);
+        let last = entries.len() - 1;
+        match self.flaw {
+            Flaw::OwnId | Flaw::Uncommitted => {}
+            Flaw::Gap => entries[0].log_id.index += 2,
+            Flaw::Repeat => {
+                let again = entries[last].clone();
+                entries.push(again);
+            }
+            Flaw::OlderLeader => {
+                let older = LeaderId {
+                    term: committed.leader_id.term.saturating_sub(1),
+                    node_id: 0,
+                };
+                entries[last].log_id.leader_id = older;
+            }
+            Flaw::NewerThanSender => entries[last].log_id.leader_id.term = term + 1,
+            Flaw::EmptyMembership => {
+                entries[last].payload = EntryPayload::Membership(Default::default());
+            }
+            Flaw::VoterWithoutNode => {
+                let nodes: BTreeMap<u64, openraft::BasicNode> = BTreeMap::new();
+                let m = openraft::Membership::new(vec![BTreeSet::from([1])], nodes);
+                entries[last].payload = EntryPayload::Membership(m.unwrap_or_default());
+            }
+        }
+        AppendEntriesRequest {
+            vote,
+            prev_log_id,
+            entries,
+            leader_commit,
+        }
+    }
+}
+
+fn forged_append() -> impl proptest::strategy::Strategy<Value = ForgedAppend> {
+    use proptest::prelude::*;
+    let flaw = proptest::sample::select(vec![
+        Flaw::OwnId,
+        Flaw::Uncommitted,
+        Flaw::Gap,
+        Flaw::Repeat,
+        Flaw::OlderLeader,
+        Flaw::NewerThanSender,
+        Flaw::EmptyMembership,
+        Flaw::VoterWithoutNode,
+    ]);
+    (
+        1u64..4,
+        2u64..5,
+        proptest::collection::vec(proptest::option::of(any::<u8>()), 0..4),
+        flaw,
+    )
+        .prop_map(|(term_ahead, sender, entries, flaw)| ForgedAppend {
+            term_ahead,
+            sender,
+            entries,
+            flaw,
+        })
+}
+
+/// Appends that would move the node to a newer leader, each spoiled by one
+/// flaw no correct leader has: every one is a 400 `impossible-raft-rpc`, the
+/// node keeps its vote and its leadership, nothing changes, and it still writes.
+///
+/// Well-formed lies without such a flaw are accepted (Raft without peer
+/// authentication cannot tell them from the truth), and a few consistent ones
+/// still stop openraft; see the report.
+#[test]
+fn flawed_appends_are_refused_without_touching_raft() {
+    let fx = Fixture::start(&|_| {});
+    let start = fx
+        .node()
+        .handle()
+        .service
+        .raft()
+        .metrics()
+        .borrow_watched()
+        .clone();
+    run_cases("flawed appends", 64, forged_append(), |forged| {
+        let m = fx
+            .node()
+            .handle()
+            .service
+            .raft()
+            .metrics()
+            .borrow_watched()
+            .clone();
+        let req = forged.build(&m);
+        let probe = Probe::new(
+            Method::POST,
+            "/raft/append",
+            codec::encode(&req).expect("encodes"),
+        );
+        fx.check(
+            &probe,
+            |_, r| r.status == 400 && r.code().as_deref() == Some("impossible-raft-rpc"),
+            |_, _| false,
+        )?;
+        let now = fx
+            .node()
+            .handle()
+            .service
+            .raft()
+            .metrics()
+            .borrow_watched()
+            .clone();
+        proptest::prop_assert_eq!(now.vote, start.vote, "the node's vote moved");
+        proptest::prop_assert_eq!(now.current_leader, Some(1));
+        Ok(())
+    });
+    fx.block_on(still_writes(fx.node(), "after-flawed-appends"))
+        .expect("raft still runs after the flawed appends");
 }
