@@ -170,7 +170,9 @@ where
     async fn append(&self, body: &[u8]) -> Result<Vec<u8>, RaftRpcError> {
         let req: AppendEntriesRequest<TypeConfig> =
             codec::decode(body).map_err(RaftRpcError::Decode)?;
-        peer_checks::check_append(&req, self.node_id).map_err(RaftRpcError::Impossible)?;
+        let committed = self.raft.metrics().borrow_watched().local_committed;
+        peer_checks::check_append(&req, self.node_id, committed.as_ref())
+            .map_err(RaftRpcError::Impossible)?;
         let resp = self
             .raft
             .append_entries(req)

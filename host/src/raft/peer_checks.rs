@@ -65,14 +65,39 @@ fn check_membership(m: &Membership<NodeId, Node>) -> Result<(), ImpossibleFrame>
     Ok(())
 }
 
-/// Checks an append-entries request (and heartbeat) sent to node `me`.
+/// A correct leader's log holds every committed entry, and log ids never
+/// decrease along a log: at an index up to this node's committed one, no log id
+/// can be newer than the committed id, and at that index it is the committed id.
+fn check_not_against_committed(
+    what: &str,
+    id: Option<&LogIdOf<TypeConfig>>,
+    committed: Option<&LogIdOf<TypeConfig>>,
+) -> Result<(), ImpossibleFrame> {
+    let (Some(id), Some(committed)) = (id, committed) else {
+        return Ok(());
+    };
+    let newer_below = id.index < committed.index && id.leader_id > committed.leader_id;
+    let other_at = id.index == committed.index && id != committed;
+    if newer_below || other_at {
+        return impossible(format!(
+            "{what} {id} contradicts the entry {committed} this node knows is committed"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an append-entries request (and heartbeat) sent to node `me`, whose
+/// log is committed up to `committed`.
 pub fn check_append(
     req: &AppendEntriesRequest<TypeConfig>,
     me: NodeId,
+    committed: Option<&LogIdOf<TypeConfig>>,
 ) -> Result<(), ImpossibleFrame> {
     check_leader_vote(&req.vote, me)?;
     check_not_newer("prev_log_id", req.prev_log_id.as_ref(), &req.vote)?;
     check_not_newer("leader_commit", req.leader_commit.as_ref(), &req.vote)?;
+    check_not_against_committed("prev_log_id", req.prev_log_id.as_ref(), committed)?;
+    check_not_against_committed("leader_commit", req.leader_commit.as_ref(), committed)?;
     // The entries continue the log right after prev_log_id, one index at a time,
     // and their leaders never go back.
     let mut prev = req.prev_log_id;
@@ -92,6 +117,7 @@ pub fn check_append(
             return impossible(format!("entry {id} is older than the entry before it"));
         }
         check_not_newer("entry", Some(&id), &req.vote)?;
+        check_not_against_committed("entry", Some(&id), committed)?;
         if let EntryPayload::Membership(m) = &entry.payload {
             check_membership(m)?;
         }
@@ -157,9 +183,9 @@ mod tests {
     fn what_a_leader_sends_passes() {
         let leader = Vote::new_committed(3, 2);
         let heartbeat = append(leader, Some(id(2, 7)), vec![]);
-        check_append(&heartbeat, 1).unwrap();
+        check_append(&heartbeat, 1, None).unwrap();
         let from_start = append(leader, None, vec![blank(id(1, 0)), blank(id(3, 1))]);
-        check_append(&from_start, 1).unwrap();
+        check_append(&from_start, 1, None).unwrap();
         let members = Membership::new_with_defaults(vec![BTreeSet::from([1, 2])], [3]);
         let entries = vec![
             blank(id(2, 8)),
@@ -168,7 +194,32 @@ mod tests {
                 payload: EntryPayload::Membership(members),
             },
         ];
-        check_append(&append(leader, Some(id(2, 7)), entries), 1).unwrap();
+        check_append(&append(leader, Some(id(2, 7)), entries), 1, Some(&id(2, 7))).unwrap();
+    }
+
+    #[test]
+    fn nothing_may_contradict_the_committed_log() {
+        let leader = Vote::new_committed(3, 2);
+        let committed = id(2, 7);
+        // Behind, at, and past the committed entry, consistent with it.
+        for prev in [
+            Some(id(1, 3)),
+            Some(id(2, 5)),
+            Some(committed),
+            Some(id(3, 9)),
+            None,
+        ] {
+            check_append(&append(leader, prev, vec![]), 1, Some(&committed))
+                .unwrap_or_else(|e| panic!("{prev:?}: {e}"));
+        }
+        // A newer leader below the committed index; another id at it.
+        for prev in [id(3, 5), id(1, 7), id(3, 7)] {
+            assert!(
+                check_append(&append(leader, Some(prev), vec![]), 1, Some(&committed)).is_err()
+            );
+        }
+        let overwrite = append(leader, Some(id(2, 6)), vec![blank(id(3, 7))]);
+        assert!(check_append(&overwrite, 1, Some(&committed)).is_err());
     }
 
     #[test]
@@ -198,7 +249,7 @@ mod tests {
             ),
         ];
         for req in &bad {
-            assert!(check_append(req, 1).is_err(), "accepted {req:?}");
+            assert!(check_append(req, 1, None).is_err(), "accepted {req:?}");
         }
     }
 }

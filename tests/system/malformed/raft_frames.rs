@@ -347,6 +347,10 @@ enum Flaw {
     EmptyMembership,
     /// A membership entry with a voter that has no node.
     VoterWithoutNode,
+    /// prev_log_id below the committed entry, from a newer leader.
+    PrevAgainstCommitted,
+    /// leader_commit below the committed entry, from a newer leader.
+    CommitAgainstCommitted,
 }
 
 /// A forged append from pretend peer `sender`, `term_ahead` terms past the node,
@@ -392,8 +396,8 @@ impl ForgedAppend {
         if entries.is_empty() {
             entries.push(blank(log_id(term, sender, committed.index + 1)));
         }
-        let prev_log_id = Some(committed);
-        let leader_commit = Some(committed);
+        let mut prev_log_id = Some(committed);
+        let mut leader_commit = Some(committed);
         let last = entries.len() - 1;
         match self.flaw {
             Flaw::OwnId | Flaw::Uncommitted => {}
@@ -418,6 +422,16 @@ impl ForgedAppend {
                 let m = openraft::Membership::new(vec![BTreeSet::from([1])], nodes);
                 entries[last].payload = EntryPayload::Membership(m.unwrap_or_default());
             }
+            Flaw::PrevAgainstCommitted => {
+                let below = committed.index.saturating_sub(1);
+                prev_log_id = Some(log_id(committed.leader_id.term + 1, sender, below));
+                for (i, e) in entries.iter_mut().enumerate() {
+                    e.log_id.index = below + 1 + i as u64;
+                }
+            }
+            Flaw::CommitAgainstCommitted => {
+                leader_commit = Some(log_id(term, sender, committed.index.saturating_sub(1)));
+            }
         }
         AppendEntriesRequest {
             vote,
@@ -439,6 +453,8 @@ fn forged_append() -> impl proptest::strategy::Strategy<Value = ForgedAppend> {
         Flaw::NewerThanSender,
         Flaw::EmptyMembership,
         Flaw::VoterWithoutNode,
+        Flaw::PrevAgainstCommitted,
+        Flaw::CommitAgainstCommitted,
     ]);
     (
         1u64..4,
