@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{Fixture, Probe, damaged, encode, is_2xx, is_4xx, json_value, run_cases};
 use crate::harness::Resp;
 
-const CASES: u32 = 64;
+const CASES: u32 = 128;
 
 fn fixture() -> Fixture {
     // A min_index in the future waits this long before its 503.

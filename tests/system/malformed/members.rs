@@ -112,7 +112,7 @@ fn junk_membership_requests_are_refused() {
     });
     run_cases(
         "membership junk",
-        64,
+        128,
         prop_oneof![add_body, junk_id],
         |probe| {
             prop_assume!(!could_be_valid_member(&probe.body));

@@ -321,7 +321,7 @@ fn random_and_damaged_frames_are_400() {
             (ep, frame)
         });
     let strategy = prop_oneof![3 => damaged_frame, 1 => random, 1 => behind_prefix];
-    run_cases("raft frames", 128, strategy, |(ep, body)| {
+    run_cases("raft frames", 256, strategy, |(ep, body)| {
         prop_assume!(!decodes(ep, &body));
         let probe = Probe::new(Method::POST, format!("/raft/{ep}"), body);
         fx.check(&probe, |_, r| r.status == 400, |_, _| false)
@@ -488,7 +488,7 @@ fn flawed_appends_are_refused_without_touching_raft() {
         .metrics()
         .borrow_watched()
         .clone();
-    run_cases("flawed appends", 64, forged_append(), |forged| {
+    run_cases("flawed appends", 128, forged_append(), |forged| {
         let m = fx
             .node()
             .handle()

@@ -58,7 +58,7 @@ fn deploy_query() -> impl Strategy<Value = Option<String>> {
 #[test]
 fn uploads_that_are_not_plugins_are_refused() {
     let fx = Fixture::start(&|_| {});
-    run_cases("uploads", 48, (body(), deploy_query()), |(body, query)| {
+    run_cases("uploads", 96, (body(), deploy_query()), |(body, query)| {
         let path = match query {
             Some(q) => format!("/v1/plugins/fuzz-up?{q}"),
             None => "/v1/plugins/fuzz-up".to_string(),
