@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bench;
+mod bounded_decode;
 pub mod cli;
 pub mod config;
 pub mod http_client;

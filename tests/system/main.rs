@@ -18,6 +18,7 @@ mod kill9_leader;
 mod large_plugin;
 mod leader_failover;
 mod linearizability;
+mod malformed;
 mod membership;
 mod metrics;
 mod partition;

@@ -151,6 +151,7 @@ pub(crate) async fn handle<S: ClusterService>(
                     format!("expected {{\"id\":N,\"addr\":\"host:port\"}}: {e}"),
                 )
             })?;
+            check_new_member(&req)?;
             Ok(json_response(
                 StatusCode::OK,
                 &service.add_member(req.id, req.addr, deadline).await?,
@@ -268,6 +269,36 @@ fn idempotency_key(head: &RequestHead) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_string()))
 }
 
+/// Refuses a member no node could be: id 0 (ids start at 1) or an address that is
+/// not `host:port` (optionally `http://host:port`), before anything is proposed;
+/// a learner added with an unusable address would stay in the membership.
+fn check_new_member(req: &AddMemberRequest) -> Result<(), ApiError> {
+    if req.id == 0 {
+        return Err(ApiError::bad_request(
+            "bad-member-id",
+            "member ids start at 1",
+        ));
+    }
+    let bad = |why: &str| {
+        ApiError::bad_request(
+            "bad-member-addr",
+            format!("member address {:?} {why}", req.addr),
+        )
+    };
+    let uri = crate::http_client::url(&req.addr, "/").map_err(|_| bad("is not host:port"))?;
+    let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        return Err(bad("is not host:port"));
+    }
+    if authority.port_u16().is_none() {
+        return Err(bad("has no port"));
+    }
+    if uri.path() != "/" || uri.query().is_some() {
+        return Err(bad("must be host:port without a path"));
+    }
+    Ok(())
+}
+
 /// The `key=value` pairs of a query string (a bare `key` has an empty value).
 fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
     query
@@ -369,6 +400,35 @@ mod tests {
             output_with_events(&out),
             serde_json::json!({"output": {"ok": 1}, "events": [{"topic": "t", "payload": {"hex": "ff00"}}]})
         );
+    }
+
+    #[test]
+    fn new_members_need_an_id_and_a_host_port_address() {
+        let member = |id, addr: &str| AddMemberRequest {
+            id,
+            addr: addr.into(),
+        };
+        for addr in [
+            "127.0.0.1:7071",
+            "http://node-2:7070",
+            "[::1]:7070",
+            "n2:1/",
+        ] {
+            check_new_member(&member(2, addr)).unwrap_or_else(|e| panic!("{addr}: {e}"));
+        }
+        assert_eq!(
+            check_new_member(&member(0, "127.0.0.1:7071"))
+                .unwrap_err()
+                .code(),
+            "bad-member-id"
+        );
+        for addr in ["", "n2", "n2:", "n2:x", "n2:1/raft", "a b:1", "u@n2:1"] {
+            assert_eq!(
+                check_new_member(&member(2, addr)).unwrap_err().code(),
+                "bad-member-addr",
+                "{addr}"
+            );
+        }
     }
 
     #[test]

@@ -28,7 +28,8 @@ use crate::raft::codec::{self, CodecError};
 use crate::raft::network::{
     PeerRpcStats, SnapshotChunkHeader, SnapshotChunkReply, SnapshotFromBytes,
 };
-use crate::raft::types::TypeConfig;
+use crate::raft::peer_checks::{self, ImpossibleFrame};
+use crate::raft::types::{NodeId, TypeConfig};
 
 /// The four `/raft/…` endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +82,9 @@ pub enum RaftRpcError {
     /// The body is not a valid frame for this endpoint.
     #[error("malformed raft rpc body: {0}")]
     Decode(CodecError),
+    /// The frame decodes but no correct peer sends it.
+    #[error("impossible raft rpc: {0}")]
+    Impossible(ImpossibleFrame),
     /// Our own reply could not be encoded (a bug).
     #[error("encoding raft rpc reply: {0}")]
     Encode(CodecError),
@@ -113,6 +117,7 @@ impl From<RaftRpcError> for ApiError {
         let message = e.to_string();
         match e {
             RaftRpcError::Decode(_) => ApiError::bad_request("bad-raft-body", message),
+            RaftRpcError::Impossible(_) => ApiError::bad_request("impossible-raft-rpc", message),
             RaftRpcError::InvalidSnapshot(_) => ApiError::bad_request("invalid-snapshot", message),
             RaftRpcError::Encode(_) => ApiError::Internal(message),
             RaftRpcError::Raft(_) => ApiError::Unavailable(message),
@@ -152,6 +157,8 @@ struct Upload {
 /// The `/raft/…` handlers for a node whose state machine is `SM`.
 pub struct RaftRpc<SM: RaftStateMachine<TypeConfig>> {
     raft: openraft::Raft<TypeConfig, SM>,
+    /// This node: no peer's frame may claim to come from it.
+    node_id: NodeId,
     /// At most one upload: a follower only ever receives from the current leader.
     upload: Mutex<Option<Upload>>,
     max_snapshot_bytes: u64,
@@ -165,12 +172,13 @@ pub struct RaftRpc<SM: RaftStateMachine<TypeConfig>> {
 impl<SM> RaftRpc<SM>
 where
     SM: RaftStateMachine<TypeConfig>,
-    SM::SnapshotData: SnapshotFromBytes,
+    SM::SnapshotData: SnapshotFromBytes + Send + 'static,
 {
     /// Handlers for `raft`, limits from `config`.
     pub fn new(raft: openraft::Raft<TypeConfig, SM>, config: &Config) -> Self {
         Self {
             raft,
+            node_id: config.node_id,
             upload: Mutex::new(None),
             max_snapshot_bytes: config.max_snapshot_bytes,
             stale_upload_after: config.install_snapshot_timeout(),
@@ -204,6 +212,9 @@ where
     async fn append(&self, body: &[u8]) -> Result<Vec<u8>, RaftRpcError> {
         let req: AppendEntriesRequest<TypeConfig> =
             codec::decode(body).map_err(RaftRpcError::Decode)?;
+        let committed = self.raft.metrics().borrow_watched().local_committed;
+        peer_checks::check_append(&req, self.node_id, committed.as_ref())
+            .map_err(RaftRpcError::Impossible)?;
         let resp = self
             .raft
             .append_entries(req)
@@ -226,6 +237,8 @@ where
     async fn snapshot_chunk(&self, body: Bytes) -> Result<Vec<u8>, RaftRpcError> {
         let (header, data): (SnapshotChunkHeader, Bytes) =
             codec::decode_with_tail(body).map_err(RaftRpcError::Decode)?;
+        peer_checks::check_snapshot_chunk(&header, self.node_id)
+            .map_err(RaftRpcError::Impossible)?;
         let reply = self.accept_chunk(header, data).await?;
         codec::encode(&reply).map_err(RaftRpcError::Encode)
     }
@@ -254,8 +267,15 @@ where
             RaftRpcError::InvalidSnapshot("last chunk carries no metadata".into())
         })?;
         self.check_consistent(&header.vote, &meta)?;
-        let snapshot_data = SM::SnapshotData::from_snapshot_bytes(bytes)
-            .map_err(|e: io::Error| RaftRpcError::InvalidSnapshot(e.to_string()))?;
+        // A checksum and a full decode: seconds for a large snapshot, so off the
+        // async workers.
+        let checked_meta = meta.clone();
+        let snapshot_data = tokio::task::spawn_blocking(move || {
+            SM::SnapshotData::from_snapshot_bytes(bytes, &checked_meta)
+        })
+        .await
+        .map_err(|e| RaftRpcError::Raft(format!("snapshot check did not finish: {e}")))?
+        .map_err(|e: io::Error| RaftRpcError::InvalidSnapshot(e.to_string()))?;
         let size = header.offset + data.len() as u64;
         tracing::info!(bytes = size, meta = %meta, "installing received snapshot");
         let snapshot = openraft::Snapshot {
@@ -367,7 +387,7 @@ where
 impl<SM> RaftRpcHandler for RaftRpc<SM>
 where
     SM: RaftStateMachine<TypeConfig>,
-    SM::SnapshotData: SnapshotFromBytes + Send,
+    SM::SnapshotData: SnapshotFromBytes + Send + 'static,
 {
     async fn handle(&self, endpoint: RaftEndpoint, body: Bytes) -> Result<Vec<u8>, RaftRpcError> {
         match endpoint {

@@ -198,9 +198,10 @@ async fn malformed_raft_bodies_are_400_and_the_node_keeps_working() {
             assert_eq!(error_code(&resp), "bad-raft-body");
         }
     }
-    // A well-formed chunk that does not continue any upload is a conflict, not a crash.
+    // A well-formed chunk (from a peer: a frame naming this node itself is refused
+    // outright) that does not continue any upload is a conflict, not a crash.
     let header = crate::raft::network::SnapshotChunkHeader {
-        vote: openraft::Vote::new_committed(1, 1),
+        vote: openraft::Vote::new_committed(1, 2),
         transfer_id: 9,
         offset: 64,
         done: false,

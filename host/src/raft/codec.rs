@@ -25,9 +25,6 @@ pub const MAGIC: [u8; 3] = *b"CRN";
 pub const VERSION: u8 = 2;
 /// Magic + version + header length.
 pub const PREFIX_BYTES: usize = MAGIC.len() + 1 + 4;
-/// Largest header bincode may claim while decoding; the HTTP body cap is the
-/// real bound, this stops a hostile length prefix from reserving memory first.
-pub const MAX_HEADER_BYTES: usize = 512 * 1024 * 1024;
 
 /// Why a frame could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +60,6 @@ pub enum CodecError {
     Encode(String),
 }
 
-fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_HEADER_BYTES>()
-}
-
 /// Bytes a log entry adds around its command, both in append-entries bodies
 /// and in the log: the log id (three variable-length u64s, at most 9 bytes
 /// each), the payload tag, and the log's one-byte envelope version; rounded up.
@@ -76,7 +69,7 @@ pub const ENTRY_ENVELOPE_MAX_BYTES: u64 = 64;
 /// counted without building it.
 pub fn encoded_len<T: Serialize>(msg: &T) -> Result<u64, CodecError> {
     let mut counter = bincode::enc::write::SizeWriter::default();
-    bincode::serde::encode_into_writer(msg, &mut counter, bincode_config())
+    bincode::serde::encode_into_writer(msg, &mut counter, bincode::config::standard())
         .map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(counter.bytes_written as u64)
 }
@@ -95,7 +88,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Encodes `header` followed by raw `tail` bytes.
 pub fn encode_with_tail<T: Serialize>(header: &T, tail: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let body = bincode::serde::encode_to_vec(header, bincode_config())
+    let body = bincode::serde::encode_to_vec(header, bincode::config::standard())
         .map_err(|e| CodecError::Encode(e.to_string()))?;
     let len = u32::try_from(body.len())
         .map_err(|_| CodecError::Encode(format!("header of {} bytes", body.len())))?;
@@ -159,9 +152,9 @@ fn decode_header<T: DeserializeOwned>(frame: &[u8]) -> Result<(T, usize), CodecE
             got: frame.len(),
         });
     }
-    let (msg, used) =
-        bincode::serde::decode_from_slice::<T, _>(&frame[PREFIX_BYTES..end], bincode_config())
-            .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    // A length inside the header cannot reserve more than the header could hold.
+    let (msg, used) = crate::bounded_decode::decode_from_slice::<T>(&frame[PREFIX_BYTES..end])
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
     if used != header_len {
         return Err(CodecError::TrailingHeaderBytes(header_len - used));
     }

@@ -3,10 +3,13 @@
 pub mod codec;
 pub mod log_store;
 pub mod network;
+pub mod peer_checks;
 pub mod peer_stats;
 pub mod state_machine;
 pub mod types;
 
+#[cfg(test)]
+pub(crate) mod codec_props;
 #[cfg(test)]
 mod network_tests;
 #[cfg(test)]

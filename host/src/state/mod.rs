@@ -361,4 +361,6 @@ impl State {
 #[cfg(test)]
 mod settings_tests;
 #[cfg(test)]
+mod snapshot_props;
+#[cfg(test)]
 mod tests;

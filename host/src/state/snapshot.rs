@@ -159,9 +159,10 @@ pub fn decode(bytes: &[u8]) -> Result<(State, Vec<u8>), SnapshotError> {
     let meta = take(&mut buf, meta_len)?.to_vec();
     let body_len = take_u64(&mut buf)? as usize;
     let body = take(&mut buf, body_len)?;
-    let (body, _): (Body, usize) =
-        bincode::serde::decode_from_slice(body, bincode::config::standard())
-            .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    // The checksum proves the bytes arrived intact, not that a peer wrote them
+    // honestly: lengths inside the body must not reserve more than the body holds.
+    let (body, _): (Body, usize) = crate::bounded_decode::decode_from_slice(body)
+        .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
     let mut state = State {
         plugins: body
             .plugins

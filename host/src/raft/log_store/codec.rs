@@ -193,9 +193,8 @@ pub(super) fn decode_payload(bytes: &[u8]) -> io::Result<RaftPayload> {
     };
     match version {
         PAYLOAD_FORMAT => {
-            let (payload, used) =
-                bincode::serde::decode_from_slice(body, bincode::config::standard())
-                    .map_err(|e| invalid(format!("decode log payload: {e}")))?;
+            let (payload, used) = crate::bounded_decode::decode_from_slice(body)
+                .map_err(|e| invalid(format!("decode log payload: {e}")))?;
             // Trailing bytes mean the envelope is not what we wrote: refuse, don't guess.
             if used != body.len() {
                 return Err(invalid(format!(

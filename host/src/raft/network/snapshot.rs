@@ -55,12 +55,15 @@ impl<T: AsyncRead + AsyncSeek + Unpin + OptionalSend + 'static> SnapshotSource f
 
 /// Snapshot data that can be rebuilt from the bytes a follower received.
 pub trait SnapshotFromBytes: Sized {
-    /// Wraps (or parses) the received bytes.
-    fn from_snapshot_bytes(bytes: Vec<u8>) -> io::Result<Self>;
+    /// Wraps (or parses) the received bytes, refusing any that the state machine
+    /// could not install as `meta`. Blocking: may checksum and decode them.
+    fn from_snapshot_bytes(bytes: Vec<u8>, meta: &SnapshotMetaOf<TypeConfig>) -> io::Result<Self>;
 }
 
+/// The state machine's snapshot data: its own format, checked up front.
 impl SnapshotFromBytes for io::Cursor<Vec<u8>> {
-    fn from_snapshot_bytes(bytes: Vec<u8>) -> io::Result<Self> {
+    fn from_snapshot_bytes(bytes: Vec<u8>, meta: &SnapshotMetaOf<TypeConfig>) -> io::Result<Self> {
+        crate::raft::state_machine::check_installable(&bytes, meta)?;
         Ok(io::Cursor::new(bytes))
     }
 }

@@ -263,8 +263,37 @@ fn decode(bytes: &[u8]) -> io::Result<(State, Meta)> {
     let (state, meta) =
         snapshot::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let (meta, _): (Meta, usize) =
-        bincode::serde::decode_from_slice(&meta, bincode::config::standard()).map_err(io_err)?;
+        crate::bounded_decode::decode_from_slice(&meta).map_err(io_err)?;
     Ok((state, meta))
+}
+
+/// Decodes snapshot bytes that are to be installed as `meta`.
+fn decode_installable(bytes: &[u8], meta: &Meta) -> io::Result<State> {
+    let (state, embedded) = decode(bytes)?;
+    // The file must describe the position openraft installs it at, or a
+    // restart would resume from a different place than this run.
+    let expected_index = meta.last_log_id.map_or(0, |l| l.index);
+    if embedded.last_log_id != meta.last_log_id || state.applied_index() != expected_index {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "snapshot data is at {:?} (state index {}), but was offered as {:?}",
+                embedded.last_log_id,
+                state.applied_index(),
+                meta.last_log_id
+            ),
+        ));
+    }
+    Ok(state)
+}
+
+/// Checks received snapshot bytes the way [`RaftStateMachine::install_snapshot`]
+/// will, before they are handed to openraft: an install that fails is a storage
+/// error, which stops Raft on this node for good, so a corrupt or inconsistent
+/// upload must be refused while it is still only a bad request. Blocking (a
+/// checksum and a full decode).
+pub fn check_installable(bytes: &[u8], meta: &Meta) -> io::Result<()> {
+    decode_installable(bytes, meta).map(drop)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -356,22 +385,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Checksumming, decoding and writing a large snapshot take seconds:
         // off the async workers, so heartbeats keep flowing meanwhile.
         let state = tokio::task::spawn_blocking(move || -> io::Result<State> {
-            let (state, embedded) = decode(&bytes)?;
-            // The file must describe the position openraft installs it at, or a
-            // restart would resume from a different place than this run.
-            let expected_index = meta2.last_log_id.map_or(0, |l| l.index);
-            if embedded.last_log_id != meta2.last_log_id || state.applied_index() != expected_index
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "snapshot data is at {:?} (state index {}), but was offered as {:?}",
-                        embedded.last_log_id,
-                        state.applied_index(),
-                        meta2.last_log_id
-                    ),
-                ));
-            }
+            let state = decode_installable(&bytes, &meta2)?;
             this.persist(&bytes, &meta2)?;
             Ok(state)
         })
@@ -402,5 +416,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+#[cfg(test)]
+mod decode_props;
 #[cfg(test)]
 mod tests;

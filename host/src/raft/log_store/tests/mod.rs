@@ -4,6 +4,7 @@
 mod conformance;
 mod corrupt;
 mod crash;
+mod payload_props;
 mod reopen;
 mod support;
 mod throughput;
