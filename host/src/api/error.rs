@@ -113,6 +113,15 @@ pub enum ApiError {
     /// A bug or an unexpected local failure.
     #[error("internal error: {0}")]
     Internal(String),
+    /// No valid bearer token (missing, malformed, unknown or revoked).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The token is valid but its role or plugin list does not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A token id names no token (revoke).
+    #[error("{0}")]
+    TokenNotFound(String),
 }
 
 impl ApiError {
@@ -143,6 +152,9 @@ impl ApiError {
             ApiError::StorageFailed(_) => "storage-failed",
             ApiError::RaftStopped(_) => "raft-stopped",
             ApiError::Internal(_) => "internal",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TokenNotFound(_) => crate::state::tokens::TOKEN_NOT_FOUND,
         }
     }
 
@@ -167,6 +179,9 @@ impl ApiError {
             | ApiError::RaftStopped(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TokenNotFound(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -196,6 +211,13 @@ impl ApiError {
         if let ApiError::MethodNotAllowed { allowed, .. } = &self {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allowed));
+        }
+        if let ApiError::Unauthenticated(_) = &self {
+            // RFC 6750: a 401 names the scheme the client should use.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cairn\""),
+            );
         }
         resp
     }
@@ -288,11 +310,20 @@ mod tests {
             ),
             (ApiError::StorageFailed("x".into()), "storage-failed", 503),
             (ApiError::RaftStopped("x".into()), "raft-stopped", 503),
+            (
+                ApiError::Unauthenticated("x".into()),
+                "unauthenticated",
+                401,
+            ),
+            (ApiError::Forbidden("x".into()), "forbidden", 403),
+            (ApiError::TokenNotFound("x".into()), "token-not-found", 404),
         ];
         for (err, code, status) in cases {
             assert_eq!(err.code(), code);
             assert_eq!(err.status().as_u16(), status, "{code}");
             assert_eq!(err.body().code, code);
         }
+        let resp = ApiError::Unauthenticated("x".into()).into_response();
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"cairn\"");
     }
 }

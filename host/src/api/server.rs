@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::api::auth;
 use crate::api::client_api;
 use crate::api::error::{ApiError, json_response};
 use crate::api::forward;
@@ -86,6 +87,8 @@ pub(crate) enum Route<'a> {
     Settings,
     StateHash,
     Metrics,
+    Tokens,
+    Token(&'a str),
 }
 
 impl Route<'_> {
@@ -99,7 +102,8 @@ impl Route<'_> {
             | Route::StateHash
             | Route::Metrics => "GET",
             Route::Plugin(_) => "GET, PUT, DELETE",
-            Route::Member(_) => "DELETE",
+            Route::Member(_) | Route::Token(_) => "DELETE",
+            Route::Tokens => "GET, POST",
             Route::Settings => "GET, PATCH",
             Route::Raft(_) | Route::PluginApply(_) | Route::PluginQuery(_) | Route::Members => {
                 "POST"
@@ -125,6 +129,8 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "cluster", "members", id] => Route::Member(id),
         ["v1", "cluster", "settings"] => Route::Settings,
         ["v1", "state-hash"] => Route::StateHash,
+        ["v1", "tokens"] => Route::Tokens,
+        ["v1", "tokens", id] => Route::Token(id),
         _ => return None,
     };
     Some(r)
@@ -204,6 +210,8 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
                 allowed: route.allowed(),
             });
         }
+        // Who is asking and may they: decided before the body is read (api/auth.rs).
+        auth::check(&self.service, &route, head)?;
         let limit = match route {
             Route::Plugin(_) if head.method == Method::PUT => self.service.max_upload_bytes(),
             _ => self.limits.max_body_bytes,

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::api::auth::tests::STUB_ADMIN_TOKEN;
 use crate::api::error::ErrorEnvelope;
 use crate::api::service::Consistency;
 use crate::config::Config;
@@ -29,6 +30,7 @@ async fn call(
 ) -> Response<Bytes> {
     let uri = http_client::url(&node.addr, path).unwrap();
     let mut req = http_client::request(method, uri, None, body.into());
+    http_client::set_bearer(&mut req, STUB_ADMIN_TOKEN).unwrap();
     for (k, v) in headers {
         req.headers_mut().insert(
             http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
@@ -92,6 +94,7 @@ async fn oversize_bodies_get_413_with_a_json_error() {
 
     // Without Content-Length the streaming cap catches it.
     let req = Request::post("/v1/plugins/counter/apply")
+        .header("authorization", format!("Bearer {STUB_ADMIN_TOKEN}"))
         .body(Full::new(Bytes::from(vec![1u8; 71 * KIB as usize])))
         .unwrap();
     let resp = node.api.handle(req).await;

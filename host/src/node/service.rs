@@ -107,7 +107,7 @@ impl NodeService {
         self.inner.disk.admit_write()
     }
 
-    async fn propose(&self, cmd: Command) -> Result<(u64, CommandResult), ApiError> {
+    pub(super) async fn propose(&self, cmd: Command) -> Result<(u64, CommandResult), ApiError> {
         self.admit_write()?;
         match self.inner.raft.client_write(cmd).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),
