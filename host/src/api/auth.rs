@@ -215,8 +215,8 @@ pub(crate) fn check<S: AuthService>(
     };
     let token = bearer(&head.headers)?.ok_or_else(|| {
         ApiError::Unauthenticated(
-            "this endpoint needs an Authorization: Bearer token (a new cluster's admin token \
-             is in admin.token in the data dir of the node that initialised it)"
+            "this endpoint needs an Authorization: Bearer token; a new cluster's admin token \
+             is in DATA_DIR/admin.token on the node that initialised it"
                 .into(),
         )
     })?;

@@ -114,10 +114,10 @@ pub enum ApiError {
     #[error("internal error: {0}")]
     Internal(String),
     /// No valid bearer token (missing, malformed, unknown or revoked).
-    #[error("unauthenticated: {0}")]
+    #[error("{0}")]
     Unauthenticated(String),
     /// The token is valid but its role or plugin list does not allow this.
-    #[error("forbidden: {0}")]
+    #[error("{0}")]
     Forbidden(String),
     /// A token id names no token (revoke).
     #[error("{0}")]

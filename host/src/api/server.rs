@@ -2,7 +2,8 @@
 //!
 //! One port serves everything: `/raft/…` (binary frames to [`RaftRpcHandler`]),
 //! `/v1/…` (JSON to [`ClusterService`]), `/healthz` and `/readyz`. Every error
-//! is a JSON `{"error":{"code","message"}}` body.
+//! is a JSON `{"error":{"code","message"}}` body. Client routes are
+//! authenticated before their body is read (`api/auth.rs`).
 
 use std::convert::Infallible;
 use std::io;

@@ -74,7 +74,8 @@ impl Role {
 
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so width and alignment work in tables.
+        f.pad(self.as_str())
     }
 }
 
@@ -513,5 +514,10 @@ mod tests {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
         assert!("root".parse::<Role>().is_err());
+        assert_eq!(
+            format!("[{:<7}]", Role::Reader),
+            "[reader ]",
+            "pads in tables"
+        );
     }
 }
