@@ -573,6 +573,20 @@ async fn the_cli_needs_no_token_typed_next_to_the_data_dir() -> Result<()> {
     ensure!(ok, "deploy: {out}{err}");
     let (ok, out, err) = run(&[], &["apply", "counter", r#"{"increment":{"by":5}}"#])?;
     ensure!(ok && out.contains(r#"{"value":5}"#), "apply: {out}{err}");
+    // The load generator sends the token too (its setup deploys kv).
+    let (ok, out, err) = run(
+        &[],
+        &[
+            "bench",
+            "--workload",
+            "apply",
+            "--requests",
+            "4",
+            "--keys",
+            "2",
+        ],
+    )?;
+    ensure!(ok && out.contains("errors 0"), "bench: {out}{err}");
 
     // Elsewhere, CAIRN_DATA_DIR names the data dir.
     let elsewhere = tempfile::tempdir()?;
