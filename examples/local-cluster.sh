@@ -117,6 +117,13 @@ DATA="$(mktemp -d "${TMPDIR:-/tmp}/cairn-tour.XXXXXX")"
 
 step "Starting node 1 (a fresh data dir without --join initialises a one-node cluster)"
 start_node 1
+token_written() { [ -s "$DATA/node1/admin.token" ]; }
+wait_until "node 1 to write its admin token" token_written
+# Every client request carries a bearer token; the CLI, and the nodes that
+# join below (adding a member is admin-only), take it from CAIRN_TOKEN.
+export CAIRN_TOKEN
+CAIRN_TOKEN="$(cat "$DATA/node1/admin.token")"
+echo "admin token: $DATA/node1/admin.token"
 wait_until "node 1 to lead" leads 1
 cli 1 status
 

@@ -25,6 +25,8 @@ pub struct Config {
     /// URL of any member of an existing cluster to ask to add this node; `None`
     /// means "initialise a single-node cluster if the data dir is fresh".
     pub join_url: Option<String>,
+    /// Admin token sent with the join request (adding a member is admin-only).
+    pub join_token: Option<Secret>,
 
     /// Leader heartbeat period. Hundreds of ms, not openraft's 50: a heartbeat
     /// round trip includes HTTP and, on a loaded 2-core box, a scheduler tick.
@@ -127,6 +129,7 @@ impl Default for Config {
             advertise_addr: "127.0.0.1:7070".to_string(),
             data_dir: PathBuf::from("./cairn-data"),
             join_url: None,
+            join_token: None,
             heartbeat_interval_ms: 150,
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
@@ -162,6 +165,29 @@ impl Default for Config {
             runtime: crate::runtime::RuntimeConfig::default(),
             cluster: crate::state::ClusterSettings::default(),
         }
+    }
+}
+
+/// A secret string (a bearer token) that `Debug` output never shows, so
+/// logging a [`Config`] cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
     }
 }
 
@@ -439,6 +465,17 @@ mod tests {
             cfg.install_snapshot_timeout_ms
         );
         assert_eq!(raft.snapshot_max_chunk_size, cfg.snapshot_chunk_bytes);
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let cfg = Config {
+            join_token: Some(Secret::new("cairn_t3_abcdef")),
+            ..Config::default()
+        };
+        let dump = format!("{cfg:?}");
+        assert!(!dump.contains("abcdef"), "{dump}");
+        assert_eq!(cfg.join_token.unwrap().expose(), "cairn_t3_abcdef");
     }
 
     #[test]

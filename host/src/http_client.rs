@@ -58,6 +58,12 @@ pub enum ClientError {
         /// Cause.
         reason: String,
     },
+    /// A bearer token that cannot be sent as a header.
+    #[error("invalid token: {reason}")]
+    InvalidToken {
+        /// Why.
+        reason: String,
+    },
     /// The response body exceeded the caller's cap.
     #[error("response from {url} exceeds {limit_bytes} bytes")]
     ResponseTooLarge {
@@ -129,6 +135,17 @@ pub fn request(
     builder
         .body(Full::new(body))
         .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+}
+
+/// Adds `Authorization: Bearer <token>` to `req`.
+pub fn set_bearer(req: &mut Request<Full<Bytes>>, token: &str) -> Result<(), ClientError> {
+    let value = http::HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
+        ClientError::InvalidToken {
+            reason: "a token is visible ASCII without spaces".into(),
+        }
+    })?;
+    req.headers_mut().insert(http::header::AUTHORIZATION, value);
+    Ok(())
 }
 
 /// Sends `req` and reads the whole response body, all within `timeout`.

@@ -23,7 +23,7 @@ fn help_lists_every_command() {
     let (code, stdout, _) = cairn(&["--help"]);
     assert_eq!(code, 0);
     for command in [
-        "serve", "deploy", "apply", "query", "status", "members", "plugins", "bench",
+        "serve", "deploy", "apply", "query", "status", "members", "plugins", "bench", "tokens",
     ] {
         assert!(
             stdout.contains(command),

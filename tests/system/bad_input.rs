@@ -32,8 +32,11 @@ async fn oversized_head(
 ) -> anyhow::Result<(u16, Option<String>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    // Authorised, so the size is what gets refused.
+    let auth = crate::harness::token_for(addr)
+        .map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {len}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await?;
     let mut buf = Vec::new();

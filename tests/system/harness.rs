@@ -1,7 +1,15 @@
 //! Test harness: in-process Cairn nodes on loopback ports with temp data dirs, and HTTP helpers.
+//!
+//! Every client endpoint needs a bearer token. The harness remembers one
+//! admin token per node address (the `admin.token` the initialising node
+//! wrote, which is valid on every node of its cluster) and [`send_to`] sends
+//! it unless the caller passes its own `authorization` header;
+//! [`send_without_token`] sends none.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -110,8 +118,67 @@ impl Resp {
     }
 }
 
-/// Sends one request to `addr` (`host:port`) and reads the whole response.
+/// The admin token the harness sends to each node address by default.
+fn tokens() -> &'static Mutex<HashMap<String, String>> {
+    static TOKENS: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    TOKENS.get_or_init(Default::default)
+}
+
+/// `host:port` of a node URL or address.
+fn addr_of(url_or_addr: &str) -> &str {
+    url_or_addr
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+}
+
+/// Makes `token` the one sent to `addr` by default.
+pub fn register_token(addr: &str, token: &str) {
+    tokens()
+        .lock()
+        .unwrap()
+        .insert(addr_of(addr).to_string(), token.to_string());
+}
+
+/// The token sent to `addr` (a URL or `host:port`) by default, if any.
+pub fn token_for(addr: &str) -> Option<String> {
+    tokens().lock().unwrap().get(addr_of(addr)).cloned()
+}
+
+/// The admin token a node that initialised a cluster wrote to its data dir.
+pub fn read_admin_token(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(cairn_host::node::ADMIN_TOKEN_FILE)).ok()?;
+    Some(text.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// Sends one request to `addr` (`host:port`) and reads the whole response,
+/// with the node's default admin token unless `headers` has an `authorization`.
 pub async fn send_to(
+    client: &HttpClient,
+    addr: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Resp> {
+    let bearer = match token_for(addr) {
+        Some(t)
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization")) =>
+        {
+            Some(format!("Bearer {t}"))
+        }
+        _ => None,
+    };
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(b) = &bearer {
+        all.push(("authorization", b));
+    }
+    send_without_token(client, addr, method, path, &all, body).await
+}
+
+/// Sends one request with exactly `headers` (no default token).
+pub async fn send_without_token(
     client: &HttpClient,
     addr: &str,
     method: Method,
@@ -154,11 +221,20 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node with `config`.
-    pub async fn start(config: Config) -> Result<Node> {
+    /// Starts a node with `config`. A joining node sends the admin token of
+    /// the node it joins through (adding a member is admin-only), unless the
+    /// config names one; afterwards the harness sends that token to it too.
+    pub async fn start(mut config: Config) -> Result<Node> {
+        let join_token = config.join_url.as_deref().and_then(token_for);
+        if config.join_token.is_none() {
+            config.join_token = join_token.clone().map(cairn_host::config::Secret::new);
+        }
         let running = cairn_host::node::start(config.clone())
             .await
             .with_context(|| format!("starting node {}", config.node_id))?;
+        if let Some(token) = read_admin_token(&config.data_dir).or(join_token) {
+            register_token(&config.advertise_addr, &token);
+        }
         Ok(Node {
             id: config.node_id,
             config,
@@ -175,6 +251,11 @@ impl Node {
     /// `http://host:port` of this node.
     pub fn url(&self) -> String {
         format!("http://{}", self.config.advertise_addr)
+    }
+
+    /// The admin token the harness sends to this node.
+    pub fn token(&self) -> Option<String> {
+        token_for(self.addr())
     }
 
     /// The running node (panics if stopped).

@@ -200,6 +200,14 @@ pub(crate) async fn send(addr: &str, probe: &Probe) -> Result<Resp, TestCaseErro
         };
         req.headers_mut().append(name, value);
     }
+    // Probe the route behind authentication, as an admin would, unless the
+    // probe brings its own (possibly junk) credentials.
+    if !req.headers().contains_key(http::header::AUTHORIZATION)
+        && let Some(token) = crate::harness::token_for(addr)
+    {
+        http_client::set_bearer(&mut req, &token)
+            .map_err(|e| TestCaseError::fail(format!("token header: {e}")))?;
+    }
     let client = http_client::new_client();
     let resp = http_client::send(&client, req, PROBE_TIMEOUT, MAX_RESPONSE_BYTES)
         .await

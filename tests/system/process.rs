@@ -13,7 +13,9 @@ use cairn_host::http_client::{self, HttpClient};
 use http::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Resp, WAIT, eventually, free_port, send_to};
+use crate::harness::{
+    Resp, WAIT, eventually, free_port, read_admin_token, register_token, send_to, token_for,
+};
 use crate::http_node::{HttpNode, converge_http, wait_agreed_leader, wait_voter_ids};
 
 /// How long a process gets to exit after SIGTERM before it is SIGKILLed (and the test fails).
@@ -174,9 +176,40 @@ impl ProcNode {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    /// Starts the process on the same port and data dir; waits until it answers `/healthz`.
+    /// The URL this node joins through (`--join URL` in its args), if any.
+    fn join_url(&self) -> Option<&str> {
+        let at = self.args.iter().position(|a| a == "--join")?;
+        self.args.get(at + 1).map(String::as_str)
+    }
+
+    /// Starts the process on the same port and data dir; waits until it answers
+    /// `/healthz`, and until it has an admin token the harness can send: the
+    /// `admin.token` it writes when it initialises a cluster, or the token of
+    /// the node it joins through (also given to it as `CAIRN_TOKEN`).
     /// Retries (bounded) if the process exits right away, e.g. because the port is not free yet.
     async fn spawn(&mut self) -> Result<()> {
+        let join_token = self.join_url().and_then(token_for);
+        self.spawn_process(join_token.as_deref()).await?;
+        let token = match join_token {
+            Some(t) => t,
+            None => {
+                let dir = self.data_dir.clone();
+                eventually(
+                    WAIT,
+                    &format!("node {} to write admin.token", self.id),
+                    || {
+                        let dir = dir.clone();
+                        async move { Ok(read_admin_token(&dir)) }
+                    },
+                )
+                .await?
+            }
+        };
+        register_token(&self.addr(), &token);
+        Ok(())
+    }
+
+    async fn spawn_process(&mut self, join_token: Option<&str>) -> Result<()> {
         let bin = cairn_bin();
         let deadline = Instant::now() + Duration::from_secs(20);
         for attempt in 1..=5 {
@@ -190,7 +223,12 @@ impl ProcNode {
                 None => (bin, &[][..]),
             };
             let mut cmd = Command::new(program);
-            cmd.args(wrapper_args);
+            cmd.args(wrapper_args)
+                .env_remove("CAIRN_TOKEN")
+                .env_remove("CAIRN_DATA_DIR");
+            if let Some(token) = join_token {
+                cmd.env("CAIRN_TOKEN", token);
+            }
             if !self.wrapper.is_empty() {
                 cmd.arg(bin);
             }

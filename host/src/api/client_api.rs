@@ -15,6 +15,7 @@
 //! | GET | `/v1/cluster/settings` | 200 the cluster settings |
 //! | PATCH | `/v1/cluster/settings` `{field: value, "limits": {…}}` | 200 the settings after the change |
 //! | GET | `/v1/state-hash` | 200 `{"applied_index","hash"}` |
+//! | POST, GET, DELETE | `/v1/tokens`, `/v1/tokens/{id}` | see `api/auth.rs` |
 //! | GET | `/readyz` | 200 `{"ready":true}` |
 
 use bytes::Bytes;
@@ -187,6 +188,9 @@ pub(crate) async fn handle<S: ClusterService>(
                 HeaderValue::from_static("text/plain; version=0.0.4"),
             );
             Ok(resp)
+        }
+        (Route::Tokens | Route::Token(_), _) => {
+            crate::api::auth::handle(service, route, head, body, deadline).await
         }
         // Healthz and raft are answered by the server before reaching here.
         (Route::Healthz | Route::Raft(_), _) => Err(ApiError::Internal(

@@ -162,6 +162,15 @@ pub enum ApiError {
     /// A bug or an unexpected local failure.
     #[error("internal error: {0}")]
     Internal(String),
+    /// No valid bearer token (missing, malformed, unknown or revoked).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The token is valid but its role or plugin list does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A token id names no token (revoke).
+    #[error("{0}")]
+    TokenNotFound(String),
 }
 
 impl ApiError {
@@ -196,6 +205,9 @@ impl ApiError {
             ApiError::StorageFailed(_) => "storage-failed",
             ApiError::RaftStopped(_) => "raft-stopped",
             ApiError::Internal(_) => "internal",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TokenNotFound(_) => crate::state::tokens::TOKEN_NOT_FOUND,
         }
     }
 
@@ -225,6 +237,9 @@ impl ApiError {
             ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TokenNotFound(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -270,6 +285,13 @@ impl ApiError {
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
+        }
+        if let ApiError::Unauthenticated(_) = &self {
+            // RFC 6750: a 401 names the scheme the client should use.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cairn\""),
+            );
         }
         resp
     }
@@ -388,6 +410,13 @@ mod tests {
             ),
             (ApiError::StorageFailed("x".into()), "storage-failed", 503),
             (ApiError::RaftStopped("x".into()), "raft-stopped", 503),
+            (
+                ApiError::Unauthenticated("x".into()),
+                "unauthenticated",
+                401,
+            ),
+            (ApiError::Forbidden("x".into()), "forbidden", 403),
+            (ApiError::TokenNotFound("x".into()), "token-not-found", 404),
         ];
         for (err, code, status) in cases {
             assert_eq!(err.code(), code);
@@ -400,5 +429,7 @@ mod tests {
         }
         .into_response();
         assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
+        let resp = ApiError::Unauthenticated("x".into()).into_response();
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"cairn\"");
     }
 }

@@ -26,14 +26,17 @@ use crate::raft::types::NodeId;
 pub const FORWARDED_BY_HEADER: &str = "cairn-forwarded-by";
 
 /// Request headers that carry meaning for the API and must survive the hop.
-const FORWARDED_REQUEST_HEADERS: [&str; 3] = ["content-type", "idempotency-key", "accept"];
+/// `authorization`: the leader checks the client's token again.
+const FORWARDED_REQUEST_HEADERS: [&str; 4] =
+    ["content-type", "idempotency-key", "accept", "authorization"];
 /// Response headers copied back to the client.
-const FORWARDED_RESPONSE_HEADERS: [&str; 5] = [
+const FORWARDED_RESPONSE_HEADERS: [&str; 6] = [
     "content-type",
     "cairn-log-index",
     "cairn-applied-index",
     "allow",
     "retry-after",
+    "www-authenticate",
 ];
 /// The leader's answer is bounded like any body we accept (a plugin list or output).
 const MAX_FORWARDED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;

@@ -1,5 +1,6 @@
 //! The HTTP API: hyper server, router, client API handlers, Raft RPC endpoints, error mapping.
 
+pub mod auth;
 mod client_api;
 pub mod error;
 mod forward;
@@ -7,6 +8,7 @@ pub mod raft_rpc;
 pub mod server;
 pub mod service;
 
+pub use auth::AuthService;
 pub use client_api::{APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
 pub use error::ApiError;
 pub use forward::FORWARDED_BY_HEADER;

@@ -4,7 +4,8 @@
 //!
 //! One port serves everything: `/raft/…` (binary frames to [`RaftRpcHandler`]),
 //! `/v1/…` (JSON to [`ClusterService`]), `/healthz` and `/readyz`. Every error
-//! is a JSON `{"error":{"code","message"}}` body.
+//! is a JSON `{"error":{"code","message"}}` body. Client routes are
+//! authenticated before their body is read (`api/auth.rs`).
 //!
 //! Nothing a client does can hold the node: headers must arrive within
 //! `header_read_timeout_ms`, the body within `body_read_timeout_ms`, the answer
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::api::auth;
 use crate::api::client_api::{self, IDEMPOTENCY_KEY_HEADER};
 use crate::api::error::{ApiError, ErrorEnvelope, json_response};
 use crate::api::forward::{self, FORWARDED_BY_HEADER, Forwarded};
@@ -156,6 +158,8 @@ pub(crate) enum Route<'a> {
     Settings,
     StateHash,
     Metrics,
+    Tokens,
+    Token(&'a str),
 }
 
 impl Route<'_> {
@@ -169,7 +173,8 @@ impl Route<'_> {
             | Route::StateHash
             | Route::Metrics => "GET",
             Route::Plugin(_) => "GET, PUT, PATCH, DELETE",
-            Route::Member(_) => "DELETE",
+            Route::Member(_) | Route::Token(_) => "DELETE",
+            Route::Tokens => "GET, POST",
             Route::Settings => "GET, PATCH",
             Route::Raft(_) | Route::PluginApply(_) | Route::PluginQuery(_) | Route::Members => {
                 "POST"
@@ -195,6 +200,8 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "cluster", "members", id] => Route::Member(id),
         ["v1", "cluster", "settings"] => Route::Settings,
         ["v1", "state-hash"] => Route::StateHash,
+        ["v1", "tokens"] => Route::Tokens,
+        ["v1", "tokens", id] => Route::Token(id),
         _ => return None,
     };
     Some(r)
@@ -289,6 +296,8 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
         if let Route::Raft(endpoint) = route {
             return self.raft_rpc(endpoint, head, body).await;
         }
+        // Who is asking and may they: decided before the body is read (api/auth.rs).
+        auth::check(&self.service, &route, head)?;
         let limit = match route {
             Route::Plugin(_) if head.method == Method::PUT => self.service.max_upload_bytes(),
             _ => self.limits.max_body_bytes,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::api::auth::AuthService;
 use crate::api::error::ApiError;
 use crate::raft::types::NodeId;
 use crate::state::{ClusterSettings, CommandResult, PluginInfo};
@@ -171,10 +172,11 @@ pub struct StateHash {
     pub hash: String,
 }
 
-/// The node operations behind `/v1/…`, `/healthz` and `/readyz`.
+/// The node operations behind `/v1/…`, `/healthz` and `/readyz`; the token
+/// operations and authentication are in [`AuthService`] (`api/auth.rs`).
 ///
 /// Implementations write `async fn`; the `+ Send` bound lets the server spawn handlers.
-pub trait ClusterService: Send + Sync + 'static {
+pub trait ClusterService: AuthService + Send + Sync + 'static {
     /// Validates and replicates a deploy (upgrade if the name exists). Code
     /// the cluster already holds goes into the log by sha256 only; the same
     /// code and limits as in force answer the current version unchanged. With

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::api::auth::tests::STUB_ADMIN_TOKEN;
 use crate::api::error::ErrorEnvelope;
 use crate::api::service::Consistency;
 use crate::config::Config;
@@ -29,6 +30,7 @@ async fn call(
 ) -> Response<Bytes> {
     let uri = http_client::url(&node.addr, path).unwrap();
     let mut req = http_client::request(method, uri, None, body.into());
+    http_client::set_bearer(&mut req, STUB_ADMIN_TOKEN).unwrap();
     for (k, v) in headers {
         req.headers_mut().insert(
             http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
@@ -92,6 +94,7 @@ async fn oversize_bodies_get_413_with_a_json_error() {
 
     // Without Content-Length the streaming cap catches it.
     let req = Request::post("/v1/plugins/counter/apply")
+        .header("authorization", format!("Bearer {STUB_ADMIN_TOKEN}"))
         .body(Full::new(Bytes::from(vec![1u8; 71 * KIB as usize])))
         .unwrap();
     let resp = node.api.handle(req).await;
@@ -604,11 +607,13 @@ async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
 async fn a_body_that_stops_or_trickles_is_refused_in_time() {
     use tokio::io::AsyncWriteExt;
     let node = start_node(1, |c| c.body_read_timeout_ms = 500).await;
-    let head = "POST /v1/plugins/counter/apply HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n";
+    let head = format!(
+        "POST /v1/plugins/counter/apply HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {STUB_ADMIN_TOKEN}\r\ncontent-length: 100\r\n\r\n"
+    );
 
     // Stops after 10 of 100 bytes.
     let started = std::time::Instant::now();
-    let mut stalled = raw_request(&node.addr, head).await;
+    let mut stalled = raw_request(&node.addr, &head).await;
     stalled.write_all(&[b'x'; 10]).await.unwrap();
     // Meanwhile the node serves others.
     let resp = call(&node, Method::GET, "/healthz", Bytes::new(), &[]).await;
@@ -624,7 +629,7 @@ async fn a_body_that_stops_or_trickles_is_refused_in_time() {
 
     // Trickles a byte every 100 ms: the limit is on the whole body, not per byte.
     let started = std::time::Instant::now();
-    let mut trickle = raw_request(&node.addr, head).await;
+    let mut trickle = raw_request(&node.addr, &head).await;
     let mut answer = String::new();
     for _ in 0..100 {
         if trickle.write_all(b"x").await.is_err() {

@@ -148,7 +148,12 @@ struct Report<'a> {
 }
 
 /// Runs `cairn bench` against `urls` and prints one line per workload (or JSON).
-pub async fn run(args: &BenchArgs, urls: &[String], json: bool) -> Result<(), BenchError> {
+pub async fn run(
+    args: &BenchArgs,
+    urls: &[String],
+    json: bool,
+    token: Option<&str>,
+) -> Result<(), BenchError> {
     let urls: Vec<String> = urls
         .iter()
         .flat_map(|u| u.split(','))
@@ -160,10 +165,11 @@ pub async fn run(args: &BenchArgs, urls: &[String], json: bool) -> Result<(), Be
         return Err(BenchError::NoUrls);
     }
     let http = http_client::new_client();
-    ensure_plugin(&http, &urls).await?;
+    let auth = Auth::new(token)?;
+    ensure_plugin(&http, &urls, &auth).await?;
     let mut results = Vec::new();
     for workload in args.workload.expand() {
-        let summary = run_workload(&http, &urls, workload, args).await?;
+        let summary = run_workload(&http, &urls, workload, args, &auth).await?;
         if !json {
             println!("{}", summary.line());
         }
@@ -180,12 +186,42 @@ pub async fn run(args: &BenchArgs, urls: &[String], json: bool) -> Result<(), Be
     Ok(())
 }
 
+/// The `Authorization` header every bench request carries, built once.
+#[derive(Clone)]
+struct Auth(Option<http::HeaderValue>);
+
+impl Auth {
+    fn new(token: Option<&str>) -> Result<Self, BenchError> {
+        let value = token
+            .map(|t| {
+                http::HeaderValue::from_str(&format!("Bearer {}", t.trim())).map_err(|_| {
+                    ClientError::InvalidToken {
+                        reason: "a token is visible ASCII without spaces".into(),
+                    }
+                })
+            })
+            .transpose()?;
+        Ok(Self(value))
+    }
+
+    fn request(&self, method: Method, uri: Uri, ct: Option<&str>, body: Bytes) -> Request {
+        let mut req = http_client::request(method, uri, ct, body);
+        if let Some(v) = &self.0 {
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, v.clone());
+        }
+        req
+    }
+}
+
+type Request = http::Request<http_body_util::Full<Bytes>>;
+
 /// Deploys the embedded `kv` through the first node unless it is there, then waits
 /// until every target node can answer a stale query (i.e. has applied the deploy),
 /// so the first requests of a run do not fail with `plugin-not-found`.
-async fn ensure_plugin(http: &HttpClient, urls: &[String]) -> Result<(), BenchError> {
+async fn ensure_plugin(http: &HttpClient, urls: &[String], auth: &Auth) -> Result<(), BenchError> {
     let timeout = Duration::from_millis(SETUP_TIMEOUT_MS);
-    let info = http_client::request(
+    let info = auth.request(
         Method::GET,
         http_client::url(&urls[0], &format!("/v1/plugins/{PLUGIN}"))?,
         None,
@@ -194,7 +230,7 @@ async fn ensure_plugin(http: &HttpClient, urls: &[String]) -> Result<(), BenchEr
     let resp = http_client::send(http, info, timeout, MAX_RESPONSE_BYTES).await?;
     if resp.status() == StatusCode::NOT_FOUND {
         let wasm = crate::plugins::example(PLUGIN).unwrap_or_default();
-        let put = http_client::request(
+        let put = auth.request(
             Method::PUT,
             http_client::url(&urls[0], &format!("/v1/plugins/{PLUGIN}"))?,
             Some("application/wasm"),
@@ -218,7 +254,7 @@ async fn ensure_plugin(http: &HttpClient, urls: &[String]) -> Result<(), BenchEr
         let started = Instant::now();
         let mut last = String::new();
         while started.elapsed() < Duration::from_millis(READY_WAIT_MS) {
-            let req = http_client::request(
+            let req = auth.request(
                 Method::POST,
                 uri.clone(),
                 Some("application/json"),
@@ -265,6 +301,7 @@ async fn run_workload(
     urls: &[String],
     workload: Workload,
     args: &BenchArgs,
+    auth: &Auth,
 ) -> Result<Summary, BenchError> {
     let path = workload.path();
     let uris = urls
@@ -281,7 +318,7 @@ async fn run_workload(
             None => Stop::At(started + Duration::from_secs(args.duration_secs)),
         };
         let uri = uris[c as usize % uris.len()].clone();
-        let http = http.clone();
+        let http = (http.clone(), auth.clone());
         let (keys, timeout) = (args.keys, Duration::from_millis(args.timeout_ms));
         tasks.push(tokio::spawn(async move {
             client_loop(http, uri, workload, c, keys, stop, timeout).await
@@ -311,8 +348,9 @@ async fn run_workload(
     ))
 }
 
+/// One client's requests; `http` is the shared pool and the header to send.
 async fn client_loop(
-    http: HttpClient,
+    (http, auth): (HttpClient, Auth),
     uri: Uri,
     workload: Workload,
     client: u64,
@@ -332,7 +370,7 @@ async fn client_loop(
             break;
         }
         let key = splitmix64(&mut rng) % keys;
-        let req = http_client::request(
+        let req = auth.request(
             Method::POST,
             uri.clone(),
             Some("application/json"),

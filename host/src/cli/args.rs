@@ -2,13 +2,13 @@
 //! `cairn serve` flags describe.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Config;
-use crate::state::{ClusterSettings, ENTRY_OVERHEAD_BYTES};
+use crate::config::{Config, Secret};
+use crate::state::{ClusterSettings, ENTRY_OVERHEAD_BYTES, Role};
 
 /// Cairn: a Raft-replicated log running WebAssembly plugins as state machines.
 #[derive(Debug, Parser)]
@@ -27,6 +27,20 @@ pub struct Cli {
     /// Print the server's raw JSON instead of a human summary.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Bearer token for client commands (default: the admin.token file in
+    /// --data-dir, if readable); for `serve --join`, the admin token the join
+    /// request is sent with.
+    #[arg(long, global = true, env = "CAIRN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The node's data dir: where `serve` keeps its log and state; where
+    /// client commands look for admin.token when no --token is given.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_DATA_DIR",
+        default_value = "./cairn-data"
+    )]
+    pub data_dir: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Commands,
@@ -94,6 +108,12 @@ pub enum Commands {
     },
     /// Show the node's state hash.
     StateHash,
+    /// Create, list and revoke client tokens (admin).
+    Tokens {
+        /// create, list or revoke.
+        #[command(subcommand)]
+        action: TokensCommand,
+    },
     /// Load-test a running cluster with the `kv` plugin (deployed if absent).
     Bench(crate::bench::BenchArgs),
 }
@@ -134,6 +154,30 @@ pub enum MembersCommand {
     },
 }
 
+/// `cairn tokens …`
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token; its secret is printed once.
+    Create {
+        /// admin, deployer, writer or reader.
+        #[arg(long)]
+        role: Role,
+        /// Limit the token to this plugin (repeat for several; default: every plugin).
+        #[arg(long = "plugin")]
+        plugins: Vec<String>,
+        /// A label for humans.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tokens (ids, roles, plugins, names; never secrets).
+    List,
+    /// Revoke token ID; every node refuses it once the revocation applied.
+    Revoke {
+        /// The token's id (e.g. t7).
+        id: String,
+    },
+}
+
 /// `cairn serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -146,10 +190,8 @@ pub struct ServeArgs {
     /// host:port peers and clients use to reach this node (default: --listen).
     #[arg(long)]
     pub advertise: Option<String>,
-    /// Where the log, vote and snapshots live.
-    #[arg(long, default_value = "./cairn-data")]
-    pub data_dir: PathBuf,
-    /// URL of a cluster member to ask to add this node.
+    /// URL of a cluster member to ask to add this node (needs an admin
+    /// token: --token or CAIRN_TOKEN).
     #[arg(long)]
     pub join: Option<String>,
     /// Leader heartbeat interval.
@@ -214,8 +256,9 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The node configuration these flags describe (defaults for everything else).
-    pub fn to_config(&self) -> anyhow::Result<Config> {
+    /// The node configuration these flags describe, with the global
+    /// `--data-dir` and `--token` (defaults for everything else).
+    pub fn to_config(&self, data_dir: &Path, token: Option<&str>) -> anyhow::Result<Config> {
         let config = Config {
             node_id: self.id,
             listen_addr: self.listen,
@@ -223,8 +266,9 @@ impl ServeArgs {
                 .advertise
                 .clone()
                 .unwrap_or_else(|| self.listen.to_string()),
-            data_dir: self.data_dir.clone(),
+            data_dir: data_dir.to_path_buf(),
             join_url: self.join.clone(),
+            join_token: token.map(Secret::new),
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             election_timeout_min_ms: self.election_timeout_min_ms,
             election_timeout_max_ms: self.election_timeout_max_ms,

@@ -11,13 +11,14 @@ use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::api::auth::{CreatedToken, RevokedToken, TokenList};
 use crate::api::error::ErrorEnvelope;
 use crate::api::service::{ClusterStatus, DeployResponse, PluginList, StateHash};
 use crate::api::{IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
 use crate::http_client::{self, HttpClient};
 
 mod args;
-pub use args::{Cli, Commands, MembersCommand, PluginsCommand, ServeArgs};
+pub use args::{Cli, Commands, MembersCommand, PluginsCommand, ServeArgs, TokensCommand};
 
 /// Deadline for one CLI request; long enough for a deploy that compiles a component.
 const CLI_REQUEST_TIMEOUT_MS: u64 = 60_000;
@@ -40,22 +41,45 @@ fn deploy_path(name: &str, fuel_per_call: Option<u64>, memory_limit_bytes: Optio
     }
 }
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match &cli.command {
-        Commands::Serve(args) => serve(args).await,
-        Commands::Bench(args) => Ok(crate::bench::run(args, &cli.url, cli.json).await?),
-        _ => {
-            let [url] = cli.url.as_slice() else {
-                bail!("this command talks to one node; give a single --url");
-            };
-            Client::new(url, cli.json).run(&cli.command).await
+/// The token client commands send: `--token` (or `CAIRN_TOKEN`), else the
+/// admin token in `DATA_DIR/admin.token` when it is readable, else none.
+fn client_token(cli: &Cli) -> Option<String> {
+    if let Some(token) = &cli.token {
+        return Some(token.trim().to_string());
+    }
+    let path = cli.data_dir.join(crate::node::ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "no admin token file; sending no token");
+            None
         }
     }
 }
 
-async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = args.to_config()?;
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Commands::Serve(args) => serve(args, &cli).await,
+        Commands::Bench(args) => {
+            let token = client_token(&cli);
+            Ok(crate::bench::run(args, &cli.url, cli.json, token.as_deref()).await?)
+        }
+        _ => {
+            let [url] = cli.url.as_slice() else {
+                bail!("this command talks to one node; give a single --url");
+            };
+            Client::new(url, cli.json, client_token(&cli), &cli.data_dir)
+                .run(&cli.command)
+                .await
+        }
+    }
+}
+
+async fn serve(args: &ServeArgs, cli: &Cli) -> anyhow::Result<()> {
+    // Only an explicit token: a data dir's admin.token belongs to the cluster
+    // that node initialised, not to the one it may be asked to join.
+    let config = args.to_config(&cli.data_dir, cli.token.as_deref())?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -94,6 +118,10 @@ struct Client {
     base: String,
     json: bool,
     http: HttpClient,
+    /// Sent as `Authorization: Bearer`; `None` sends nothing.
+    token: Option<String>,
+    /// Where the token would have come from, for the hint on a 401.
+    token_file: std::path::PathBuf,
 }
 
 /// A successful response: body and the headers the CLI reports.
@@ -103,11 +131,13 @@ struct Reply {
 }
 
 impl Client {
-    fn new(base: &str, json: bool) -> Self {
+    fn new(base: &str, json: bool, token: Option<String>, data_dir: &std::path::Path) -> Self {
         Self {
             base: base.to_string(),
             json,
             http: http_client::new_client(),
+            token,
+            token_file: data_dir.join(crate::node::ADMIN_TOKEN_FILE),
         }
     }
 
@@ -120,6 +150,9 @@ impl Client {
     ) -> anyhow::Result<Reply> {
         let uri = http_client::url(&self.base, path)?;
         let mut req = http_client::request(method, uri, Some("application/json"), body);
+        if let Some(token) = &self.token {
+            http_client::set_bearer(&mut req, token)?;
+        }
         for (name, value) in headers {
             req.headers_mut().insert(
                 http::HeaderName::from_bytes(name.as_bytes())?,
@@ -136,6 +169,13 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         let body = resp.into_body();
+        if status == StatusCode::UNAUTHORIZED && self.token.is_none() {
+            bail!(
+                "{} (no --token or CAIRN_TOKEN given, and no readable {})",
+                describe_failure(status, &body),
+                self.token_file.display()
+            );
+        }
         if !status.is_success() {
             bail!("{}", describe_failure(status, &body));
         }
@@ -266,6 +306,67 @@ impl Client {
                     format!("{} at applied index {}", hash.hash, hash.applied_index)
                 })
             }
+            Commands::Tokens { action } => self.tokens(action).await,
+        }
+    }
+
+    async fn tokens(&self, action: &TokensCommand) -> anyhow::Result<()> {
+        match action {
+            TokensCommand::Create {
+                role,
+                plugins,
+                name,
+            } => {
+                let mut body = serde_json::json!({ "role": role });
+                if !plugins.is_empty() {
+                    body["plugins"] = serde_json::json!(plugins);
+                }
+                if let Some(name) = name {
+                    body["name"] = serde_json::json!(name);
+                }
+                let reply = self
+                    .call(
+                        Method::POST,
+                        "/v1/tokens",
+                        Bytes::from(serde_json::to_vec(&body)?),
+                        &[],
+                    )
+                    .await?;
+                let created: CreatedToken = parse(&reply.body)?;
+                self.print(&reply.body, || {
+                    let scope = created
+                        .plugins
+                        .as_ref()
+                        .map_or("every plugin".to_string(), |p| {
+                            format!("plugins {}", p.join(", "))
+                        });
+                    format!(
+                        "created token {} ({}, {scope}) at log index {}; it is shown only now:\n{}",
+                        created.id, created.role, created.log_index, created.token
+                    )
+                })
+            }
+            TokensCommand::List => {
+                let (list, raw): (TokenList, _) = self.get("/v1/tokens").await?;
+                self.print(&raw, || format_tokens(&list))
+            }
+            TokensCommand::Revoke { id } => {
+                let reply = self
+                    .call(
+                        Method::DELETE,
+                        &format!("/v1/tokens/{id}"),
+                        Bytes::new(),
+                        &[],
+                    )
+                    .await?;
+                let revoked: RevokedToken = parse(&reply.body)?;
+                self.print(&reply.body, || {
+                    format!(
+                        "revoked token {} at log index {}",
+                        revoked.id, revoked.log_index
+                    )
+                })
+            }
         }
     }
 
@@ -341,6 +442,25 @@ fn format_deployed(d: &DeployResponse) -> String {
         "{what} {} v{} (sha256 {}) at log index {}",
         d.name, d.version, d.sha256, d.log_index
     )
+}
+
+fn format_tokens(list: &TokenList) -> String {
+    let mut out = format!(
+        "{:<10} {:<9} {:<24} {:>11}  NAME",
+        "ID", "ROLE", "PLUGINS", "CREATED AT"
+    );
+    for t in &list.tokens {
+        let plugins = t.plugins.as_ref().map_or("*".to_string(), |p| p.join(","));
+        out.push_str(&format!(
+            "\n{:<10} {:<9} {:<24} {:>11}  {}",
+            t.id,
+            t.role,
+            plugins,
+            t.created_index,
+            t.name.as_deref().unwrap_or("")
+        ));
+    }
+    out
 }
 
 fn format_plugins(list: &PluginList) -> String {

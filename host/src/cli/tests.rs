@@ -35,10 +35,10 @@ fn parses_issue_examples() {
         "http://127.0.0.1:7070",
     ])
     .unwrap();
-    let Commands::Serve(args) = cli.command else {
+    let Commands::Serve(args) = &cli.command else {
         panic!("not serve")
     };
-    let cfg = args.to_config().unwrap();
+    let cfg = args.to_config(&cli.data_dir, cli.token.as_deref()).unwrap();
     assert_eq!(
         (cfg.node_id, cfg.advertise_addr.as_str()),
         (2, "127.0.0.1:7071")
@@ -89,7 +89,7 @@ fn serve_flags_set_deadlines_and_caps() {
     let Commands::Serve(args) = cli.command else {
         panic!("not serve")
     };
-    let cfg = args.to_config().unwrap();
+    let cfg = args.to_config(&cli.data_dir, cli.token.as_deref()).unwrap();
     assert_eq!(
         (
             cfg.request_timeout_ms,
@@ -105,7 +105,7 @@ fn serve_flags_set_deadlines_and_caps() {
     let Commands::Serve(args) = cli.command else {
         panic!("not serve")
     };
-    assert!(args.to_config().is_err());
+    assert!(args.to_config(&cli.data_dir, cli.token.as_deref()).is_err());
 }
 
 #[test]
@@ -160,10 +160,11 @@ fn disk_alarm_flags_reach_the_config() {
     let serve = |extra: &[&str]| {
         let mut argv = vec!["cairn", "serve"];
         argv.extend_from_slice(extra);
-        let Commands::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Commands::Serve(args) = &cli.command else {
             panic!("not serve")
         };
-        args.to_config()
+        args.to_config(&cli.data_dir, cli.token.as_deref())
     };
     let cfg = serve(&[]).unwrap();
     assert_eq!(
@@ -182,4 +183,71 @@ fn disk_alarm_flags_reach_the_config() {
         (0, 250)
     );
     assert!(serve(&["--disk-check-interval-ms", "0"]).is_err());
+}
+
+#[test]
+fn tokens_commands_parse() {
+    let cli = Cli::try_parse_from([
+        "cairn", "tokens", "create", "--role", "writer", "--plugin", "kv", "--plugin", "bank",
+        "--name", "ci",
+    ])
+    .unwrap();
+    let Commands::Tokens {
+        action:
+            TokensCommand::Create {
+                role,
+                plugins,
+                name,
+            },
+    } = cli.command
+    else {
+        panic!("not tokens create")
+    };
+    assert_eq!(role, crate::state::Role::Writer);
+    assert_eq!(plugins, ["kv", "bank"]);
+    assert_eq!(name.as_deref(), Some("ci"));
+    assert!(Cli::try_parse_from(["cairn", "tokens", "create", "--role", "root"]).is_err());
+    assert!(Cli::try_parse_from(["cairn", "tokens", "list"]).is_ok());
+    assert!(Cli::try_parse_from(["cairn", "tokens", "revoke", "t7"]).is_ok());
+}
+
+#[test]
+fn the_token_comes_from_the_flag_else_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let parse = |extra: &[&str]| {
+        let mut argv = vec!["cairn", "status", "--data-dir", data_dir];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap()
+    };
+    // No flag, no file: no token.
+    assert_eq!(client_token(&parse(&[])), None);
+    std::fs::write(dir.path().join("admin.token"), "cairn_t3_abc\n").unwrap();
+    assert_eq!(client_token(&parse(&[])).as_deref(), Some("cairn_t3_abc"));
+    // The flag wins over the file.
+    assert_eq!(
+        client_token(&parse(&["--token", "cairn_t9_def"])).as_deref(),
+        Some("cairn_t9_def")
+    );
+    // `serve` takes the join token only from the flag, and the data dir from the global flag.
+    let cli = Cli::try_parse_from([
+        "cairn",
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--join",
+        "http://127.0.0.1:1",
+        "--token",
+        "x",
+    ])
+    .unwrap();
+    let Commands::Serve(args) = &cli.command else {
+        panic!("not serve")
+    };
+    let cfg = args.to_config(&cli.data_dir, cli.token.as_deref()).unwrap();
+    assert_eq!(cfg.data_dir, dir.path());
+    assert_eq!(
+        cfg.join_token.map(|t| t.expose().to_string()).as_deref(),
+        Some("x")
+    );
 }

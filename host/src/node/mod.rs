@@ -1,11 +1,15 @@
 //! Node wiring: builds the log store, state machine, network, Raft and HTTP
 //! server in one function; `service` implements the client API over them.
 
+mod bootstrap;
 mod disk;
 mod health;
 mod metrics;
 mod service;
 mod settings;
+mod tokens;
+
+pub use bootstrap::ADMIN_TOKEN_FILE;
 
 use service::Inner;
 pub use service::NodeService;
@@ -187,7 +191,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         raft.clone(),
         service.inner.sm.clone(),
         config.cluster.clone(),
-        shutdown_rx,
+        shutdown_rx.clone(),
     ));
 
     if !raft.is_initialized().await.map_err(raft_err)? {
@@ -203,6 +207,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
                 raft.initialize(members).await.map_err(raft_err)?;
                 tracing::info!(id = config.node_id, "initialised a new single-node cluster");
                 settings::write_initial(&raft, &config.cluster).await;
+                bootstrap::write_initial(&raft, &service.inner.sm, &config.data_dir).await;
             }
             Some(url) => {
                 let url = url.clone();
@@ -216,6 +221,16 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
                 });
             }
         }
+    }
+    if config.join_url.is_none() {
+        // Finishes a bootstrap that failed or crashed half-way; returns at
+        // once when admin.token exists (bootstrap.rs).
+        tokio::spawn(bootstrap::keep(
+            raft.clone(),
+            service.inner.sm.clone(),
+            config.data_dir.clone(),
+            shutdown_rx,
+        ));
     }
     let watchers = vec![
         tokio::spawn(disk.run(config.disk_check_interval())),
@@ -247,17 +262,32 @@ async fn join(client: &HttpClient, url: &str, config: &Config) -> Result<(), Nod
     for attempt in 1..=config.join_max_attempts {
         let uri = crate::http_client::url(url, "/v1/cluster/members")
             .map_err(|e| join_err(e.to_string()))?;
-        let req = crate::http_client::request(
+        let mut req = crate::http_client::request(
             http::Method::POST,
             uri,
             Some("application/json"),
             Bytes::from(body.clone()),
         );
+        if let Some(token) = &config.join_token {
+            crate::http_client::set_bearer(&mut req, token.expose())
+                .map_err(|e| join_err(e.to_string()))?;
+        }
         let timeout = Duration::from_millis(config.join_timeout_ms);
         match crate::http_client::send(client, req, timeout, JOIN_MAX_RESPONSE_BYTES).await {
             Ok(resp) if resp.status().is_success() => {
                 tracing::info!(%url, "joined the cluster");
                 return Ok(());
+            }
+            // Not a passing condition: retrying with the same token cannot help.
+            Ok(resp)
+                if resp.status() == http::StatusCode::UNAUTHORIZED
+                    || resp.status() == http::StatusCode::FORBIDDEN =>
+            {
+                return Err(join_err(format!(
+                    "status {}: {}; joining needs an admin token (--token or CAIRN_TOKEN)",
+                    resp.status(),
+                    String::from_utf8_lossy(resp.body())
+                )));
             }
             Ok(resp) => {
                 last = format!(

@@ -197,7 +197,7 @@ impl NodeService {
         }
     }
 
-    async fn propose(
+    pub(super) async fn propose(
         &self,
         cmd: Command,
         deadline: Deadline,

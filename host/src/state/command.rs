@@ -71,6 +71,26 @@ pub enum Command {
         /// New linear-memory cap per instance.
         memory_limit_bytes: Option<u64>,
     },
+    /// Add a bearer token (`state/tokens.rs`); its id is `t<log index>`.
+    /// The secret is not here: only its sha256.
+    CreateToken {
+        /// A label for humans.
+        name: Option<String>,
+        /// What the token may do.
+        role: super::Role,
+        /// The plugins it is limited to; `None`: every plugin.
+        plugins: Option<Vec<String>>,
+        /// sha256 of the secret the proposer drew and showed the client once.
+        secret_sha256: [u8; 32],
+        /// The initialising node's admin token: created only while the
+        /// table is empty (or holds this very hash), so retrying is safe.
+        bootstrap: bool,
+    },
+    /// Remove a token; requests bearing it are refused once this applied.
+    RevokeToken {
+        /// The token's id.
+        id: String,
+    },
 }
 
 /// The code of a deploy as the log carries it.
@@ -125,6 +145,8 @@ impl fmt::Display for Command {
             Command::Apply { plugin, input, .. } => {
                 write!(f, "apply({plugin}, {} bytes)", input.len())
             }
+            Command::CreateToken { role, .. } => write!(f, "create-token({role})"),
+            Command::RevokeToken { id } => write!(f, "revoke-token({id})"),
         }
     }
 }
@@ -219,6 +241,13 @@ pub enum CommandResult {
         /// The first attempt's result.
         result: Box<CommandResult>,
     },
+    /// A token was created (or, for a retried bootstrap, already existed).
+    TokenCreated(super::TokenInfo),
+    /// A token was revoked.
+    TokenRevoked {
+        /// Its id.
+        id: String,
+    },
 }
 
 impl fmt::Display for CommandResult {
@@ -233,6 +262,8 @@ impl fmt::Display for CommandResult {
             CommandResult::Duplicate { index, result } => {
                 write!(f, "duplicate(of {index}: {result})")
             }
+            CommandResult::TokenCreated(info) => write!(f, "token-created({})", info.id),
+            CommandResult::TokenRevoked { id } => write!(f, "token-revoked({id})"),
         }
     }
 }

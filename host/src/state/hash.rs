@@ -59,5 +59,13 @@ pub(super) fn state_hash(state: &State) -> [u8; 32] {
         .unwrap_or_default();
     h.bytes(&settings);
     h.u64(state.settings_index);
+    // Tokens decide who may do what; a node that kept a revoked token must
+    // not hash equal to one that dropped it.
+    h.u64(state.tokens.len() as u64);
+    for record in state.tokens.records() {
+        let enc =
+            bincode::serde::encode_to_vec(record, bincode::config::standard()).unwrap_or_default();
+        h.bytes(&enc);
+    }
     h.0.finalize().into()
 }

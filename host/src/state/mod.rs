@@ -10,6 +10,7 @@ mod idempotency;
 mod registry;
 mod settings;
 pub mod snapshot;
+pub mod tokens;
 
 pub use command::*;
 pub use idempotency::{
@@ -17,6 +18,7 @@ pub use idempotency::{
     apply_fingerprint, deploy_fingerprint, key_reused,
 };
 pub use settings::{ClusterSettings, ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING, SettingsError};
+pub use tokens::{Role, TokenInfo, Tokens};
 
 pub use crate::runtime::HostFault;
 use crate::runtime::{CallContext, CallError, CallMode, Code, Kv, Runtime};
@@ -82,6 +84,8 @@ pub struct State {
     pub(crate) settings: ClusterSettings,
     /// Log index of the last settings record (0: none yet, the defaults apply).
     pub(crate) settings_index: u64,
+    /// The bearer tokens clients authenticate with (hashes only).
+    pub(crate) tokens: Tokens,
 }
 
 /// Checks a plugin name: 1–64 bytes of `[a-z0-9_-]`, starting with a letter or digit.
@@ -140,6 +144,11 @@ impl State {
     /// Log index of the last settings record; 0 while the cluster runs on defaults.
     pub fn settings_index(&self) -> u64 {
         self.settings_index
+    }
+
+    /// The token table.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 
     /// A plugin's committed KV (empty if unknown).
@@ -229,6 +238,22 @@ impl State {
                     |s| s.apply_plugin(runtime, index, plugin, input, now),
                 )?
             }
+            Command::CreateToken {
+                name,
+                role,
+                plugins,
+                secret_sha256,
+                bootstrap,
+            } => {
+                let new = tokens::NewToken {
+                    name: name.as_deref(),
+                    role: *role,
+                    plugins: plugins.as_deref(),
+                    secret_sha256,
+                };
+                self.tokens.create(index, new, *bootstrap)
+            }
+            Command::RevokeToken { id } => self.tokens.revoke(id),
         })
     }
 

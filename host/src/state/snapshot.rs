@@ -11,14 +11,15 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::tokens::{TokenRecord, Tokens};
 use super::{ClusterSettings, IdempotencyRecord, PluginInfo, State};
 use crate::runtime::Code;
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 /// The snapshot format this build writes and reads.
 /// Version 2 added the cluster settings record; version 3 the request
-/// fingerprint of each idempotency record.
-pub const FORMAT_VERSION: u32 = 3;
+/// fingerprint of each idempotency record; version 4 the token table.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,7 @@ struct Body {
     last_timestamp_ms: u64,
     settings: ClusterSettings,
     settings_index: u64,
+    tokens: Vec<TokenRecord>,
 }
 
 /// Serialises a sequence straight from an iterator, so encoding a snapshot
@@ -89,7 +91,7 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let st = self.0;
             // Field order and shapes must match `Body` exactly.
-            let mut t = s.serialize_tuple(8)?;
+            let mut t = s.serialize_tuple(9)?;
             t.serialize_element(&Seq::new(st.plugins.values()))?;
             t.serialize_element(&Seq::new(st.code.iter().map(|(k, v)| (k, v.bytes()))))?;
             t.serialize_element(&Seq::new(
@@ -100,6 +102,7 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
             t.serialize_element(&st.last_timestamp_ms)?;
             t.serialize_element(&st.settings)?;
             t.serialize_element(&st.settings_index)?;
+            t.serialize_element(&Seq::new(st.tokens.records()))?;
             t.end()
         }
     }
@@ -185,6 +188,7 @@ pub fn decode(bytes: &[u8]) -> Result<(State, Vec<u8>), SnapshotError> {
         last_timestamp_ms: body.last_timestamp_ms,
         settings: body.settings,
         settings_index: body.settings_index,
+        tokens: Tokens::from_records(body.tokens),
     };
     for (key, rec) in body.idempotency {
         state.idempotency_by_index.insert(rec.index, key.clone());

@@ -71,6 +71,7 @@ fn payload_bytes(entry: &EntryOf<TypeConfig>) -> usize {
         EntryPayload::Normal(Command::Apply { input, .. }) => input.len(),
         EntryPayload::Normal(Command::Remove { name }) => name.len(),
         EntryPayload::Normal(Command::UpdateSettings { .. } | Command::SetLimits { .. }) => 0,
+        EntryPayload::Normal(Command::CreateToken { .. } | Command::RevokeToken { .. }) => 0,
         EntryPayload::Blank | EntryPayload::Membership(_) => 0,
     }
 }
