@@ -11,14 +11,14 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{ClusterSettings, IdempotencyRecord, PluginInfo, State};
+use super::{ClusterSettings, Event, EventId, EventLog, IdempotencyRecord, PluginInfo, State};
 use crate::runtime::Code;
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 /// The snapshot format this build writes and reads.
 /// Version 2 added the cluster settings record; version 3 the request
-/// fingerprint of each idempotency record.
-pub const FORMAT_VERSION: u32 = 3;
+/// fingerprint of each idempotency record; version 4 the event logs.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,10 @@ pub enum SnapshotError {
 /// One plugin's KV as stored in a snapshot: name and entries in key order.
 type PluginKv = (String, Vec<(Vec<u8>, Vec<u8>)>);
 
+/// One plugin's event log as stored: name, the newest event retention
+/// dropped, and the held events in id order.
+type PluginEvents = (String, Option<EventId>, Vec<(EventId, Event)>);
+
 #[derive(Serialize, Deserialize)]
 struct Body {
     plugins: Vec<PluginInfo>,
@@ -53,6 +57,7 @@ struct Body {
     last_timestamp_ms: u64,
     settings: ClusterSettings,
     settings_index: u64,
+    events: Vec<PluginEvents>,
 }
 
 /// Serialises a sequence straight from an iterator, so encoding a snapshot
@@ -89,7 +94,7 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let st = self.0;
             // Field order and shapes must match `Body` exactly.
-            let mut t = s.serialize_tuple(8)?;
+            let mut t = s.serialize_tuple(9)?;
             t.serialize_element(&Seq::new(st.plugins.values()))?;
             t.serialize_element(&Seq::new(st.code.iter().map(|(k, v)| (k, v.bytes()))))?;
             t.serialize_element(&Seq::new(
@@ -100,6 +105,13 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
             t.serialize_element(&st.last_timestamp_ms)?;
             t.serialize_element(&st.settings)?;
             t.serialize_element(&st.settings_index)?;
+            t.serialize_element(&Seq::new(st.events.iter().map(|(name, log)| {
+                (
+                    name,
+                    log.dropped_through(),
+                    Seq::new(log.iter().map(|(id, e)| (id, &**e))),
+                )
+            })))?;
             t.end()
         }
     }
@@ -184,6 +196,11 @@ pub fn decode(bytes: &[u8]) -> Result<(State, Vec<u8>), SnapshotError> {
         last_timestamp_ms: body.last_timestamp_ms,
         settings: body.settings,
         settings_index: body.settings_index,
+        events: body
+            .events
+            .into_iter()
+            .map(|(name, dropped, events)| (name, EventLog::from_parts(events, dropped)))
+            .collect(),
     };
     for (key, rec) in body.idempotency {
         state.idempotency_by_index.insert(rec.index, key.clone());
