@@ -15,6 +15,7 @@
 //! | GET | `/v1/cluster/settings` | 200 the cluster settings |
 //! | PATCH | `/v1/cluster/settings` `{field: value, "limits": {…}}` | 200 the settings after the change |
 //! | GET | `/v1/state-hash` | 200 `{"applied_index","hash"}` |
+//! | GET | `/v1/plugins/{name}/events?from_index=N` (`Last-Event-ID`) | 200 `text/event-stream` (see `api::events`) |
 //! | GET | `/readyz` | 200 `{"ready":true}` |
 
 use bytes::Bytes;
@@ -187,8 +188,8 @@ pub(crate) async fn handle<S: ClusterService>(
             );
             Ok(resp)
         }
-        // Healthz and raft are answered by the server before reaching here.
-        (Route::Healthz | Route::Raft(_), _) => Err(ApiError::Internal(
+        // Healthz, raft and event streams are answered by the server before reaching here.
+        (Route::Healthz | Route::Raft(_) | Route::PluginEvents(_), _) => Err(ApiError::Internal(
             "route dispatched to the client api".into(),
         )),
     }
@@ -269,7 +270,7 @@ fn idempotency_key(head: &RequestHead) -> Result<Option<String>, ApiError> {
 }
 
 /// The `key=value` pairs of a query string (a bare `key` has an empty value).
-fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
     query
         .unwrap_or("")
         .split('&')
