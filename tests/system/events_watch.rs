@@ -20,6 +20,8 @@ const CLIENTS: u64 = 8;
 const ACCOUNTS: u64 = 4;
 /// Event streams each node serves in this test.
 const MAX_STREAMS: u64 = 2;
+/// The nodes' heartbeat interval in this test.
+const HEARTBEAT_MS: u64 = 100;
 /// Longest wait for one event while transfers are flowing.
 const EVENT_WAIT: Duration = Duration::from_secs(20);
 
@@ -103,7 +105,11 @@ async fn connect(client: &HttpClient, addr: &str, start: Start) -> Result<EventS
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_streams_every_transfer_event_across_a_resume() -> Result<()> {
-    let mut cluster = Cluster::start_with(3, &|c| c.max_event_streams = MAX_STREAMS).await?;
+    let mut cluster = Cluster::start_with(3, &|c| {
+        c.max_event_streams = MAX_STREAMS;
+        c.sse_heartbeat_interval_ms = HEARTBEAT_MS;
+    })
+    .await?;
     let leader_id = cluster.wait_leader().await?;
     let follower_id = (1..=3).find(|id| *id != leader_id).expect("a follower");
     let (leader, follower) = (cluster.node(leader_id), cluster.node(follower_id));
@@ -169,7 +175,7 @@ async fn a_follower_streams_every_transfer_event_across_a_resume() -> Result<()>
     drop(on_leader);
 
     // Streams per node are bounded: the follower holds one; a second fits, a third is refused.
-    let second = connect(&client, follower.addr(), Start::Now).await?;
+    let mut second = connect(&client, follower.addr(), Start::Now).await?;
     match connect(&client, follower.addr(), Start::Now).await {
         Err(e) => {
             let refused = e.downcast_ref::<Refused>().context("refused by the node")?;
@@ -178,6 +184,17 @@ async fn a_follower_streams_every_transfer_event_across_a_resume() -> Result<()>
         }
         Ok(_) => bail!("a stream over max_event_streams was served"),
     }
+    // A quiet stream sends heartbeats (nothing is written now: no event comes).
+    let quiet = Duration::from_millis(HEARTBEAT_MS * 6);
+    ensure!(
+        tokio::time::timeout(quiet, second.next()).await.is_err(),
+        "an event arrived on a quiet cluster"
+    );
+    ensure!(
+        second.heartbeats() >= 2,
+        "{} heartbeats in {quiet:?} at one per {HEARTBEAT_MS} ms",
+        second.heartbeats()
+    );
     drop(second);
     drop(stream);
 

@@ -65,6 +65,8 @@ impl SseEvent {
 /// Incremental parser of an SSE byte stream: feed chunks, get whole events.
 #[derive(Debug, Default)]
 pub struct SseParser {
+    /// Comment lines seen (the node's heartbeats).
+    pub comments: u64,
     buf: Vec<u8>,
     id: Option<String>,
     topic: Option<String>,
@@ -105,7 +107,8 @@ impl SseParser {
             return;
         }
         if line.starts_with(':') {
-            return; // a comment: the heartbeat
+            self.comments += 1; // the heartbeat
+            return;
         }
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         let value = value.strip_prefix(' ').unwrap_or(value).to_string();
@@ -206,6 +209,11 @@ impl EventStream {
             ready: VecDeque::new(),
             start_index,
         })
+    }
+
+    /// Heartbeats (comments) received so far.
+    pub fn heartbeats(&self) -> u64 {
+        self.parser.comments
     }
 
     /// The next event; `Ok(None)` when the node ended the stream, `Err` when
@@ -318,6 +326,7 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(p.comments, 1);
         assert_eq!(events[0].line(), "4-0 transfer {\"a\":1}");
         assert_eq!(
             events[0].json_line(),
