@@ -243,5 +243,13 @@ async fn a_follower_streams_every_transfer_event_across_a_resume() -> Result<()>
     drop(tail);
 
     cluster.converge().await?;
+    // Stopping a node ends its streams cleanly (not cut off after the grace period).
+    let mut open = connect(&client, follower.addr(), Start::Now).await?;
+    cluster.node_mut(follower_id).stop().await?;
+    let end = tokio::time::timeout(EVENT_WAIT, open.next()).await?;
+    ensure!(
+        matches!(end, Ok(None)),
+        "the stream did not end cleanly: {end:?}"
+    );
     cluster.stop_all().await
 }

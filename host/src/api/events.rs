@@ -27,7 +27,8 @@
 //! between reads: a slow consumer pins one batch, never the log. An idle
 //! stream sends a `: heartbeat` comment every `sse_heartbeat_interval_ms`. A
 //! stream that falls behind retention, or whose plugin is removed, ends;
-//! reconnecting tells why (`410`, `404`).
+//! reconnecting tells why (`410`, `404`). Streams also end when the server
+//! shuts down, so they do not hold it for its whole grace period.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub(crate) fn open<S: ClusterService>(
     head: &RequestHead,
     limits: StreamLimits,
     permit: OwnedSemaphorePermit,
+    closing: watch::Receiver<bool>,
 ) -> Result<Response<EventStreamBody>, ApiError> {
     let applied = service.subscribe_applied();
     let applied_now = *applied.borrow();
@@ -86,6 +88,7 @@ pub(crate) fn open<S: ClusterService>(
         applied,
         first: Some(first),
         limits,
+        closing,
         _permit: permit,
     };
     let frames = futures_util::stream::unfold(watch, |mut w| async move {
@@ -150,6 +153,8 @@ struct Watch<S> {
     /// The read made when the stream was opened, sent first.
     first: Option<EventBatch>,
     limits: StreamLimits,
+    /// Turns `true` when the server shuts down: the stream ends.
+    closing: watch::Receiver<bool>,
     /// Frees a `max_event_streams` slot when the stream is dropped.
     _permit: OwnedSemaphorePermit,
 }
@@ -180,6 +185,7 @@ impl<S: ClusterService> Watch<S> {
             }
             let read_at = batch.applied_index;
             tokio::select! {
+                _ = self.closing.wait_for(|closing| *closing) => return None,
                 changed = self.applied.wait_for(|index| *index > read_at) => {
                     if changed.is_err() {
                         return None;

@@ -152,6 +152,9 @@ pub struct Api<S, R> {
     connections: Arc<ConnectionStats>,
     /// One permit per open event stream (`max_event_streams`).
     event_streams: Arc<Semaphore>,
+    /// Turns `true` at shutdown: event streams end instead of holding their
+    /// connections open for the whole grace period.
+    streams_closing: watch::Sender<bool>,
 }
 
 /// The body of every answer: whole, or an event stream.
@@ -240,6 +243,7 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
             limits,
             connections: Arc::default(),
             event_streams: Arc::new(Semaphore::new(streams)),
+            streams_closing: watch::channel(false).0,
         }
     }
 
@@ -324,7 +328,8 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
             heartbeat: self.limits.sse_heartbeat_interval,
             batch_max_bytes: self.limits.sse_batch_max_bytes,
         };
-        events::open(&self.service, name, head, limits, permit)
+        let closing = self.streams_closing.subscribe();
+        events::open(&self.service, name, head, limits, permit, closing)
     }
 
     async fn dispatch<B>(
@@ -658,6 +663,7 @@ where
         }
     }
     drop(listener);
+    api.streams_closing.send_replace(true);
     tracing::info!(addr = %local, open = connections.len(), "http server shutting down");
     let drained = tokio::time::timeout(api.limits.shutdown_grace, async {
         while connections.join_next().await.is_some() {}
