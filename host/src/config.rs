@@ -112,6 +112,15 @@ pub struct Config {
     /// How often free space is measured in the background (for the gauges and
     /// the alarm on a node that takes no writes); a write measures it anew.
     pub disk_check_interval_ms: u64,
+    /// An idle event stream (`GET /v1/plugins/{name}/events`) sends a
+    /// `: heartbeat` comment this often, so proxies and clients can tell a
+    /// quiet stream from a dead connection.
+    pub sse_heartbeat_interval_ms: u64,
+    /// Event streams this node serves at once; more get `503 overloaded`.
+    pub max_event_streams: u64,
+    /// Bytes of events (topics plus payloads) an event stream reads from the
+    /// state per step; a slow consumer holds at most about this much.
+    pub sse_batch_max_bytes: u64,
     /// This node's Wasm runtime resources (instance pool, guest log cap).
     pub runtime: crate::runtime::RuntimeConfig,
     /// The cluster settings this node proposes when the cluster has none yet
@@ -162,6 +171,9 @@ impl Default for Config {
             header_read_timeout_ms: 30_000,
             min_free_disk_bytes: 256 * MIB,
             disk_check_interval_ms: 1000,
+            sse_heartbeat_interval_ms: 15_000,
+            max_event_streams: 256,
+            sse_batch_max_bytes: 256 * 1024,
             runtime: crate::runtime::RuntimeConfig::default(),
             cluster: crate::state::ClusterSettings::default(),
         }
@@ -296,6 +308,9 @@ impl Config {
             ("purge_batch_size", self.purge_batch_size),
             ("max_entries_per_append", self.max_entries_per_append),
             ("disk_check_interval_ms", self.disk_check_interval_ms),
+            ("sse_heartbeat_interval_ms", self.sse_heartbeat_interval_ms),
+            ("max_event_streams", self.max_event_streams),
+            ("sse_batch_max_bytes", self.sse_batch_max_bytes),
         ];
         for (field, value) in positive {
             if value == 0 {

@@ -11,6 +11,7 @@ mod code_once;
 mod disk_alarm;
 mod election_wait;
 mod events;
+mod events_watch;
 mod failover_writes;
 mod idempotency;
 mod idempotency_deploy;

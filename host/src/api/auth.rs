@@ -77,7 +77,7 @@ pub(crate) fn required_action<'a>(route: &Route<'a>, method: &Method) -> Option<
         Route::Plugin(name) if *method == Method::GET => Action::ViewPlugin(name),
         Route::Plugin(name) => Action::Deploy(name),
         Route::PluginApply(name) => Action::Apply(name),
-        Route::PluginQuery(name) => Action::Query(name),
+        Route::PluginQuery(name) | Route::PluginEvents(name) => Action::Query(name),
         Route::Settings if *method == Method::GET => Action::Inspect,
         Route::Settings | Route::Members | Route::Member(_) | Route::Tokens | Route::Token(_) => {
             Action::Admin

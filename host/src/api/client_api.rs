@@ -16,6 +16,7 @@
 //! | PATCH | `/v1/cluster/settings` `{field: value, "limits": {…}}` | 200 the settings after the change |
 //! | GET | `/v1/state-hash` | 200 `{"applied_index","hash"}` |
 //! | POST, GET, DELETE | `/v1/tokens`, `/v1/tokens/{id}` | see `api/auth.rs` |
+//! | GET | `/v1/plugins/{name}/events?from_index=N` (`Last-Event-ID`) | 200 `text/event-stream` (see `api::events`) |
 //! | GET | `/readyz` | 200 `{"ready":true}` |
 
 use bytes::Bytes;
@@ -192,8 +193,8 @@ pub(crate) async fn handle<S: ClusterService>(
         (Route::Tokens | Route::Token(_), _) => {
             crate::api::auth::handle(service, route, head, body, deadline).await
         }
-        // Healthz and raft are answered by the server before reaching here.
-        (Route::Healthz | Route::Raft(_), _) => Err(ApiError::Internal(
+        // Healthz, raft and event streams are answered by the server before reaching here.
+        (Route::Healthz | Route::Raft(_) | Route::PluginEvents(_), _) => Err(ApiError::Internal(
             "route dispatched to the client api".into(),
         )),
     }
@@ -304,7 +305,7 @@ fn check_new_member(req: &AddMemberRequest) -> Result<(), ApiError> {
 }
 
 /// The `key=value` pairs of a query string (a bare `key` has an empty value).
-fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
     query
         .unwrap_or("")
         .split('&')

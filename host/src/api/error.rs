@@ -10,6 +10,7 @@
 //! | 405 | `method-not-allowed` | wrong method (`Allow` lists the right ones) |
 //! | 408 | `body-timeout` | the request body did not fully arrive within `body_read_timeout_ms`; nothing changed |
 //! | 409 | `snapshot-out-of-order`, … | conflicts with current state |
+//! | 410 | `gone` | the events asked for were dropped by retention; `oldest_index` says where the log starts now |
 //! | 413 | `body-too-large` | over `max_body_bytes` / `max_plugin_bytes` |
 //! | 422 | the plugin's own code, `out-of-fuel`, … | the plugin or runtime refused the command |
 //! | 500 | `internal` | a bug |
@@ -78,6 +79,14 @@ pub enum ApiError {
         code: String,
         /// Human explanation.
         message: String,
+    },
+    /// Events asked for were dropped by the cluster's event retention.
+    #[error(
+        "events before log index {oldest_index} were dropped by retention; resume from_index={oldest_index} (or later)"
+    )]
+    Gone {
+        /// The oldest log index whose events are still held.
+        oldest_index: u64,
     },
     /// The named plugin is not deployed.
     #[error("plugin {name:?} is not deployed")]
@@ -192,6 +201,7 @@ impl ApiError {
             ApiError::EntryTooLarge { .. } => "entry-too-large",
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::PluginNotFound { .. } => PLUGIN_NOT_FOUND,
+            ApiError::Gone { .. } => "gone",
             ApiError::Plugin(body) => &body.code,
             ApiError::ForwardToLeader { .. } => "not-leader",
             ApiError::NoLeader => "no-leader",
@@ -220,6 +230,7 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             // A plugin-level "not found" recorded by the state machine is still a 404.
             ApiError::Plugin(body) if body.code == PLUGIN_NOT_FOUND => StatusCode::NOT_FOUND,
@@ -267,7 +278,21 @@ impl ApiError {
 
     /// The full HTTP response for this error.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let mut resp = json_response(self.status(), &ErrorEnvelope { error: self.body() });
+        let mut resp = match &self {
+            // The oldest index also as a field, so a client can resume without parsing text.
+            ApiError::Gone { oldest_index } => {
+                let body = self.body();
+                json_response(
+                    self.status(),
+                    &serde_json::json!({"error": {
+                        "code": body.code,
+                        "message": body.message,
+                        "oldest_index": oldest_index,
+                    }}),
+                )
+            }
+            _ => json_response(self.status(), &ErrorEnvelope { error: self.body() }),
+        };
         match &self {
             ApiError::MethodNotAllowed { allowed, .. } => {
                 resp.headers_mut()
@@ -379,6 +404,7 @@ mod tests {
                 404,
             ),
             (ApiError::NoLeader, "no-leader", 503),
+            (ApiError::Gone { oldest_index: 9 }, "gone", 410),
             (
                 ApiError::ForwardToLeader {
                     leader_addr: "h:1".into(),

@@ -3,6 +3,7 @@
 pub mod auth;
 mod client_api;
 pub mod error;
+pub mod events;
 mod forward;
 pub mod raft_rpc;
 pub mod server;
@@ -11,8 +12,9 @@ pub mod service;
 pub use auth::AuthService;
 pub use client_api::{APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
 pub use error::ApiError;
+pub use events::LAST_EVENT_ID_HEADER;
 pub use forward::FORWARDED_BY_HEADER;
-pub use server::{Api, ApiLimits, serve};
+pub use server::{Api, ApiLimits, ResponseBody, serve};
 pub use service::ClusterService;
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 //! One port serves everything: `/raft/…` (binary frames to [`RaftRpcHandler`]),
 //! `/v1/…` (JSON to [`ClusterService`]), `/healthz` and `/readyz`. Every error
 //! is a JSON `{"error":{"code","message"}}` body. Client routes are
-//! authenticated before their body is read (`api/auth.rs`).
+//! authenticated before their body is read (`api/auth.rs`). Every answer is a whole body
+//! except the event streams (`GET /v1/plugins/{name}/events`, see `api::events`),
+//! so only [`Api::handle`] deals in the streaming [`ResponseBody`].
 //!
 //! Nothing a client does can hold the node: headers must arrive within
 //! `header_read_timeout_ms`, the body within `body_read_timeout_ms`, the answer
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Body;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -33,6 +35,7 @@ use tokio::task::JoinSet;
 use crate::api::auth;
 use crate::api::client_api::{self, IDEMPOTENCY_KEY_HEADER};
 use crate::api::error::{ApiError, ErrorEnvelope, json_response};
+use crate::api::events::{self, EventStreamBody, StreamLimits};
 use crate::api::forward::{self, FORWARDED_BY_HEADER, Forwarded};
 use crate::api::raft_rpc::{RaftEndpoint, RaftRpcHandler};
 use crate::api::service::{ClusterService, Deadline};
@@ -69,6 +72,12 @@ pub struct ApiLimits {
     pub max_drain_bytes: u64,
     /// Deadline for a client's request headers (a slow-loris guard).
     pub header_read_timeout: Duration,
+    /// Event streams served at once; more are refused with `503 overloaded`.
+    pub max_event_streams: u64,
+    /// Idle time after which an event stream sends a heartbeat comment.
+    pub sse_heartbeat_interval: Duration,
+    /// Event bytes an event stream reads from the state per step.
+    pub sse_batch_max_bytes: u64,
 }
 
 impl ApiLimits {
@@ -87,6 +96,9 @@ impl ApiLimits {
             shutdown_grace: config.shutdown_grace(),
             max_drain_bytes: config.max_drain_bytes,
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            max_event_streams: config.max_event_streams,
+            sse_heartbeat_interval: Duration::from_millis(config.sse_heartbeat_interval_ms),
+            sse_batch_max_bytes: config.sse_batch_max_bytes,
         }
     }
 }
@@ -140,7 +152,15 @@ pub struct Api<S, R> {
     client: HttpClient,
     limits: ApiLimits,
     connections: Arc<ConnectionStats>,
+    /// One permit per open event stream (`max_event_streams`).
+    event_streams: Arc<Semaphore>,
+    /// Turns `true` at shutdown: event streams end instead of holding their
+    /// connections open for the whole grace period.
+    streams_closing: watch::Sender<bool>,
 }
+
+/// The body of every answer: whole, or an event stream.
+pub type ResponseBody = Either<Full<Bytes>, EventStreamBody>;
 
 /// A matched path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +172,7 @@ pub(crate) enum Route<'a> {
     Plugin(&'a str),
     PluginApply(&'a str),
     PluginQuery(&'a str),
+    PluginEvents(&'a str),
     Cluster,
     Members,
     Member(&'a str),
@@ -171,7 +192,8 @@ impl Route<'_> {
             | Route::Plugins
             | Route::Cluster
             | Route::StateHash
-            | Route::Metrics => "GET",
+            | Route::Metrics
+            | Route::PluginEvents(_) => "GET",
             Route::Plugin(_) => "GET, PUT, PATCH, DELETE",
             Route::Member(_) | Route::Token(_) => "DELETE",
             Route::Tokens => "GET, POST",
@@ -195,6 +217,7 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "plugins", name] => Route::Plugin(name),
         ["v1", "plugins", name, "apply"] => Route::PluginApply(name),
         ["v1", "plugins", name, "query"] => Route::PluginQuery(name),
+        ["v1", "plugins", name, "events"] => Route::PluginEvents(name),
         ["v1", "cluster"] => Route::Cluster,
         ["v1", "cluster", "members"] => Route::Members,
         ["v1", "cluster", "members", id] => Route::Member(id),
@@ -217,12 +240,17 @@ pub(crate) struct RequestHead {
 impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
     /// Builds the handler state.
     pub fn new(service: S, raft: R, client: HttpClient, limits: ApiLimits) -> Self {
+        let streams = usize::try_from(limits.max_event_streams)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
         Self {
             service,
             raft,
             client,
             limits,
             connections: Arc::default(),
+            event_streams: Arc::new(Semaphore::new(streams)),
+            streams_closing: watch::channel(false).0,
         }
     }
 
@@ -248,7 +276,7 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
     }
 
     /// Answers one request. Never fails: every error becomes a JSON error response.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -259,7 +287,19 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
             uri: parts.uri,
             headers: parts.headers,
         };
-        let resp = match self.dispatch(&head, body).await {
+        // The one streamed answer: served here from applied state, no body to read.
+        let watch = match route(head.uri.path()) {
+            Some(Route::PluginEvents(name)) if head.method == Method::GET => {
+                Some(self.watch_events(name, &head))
+            }
+            _ => None,
+        };
+        let answer = match watch {
+            Some(Ok(stream)) => return stream.map(Either::Right),
+            Some(Err(e)) => Err(e),
+            None => self.dispatch(&head, body).await,
+        };
+        let resp = match answer {
             Ok(resp) => resp,
             Err(e) => {
                 if e.status().is_server_error() && e.logged_per_request() {
@@ -271,7 +311,34 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
             }
         };
         tracing::trace!(method = %head.method, path = head.uri.path(), status = resp.status().as_u16(), "request");
-        resp
+        resp.map(Either::Left)
+    }
+
+    /// `GET /v1/plugins/{name}/events`, within `max_event_streams`.
+    fn watch_events(
+        &self,
+        name: &str,
+        head: &RequestHead,
+    ) -> Result<Response<EventStreamBody>, ApiError> {
+        // Reading a plugin's events is reading the plugin: a query's permission.
+        auth::check(&self.service, &Route::PluginEvents(name), head)?;
+        let permit = self
+            .event_streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Overloaded {
+                what: format!(
+                    "all {} event streams are in use",
+                    self.limits.max_event_streams
+                ),
+                retry_after_secs: self.limits.overload_retry_after_secs,
+            })?;
+        let limits = StreamLimits {
+            heartbeat: self.limits.sse_heartbeat_interval,
+            batch_max_bytes: self.limits.sse_batch_max_bytes,
+        };
+        let closing = self.streams_closing.subscribe();
+        events::open(&self.service, name, head, limits, permit, closing)
     }
 
     async fn dispatch<B>(
@@ -607,6 +674,7 @@ where
         }
     }
     drop(listener);
+    api.streams_closing.send_replace(true);
     tracing::info!(addr = %local, open = connections.len(), "http server shutting down");
     let drained = tokio::time::timeout(api.limits.shutdown_grace, async {
         while connections.join_next().await.is_some() {}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::auth::AuthService;
 use crate::api::error::ApiError;
 use crate::raft::types::NodeId;
-use crate::state::{ClusterSettings, CommandResult, PluginInfo};
+use crate::state::{ClusterSettings, CommandResult, Event, EventId, PluginInfo};
 
 /// When a request must be answered by. The HTTP layer gives up at this
 /// instant; the service bounds its own waits (for a leader, for an index)
@@ -172,11 +172,25 @@ pub struct StateHash {
     pub hash: String,
 }
 
+/// A read of a plugin's event log from this node's applied state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventBatch {
+    /// The events from the requested position on, in id order.
+    pub events: Vec<(EventId, std::sync::Arc<Event>)>,
+    /// Whether more events were held past these (the read's byte cap cut it).
+    pub more: bool,
+    /// Applied index of the state read: every event of a later entry has a
+    /// larger index, so waiting for the applied index to pass it misses none.
+    pub applied_index: u64,
+}
+
 /// The node operations behind `/v1/…`, `/healthz` and `/readyz`; the token
 /// operations and authentication are in [`AuthService`] (`api/auth.rs`).
 ///
-/// Implementations write `async fn`; the `+ Send` bound lets the server spawn handlers.
-pub trait ClusterService: AuthService + Send + Sync + 'static {
+/// Implementations write `async fn`; the `+ Send` bound lets the server spawn
+/// handlers. `Clone` (cheap: a shared handle) lets a long-lived response, an
+/// event stream, own its service.
+pub trait ClusterService: AuthService + Clone + Send + Sync + 'static {
     /// Validates and replicates a deploy (upgrade if the name exists). Code
     /// the cluster already holds goes into the log by sha256 only; the same
     /// code and limits as in force answer the current version unchanged. With
@@ -289,6 +303,20 @@ pub trait ClusterService: AuthService + Send + Sync + 'static {
         changes: serde_json::Value,
         deadline: Deadline,
     ) -> impl Future<Output = Result<ClusterSettings, ApiError>> + Send;
+
+    /// Plugin `name`'s events from `from` on (inclusive; about `max_bytes` of
+    /// them, at least one when any), from this node's applied state (no
+    /// forwarding: every node holds the same log). [`ApiError::PluginNotFound`]
+    /// for an unknown plugin, [`ApiError::Gone`] when retention dropped some.
+    fn events_since(
+        &self,
+        name: &str,
+        from: EventId,
+        max_bytes: u64,
+    ) -> Result<EventBatch, ApiError>;
+
+    /// Watches this node's applied index: a stream reads again when it moves.
+    fn subscribe_applied(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// `Ok` while the node can do its job (`GET /healthz`); an error once it
     /// cannot without a restart, e.g. [`ApiError::StorageFailed`] when Raft

@@ -106,6 +106,16 @@ pub enum Commands {
         #[command(subcommand)]
         action: Option<PluginsCommand>,
     },
+    /// Follow plugin NAME's events, one line per event (`<id> <topic>
+    /// <payload>`; with --json one JSON object per line). Reconnects by
+    /// itself, resuming after the last event printed.
+    Watch {
+        /// Plugin name.
+        name: String,
+        /// Start at the first event of this log index (default: from now).
+        #[arg(long)]
+        from_index: Option<u64>,
+    },
     /// Show the node's state hash.
     StateHash,
     /// Create, list and revoke client tokens (admin).

@@ -18,6 +18,7 @@ use crate::api::{IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
 use crate::http_client::{self, HttpClient};
 
 mod args;
+pub mod events;
 pub use args::{Cli, Commands, MembersCommand, PluginsCommand, ServeArgs, TokensCommand};
 
 /// Deadline for one CLI request; long enough for a deploy that compiles a component.
@@ -300,6 +301,17 @@ impl Client {
                     self.print(&reply.body, || format_deployed(&d))
                 }
             },
+            Commands::Watch { name, from_index } => {
+                events::run(
+                    &self.http,
+                    &self.base,
+                    self.token.as_deref(),
+                    name,
+                    *from_index,
+                    self.json,
+                )
+                .await
+            }
             Commands::StateHash => {
                 let (hash, raw): (StateHash, _) = self.get("/v1/state-hash").await?;
                 self.print(&raw, || {

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use crate::api::error::ApiError;
 use crate::api::service::{
     Applied, ClusterService, ClusterStatus, Consistency, Deadline, DeployOptions, DeployResponse,
-    Member, MemberRole, QueryOutput, RemoveResponse, StateHash,
+    EventBatch, Member, MemberRole, QueryOutput, RemoveResponse, StateHash,
 };
 use crate::config::Config;
 use crate::raft::state_machine::StateMachine;
@@ -639,6 +639,32 @@ impl ClusterService for NodeService {
                 "unexpected settings result {other}"
             ))),
         }
+    }
+
+    fn events_since(
+        &self,
+        name: &str,
+        from: crate::state::EventId,
+        max_bytes: u64,
+    ) -> Result<EventBatch, ApiError> {
+        let state = self.state();
+        match state.read_events(name, from, max_bytes) {
+            None => Err(ApiError::PluginNotFound {
+                name: name.to_string(),
+            }),
+            Some(Err(gone)) => Err(ApiError::Gone {
+                oldest_index: gone.oldest_index,
+            }),
+            Some(Ok(read)) => Ok(EventBatch {
+                events: read.events,
+                more: read.more,
+                applied_index: state.applied_index(),
+            }),
+        }
+    }
+
+    fn subscribe_applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.sm.subscribe_applied()
     }
 
     async fn health(&self) -> Result<(), ApiError> {

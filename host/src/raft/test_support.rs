@@ -177,6 +177,20 @@ impl ClusterService for StubService {
     ) -> Result<crate::state::ClusterSettings, ApiError> {
         unavailable()
     }
+    fn events_since(
+        &self,
+        name: &str,
+        _from: crate::state::EventId,
+        _max_bytes: u64,
+    ) -> Result<crate::api::service::EventBatch, ApiError> {
+        Err(ApiError::PluginNotFound {
+            name: name.to_string(),
+        })
+    }
+    fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        // A sender that is gone: the index never moves.
+        watch::channel(0).1
+    }
     async fn health(&self) -> Result<(), ApiError> {
         Ok(())
     }

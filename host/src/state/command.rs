@@ -201,7 +201,8 @@ impl fmt::Display for ErrorBody {
 pub struct Event {
     /// Topic chosen by the plugin.
     pub topic: String,
-    /// Payload bytes.
+    /// Payload bytes (`serde_bytes`: one slice copy, same bincode encoding).
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

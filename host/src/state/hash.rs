@@ -67,5 +67,25 @@ pub(super) fn state_hash(state: &State) -> [u8; 32] {
             bincode::serde::encode_to_vec(record, bincode::config::standard()).unwrap_or_default();
         h.bytes(&enc);
     }
+    // Events are replicated state: watchers on any node must see the same ones.
+    h.u64(state.events.len() as u64);
+    for (name, log) in &state.events {
+        h.bytes(name.as_bytes());
+        match log.dropped_through() {
+            Some(id) => {
+                h.u64(1);
+                h.u64(id.index);
+                h.u64(u64::from(id.n));
+            }
+            None => h.u64(0),
+        }
+        h.u64(log.len() as u64);
+        for (id, event) in log.iter() {
+            h.u64(id.index);
+            h.u64(u64::from(id.n));
+            h.bytes(event.topic.as_bytes());
+            h.bytes(&event.payload);
+        }
+    }
     h.0.finalize().into()
 }

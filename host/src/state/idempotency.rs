@@ -42,7 +42,7 @@ pub enum Prior {
     /// The key is unused: run the request.
     Fresh,
     /// The same request ran before: answer this.
-    Same(IdempotencyRecord),
+    Same(Box<IdempotencyRecord>),
     /// A different request holds the key: refuse.
     Reused,
 }
@@ -103,7 +103,7 @@ impl State {
     pub fn idempotency_prior(&self, plugin: &str, key: &str, fingerprint: &Fingerprint) -> Prior {
         match self.idempotency.get(&table_key(plugin, key)) {
             None => Prior::Fresh,
-            Some(rec) if &rec.fingerprint == fingerprint => Prior::Same(rec.clone()),
+            Some(rec) if &rec.fingerprint == fingerprint => Prior::Same(Box::new(rec.clone())),
             Some(_) => Prior::Reused,
         }
     }

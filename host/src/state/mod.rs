@@ -1,10 +1,12 @@
-//! The replicated state: plugin registry, code blobs, per-plugin ordered KV and
-//! the idempotency table; applying one command; the state hash.
+//! The replicated state: plugin registry, code blobs, per-plugin ordered KV,
+//! per-plugin event logs and the idempotency table; applying one command; the
+//! state hash.
 //!
 //! Everything here is a persistent (structurally shared) map, so cloning the
 //! whole state for a snapshot is O(1) and never stalls applies.
 
 mod command;
+mod events;
 mod hash;
 mod idempotency;
 mod registry;
@@ -13,6 +15,7 @@ pub mod snapshot;
 pub mod tokens;
 
 pub use command::*;
+pub use events::{BadEventId, EventId, EventLog, EventRead, Gone, event_bytes};
 pub use idempotency::{
     Fingerprint, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEYS_RETAINED, IdempotencyRecord, Prior,
     apply_fingerprint, deploy_fingerprint, key_reused,
@@ -71,6 +74,8 @@ pub struct State {
     /// Component bytes by hex sha256; only versions in the registry are kept.
     pub(crate) code: imbl::OrdMap<String, Code>,
     pub(crate) kv: imbl::OrdMap<String, Kv>,
+    /// Each plugin's retained events (a plugin appears once it emitted one).
+    pub(crate) events: imbl::OrdMap<String, EventLog>,
     /// `plugin \0 key` → the first attempt's fingerprint and result.
     pub(crate) idempotency: imbl::OrdMap<String, IdempotencyRecord>,
     /// index → idempotency key, to forget the oldest deterministically.
@@ -156,6 +161,46 @@ impl State {
         self.kv.get(name).cloned().unwrap_or_default()
     }
 
+    /// Plugin `name`'s events from `from` on (at most about `max_bytes`, at
+    /// least one): `None` when no such plugin is deployed, `Err` when
+    /// retention dropped some of them.
+    pub fn read_events(
+        &self,
+        name: &str,
+        from: EventId,
+        max_bytes: u64,
+    ) -> Option<Result<EventRead, Gone>> {
+        self.plugins.get(name)?;
+        Some(match self.events.get(name) {
+            Some(log) => log.read(from, max_bytes),
+            None => Ok(EventRead::default()),
+        })
+    }
+
+    /// Plugin `name`'s event log, if it emitted any.
+    pub fn event_log(&self, name: &str) -> Option<&EventLog> {
+        self.events.get(name)
+    }
+
+    /// Applies the retention in force to every event log (after it changed).
+    fn trim_events(&mut self) {
+        let (count, bytes) = (
+            self.settings.event_retention_count,
+            self.settings.event_retention_bytes,
+        );
+        let over: Vec<String> = self
+            .events
+            .iter()
+            .filter(|(_, log)| log.over(count, bytes))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in over {
+            if let Some(log) = self.events.get_mut(&name) {
+                log.trim(count, bytes);
+            }
+        }
+    }
+
     /// Records that a non-command entry (membership, blank) was applied.
     pub fn advance(&mut self, index: u64) {
         debug_assert!(
@@ -219,6 +264,7 @@ impl State {
                 Ok(()) => {
                     self.settings = settings.clone();
                     self.settings_index = index;
+                    self.trim_events();
                     CommandResult::SettingsUpdated(settings.clone())
                 }
                 Err(e) => CommandResult::Failed(e.to_body()),
@@ -327,6 +373,13 @@ impl State {
                 let mut kv = base;
                 crate::runtime::commit(&mut kv, outcome.writes);
                 self.kv.insert(name.to_string(), kv);
+                if !out.events.is_empty() {
+                    let s = &self.settings;
+                    let (count, bytes) = (s.event_retention_count, s.event_retention_bytes);
+                    let log = self.events.entry(name.to_string()).or_default();
+                    log.append(index, &out.events);
+                    log.trim(count, bytes);
+                }
                 CommandResult::Applied(out)
             }
             Err(e) => CommandResult::Failed(e.to_body()),
@@ -383,6 +436,8 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod events_tests;
 #[cfg(test)]
 mod settings_tests;
 #[cfg(test)]

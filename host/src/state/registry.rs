@@ -133,6 +133,7 @@ impl State {
             return CommandResult::Failed(not_found(name));
         };
         self.kv.remove(name);
+        self.events.remove(name);
         self.forget_keys_of(name);
         self.drop_unreferenced_code(&info.sha256);
         CommandResult::Removed {

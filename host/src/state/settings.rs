@@ -44,6 +44,13 @@ pub struct ClusterSettings {
     pub max_plugin_bytes: u64,
     /// Largest log entry a client request may become (`413 entry-too-large`).
     pub max_entry_bytes: u64,
+    /// Most events each plugin's event log keeps; the oldest commands' events
+    /// go first. At least `limits.max_events_per_call`, so a command's events
+    /// always fit.
+    pub event_retention_count: u64,
+    /// Most bytes (topics plus payloads) each plugin's event log keeps; at
+    /// least `limits.max_event_bytes_per_call`.
+    pub event_retention_bytes: u64,
     /// The limits each call runs under.
     pub limits: Limits,
 }
@@ -61,6 +68,8 @@ impl Default for ClusterSettings {
             max_stack_bytes: 512 * 1024,
             max_plugin_bytes: 64 * MIB,
             max_entry_bytes: 64 * MIB + ENTRY_OVERHEAD_BYTES,
+            event_retention_count: 10_000,
+            event_retention_bytes: 64 * MIB,
             limits: Limits::default(),
         }
     }
@@ -123,7 +132,7 @@ impl ClusterSettings {
     /// reaches the log can never contradict itself.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let l = &self.limits;
-        let positive: [(&str, u64); 17] = [
+        let positive: [(&str, u64); 19] = [
             ("default_fuel_per_call", self.default_fuel_per_call),
             ("max_fuel_per_call", self.max_fuel_per_call),
             (
@@ -133,6 +142,8 @@ impl ClusterSettings {
             ("max_memory_limit_bytes", self.max_memory_limit_bytes),
             ("max_plugin_bytes", self.max_plugin_bytes),
             ("max_entry_bytes", self.max_entry_bytes),
+            ("event_retention_count", self.event_retention_count),
+            ("event_retention_bytes", self.event_retention_bytes),
             ("limits.max_key_bytes", l.max_key_bytes as u64),
             ("limits.max_value_bytes", l.max_value_bytes as u64),
             ("limits.max_scan_entries", l.max_scan_entries as u64),
@@ -203,6 +214,20 @@ impl ClusterSettings {
             (l.max_key_bytes as u64).saturating_add(l.max_value_bytes as u64),
             "limits.max_write_bytes_per_call",
             l.max_write_bytes_per_call as u64,
+        )?;
+        // One command's events always fit the log, so retention never drops
+        // the events of the command that just emitted them.
+        order(
+            "limits.max_events_per_call",
+            l.max_events_per_call as u64,
+            "event_retention_count",
+            self.event_retention_count,
+        )?;
+        order(
+            "limits.max_event_bytes_per_call",
+            l.max_event_bytes_per_call as u64,
+            "event_retention_bytes",
+            self.event_retention_bytes,
         )?;
         if !STACK_BYTES_RANGE.contains(&self.max_stack_bytes) {
             return Err(SettingsError(format!(
@@ -326,6 +351,18 @@ mod tests {
             },
             ClusterSettings {
                 max_stack_bytes: 1,
+                ..Default::default()
+            },
+            ClusterSettings {
+                event_retention_count: 0,
+                ..Default::default()
+            },
+            ClusterSettings {
+                event_retention_bytes: 0,
+                ..Default::default()
+            },
+            ClusterSettings {
+                event_retention_count: 10,
                 ..Default::default()
             },
             ClusterSettings {

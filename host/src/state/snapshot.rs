@@ -12,14 +12,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::tokens::{TokenRecord, Tokens};
-use super::{ClusterSettings, IdempotencyRecord, PluginInfo, State};
+use super::{ClusterSettings, Event, EventId, EventLog, IdempotencyRecord, PluginInfo, State};
 use crate::runtime::Code;
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 /// The snapshot format this build writes and reads.
 /// Version 2 added the cluster settings record; version 3 the request
-/// fingerprint of each idempotency record; version 4 the token table.
-pub const FORMAT_VERSION: u32 = 4;
+/// fingerprint of each idempotency record; version 4 the token table;
+/// version 5 the event logs.
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,10 @@ pub enum SnapshotError {
 /// One plugin's KV as stored in a snapshot: name and entries in key order.
 type PluginKv = (String, Vec<(Vec<u8>, Vec<u8>)>);
 
+/// One plugin's event log as stored: name, the newest event retention
+/// dropped, and the held events in id order.
+type PluginEvents = (String, Option<EventId>, Vec<(EventId, Event)>);
+
 #[derive(Serialize, Deserialize)]
 struct Body {
     plugins: Vec<PluginInfo>,
@@ -55,6 +60,7 @@ struct Body {
     settings: ClusterSettings,
     settings_index: u64,
     tokens: Vec<TokenRecord>,
+    events: Vec<PluginEvents>,
 }
 
 /// Serialises a sequence straight from an iterator, so encoding a snapshot
@@ -91,7 +97,7 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let st = self.0;
             // Field order and shapes must match `Body` exactly.
-            let mut t = s.serialize_tuple(9)?;
+            let mut t = s.serialize_tuple(10)?;
             t.serialize_element(&Seq::new(st.plugins.values()))?;
             t.serialize_element(&Seq::new(st.code.iter().map(|(k, v)| (k, v.bytes()))))?;
             t.serialize_element(&Seq::new(
@@ -103,6 +109,13 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
             t.serialize_element(&st.settings)?;
             t.serialize_element(&st.settings_index)?;
             t.serialize_element(&Seq::new(st.tokens.records()))?;
+            t.serialize_element(&Seq::new(st.events.iter().map(|(name, log)| {
+                (
+                    name,
+                    log.dropped_through(),
+                    Seq::new(log.iter().map(|(id, e)| (id, &**e))),
+                )
+            })))?;
             t.end()
         }
     }
@@ -189,6 +202,11 @@ pub fn decode(bytes: &[u8]) -> Result<(State, Vec<u8>), SnapshotError> {
         settings: body.settings,
         settings_index: body.settings_index,
         tokens: Tokens::from_records(body.tokens),
+        events: body
+            .events
+            .into_iter()
+            .map(|(name, dropped, events)| (name, EventLog::from_parts(events, dropped)))
+            .collect(),
     };
     for (key, rec) in body.idempotency {
         state.idempotency_by_index.insert(rec.index, key.clone());
