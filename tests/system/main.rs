@@ -5,6 +5,7 @@ mod harness;
 mod http_node;
 mod process;
 
+mod backup_restore;
 mod bad_input;
 mod code_once;
 mod disk_alarm;

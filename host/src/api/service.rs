@@ -171,6 +171,17 @@ pub struct StateHash {
     pub hash: String,
 }
 
+/// `200` of `GET /v1/backup`: the applied state in the snapshot file format.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    /// Index of the last entry reflected (header `cairn-applied-index`).
+    pub applied_index: u64,
+    /// Hex state hash of the backed-up state (header `cairn-state-hash`).
+    pub state_hash: String,
+    /// Versioned, checksummed snapshot bytes (the body).
+    pub bytes: Bytes,
+}
+
 /// The node operations behind `/v1/…`, `/healthz` and `/readyz`.
 ///
 /// Implementations write `async fn`; the `+ Send` bound lets the server spawn handlers.
@@ -259,6 +270,9 @@ pub trait ClusterService: Send + Sync + 'static {
 
     /// Hash of this node's applied state.
     fn state_hash(&self) -> impl Future<Output = Result<StateHash, ApiError>> + Send;
+
+    /// A consistent backup of this node's applied state (`GET /v1/backup`).
+    fn backup(&self) -> impl Future<Output = Result<Backup, ApiError>> + Send;
 
     /// Resolves once this node no longer believes `leader_addr` is the
     /// leader (another was elected, or it lost contact); never resolves

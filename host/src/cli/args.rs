@@ -94,6 +94,13 @@ pub enum Commands {
     },
     /// Show the node's state hash.
     StateHash,
+    /// Save a consistent backup of the node's applied state to FILE (written
+    /// to a temp file, fsynced, then renamed); prints its index and hash.
+    /// Restore it with `cairn serve --restore FILE --data-dir EMPTY_DIR`.
+    Backup {
+        /// Where to write the backup.
+        file: PathBuf,
+    },
     /// Load-test a running cluster with the `kv` plugin (deployed if absent).
     Bench(crate::bench::BenchArgs),
 }
@@ -152,6 +159,10 @@ pub struct ServeArgs {
     /// URL of a cluster member to ask to add this node.
     #[arg(long)]
     pub join: Option<String>,
+    /// Start a NEW single-node cluster from this backup (`cairn backup`);
+    /// the data dir must be empty. Others join it with --join.
+    #[arg(long, conflicts_with = "join")]
+    pub restore: Option<PathBuf>,
     /// Leader heartbeat interval.
     #[arg(long, default_value_t = Config::default().heartbeat_interval_ms)]
     pub heartbeat_interval_ms: u64,
@@ -225,6 +236,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| self.listen.to_string()),
             data_dir: self.data_dir.clone(),
             join_url: self.join.clone(),
+            restore_from: self.restore.clone(),
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             election_timeout_min_ms: self.election_timeout_min_ms,
             election_timeout_max_ms: self.election_timeout_max_ms,

@@ -20,8 +20,8 @@ use tokio::sync::Semaphore;
 
 use crate::api::error::ApiError;
 use crate::api::service::{
-    Applied, ClusterService, ClusterStatus, Consistency, Deadline, DeployOptions, DeployResponse,
-    Member, MemberRole, QueryOutput, RemoveResponse, StateHash,
+    Applied, Backup, ClusterService, ClusterStatus, Consistency, Deadline, DeployOptions,
+    DeployResponse, Member, MemberRole, QueryOutput, RemoveResponse, StateHash,
 };
 use crate::config::Config;
 use crate::raft::state_machine::StateMachine;
@@ -576,6 +576,21 @@ impl ClusterService for NodeService {
         Ok(StateHash {
             applied_index: state.applied_index(),
             hash: state.hash_hex(),
+        })
+    }
+
+    async fn backup(&self) -> Result<Backup, ApiError> {
+        let sm = self.inner.sm.clone();
+        // The copy is O(1); encoding the whole state is not, so it runs off
+        // the async workers.
+        let image = tokio::task::spawn_blocking(move || sm.backup())
+            .await
+            .map_err(|e| ApiError::Internal(format!("backup task failed: {e}")))?
+            .map_err(|e| ApiError::Internal(format!("encoding the backup failed: {e}")))?;
+        Ok(Backup {
+            applied_index: image.applied_index,
+            state_hash: image.state_hash,
+            bytes: Bytes::from(image.bytes),
         })
     }
 
