@@ -206,7 +206,10 @@ pub(crate) async fn handle<S: ClusterService>(
             let mut resp = Response::new(Full::new(Bytes::from(service.metrics().await?)));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
+                // What prometheus-client writes (the node renders with it).
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             Ok(resp)
         }

@@ -155,7 +155,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         .map_err(raft_err)?
         .map_err(io("opening the state machine"))?;
     let client = new_client();
-    let counters = metrics::Counters::default();
+    let mut counters = metrics::Counters::default();
+    counters.log_flush_seconds = log_store.flush_seconds();
     let network = NetworkFactory::new(&config, client.clone()).with_stats(counters.peers.clone());
     let raft_config = Arc::new(config.openraft_config()?);
     let raft = Raft::new(config.node_id, raft_config, network, log_store, sm.clone())

@@ -5,6 +5,7 @@ pub mod log_store;
 pub mod network;
 pub mod peer_stats;
 pub mod state_machine;
+pub mod stats;
 pub mod types;
 
 #[cfg(test)]

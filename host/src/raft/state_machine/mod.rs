@@ -20,6 +20,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use tokio::sync::watch;
 
+use super::stats::StateMachineStats;
 use super::types::TypeConfig;
 use crate::runtime::Runtime;
 use crate::state::{Command, CommandResult, State, snapshot};
@@ -47,6 +48,8 @@ struct Shared {
     /// the file is written or read, so a reader always gets a file and the
     /// metadata that describes it. Only locked on blocking threads.
     snapshot_file: Mutex<Option<Meta>>,
+    /// Apply and snapshot timings for `/metrics` (node-local, never replicated).
+    stats: StateMachineStats,
 }
 
 /// The state machine openraft drives; clones share one state.
@@ -115,6 +118,7 @@ impl StateMachine {
             snapshot_dir: snapshot_dir.to_path_buf(),
             applied_index: tx,
             snapshot_file: Mutex::new(on_disk),
+            stats: StateMachineStats::default(),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -128,6 +132,11 @@ impl StateMachine {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Apply and snapshot timings, for `/metrics`.
+    pub fn stats(&self) -> &StateMachineStats {
+        &self.shared.stats
     }
 
     /// The runtime plugins run in.
@@ -169,6 +178,7 @@ impl StateMachine {
     /// blocking thread: they are CPU work, and WASI's sync bindings must not run
     /// on an async worker.
     async fn apply_batch(&self, batch: Vec<EntryResponder<TypeConfig>>) -> io::Result<()> {
+        let started = std::time::Instant::now();
         let mut applied = self.applied();
         let runtime = self.shared.runtime.clone();
         let (applied, replies) = tokio::task::spawn_blocking(move || -> io::Result<_> {
@@ -211,6 +221,10 @@ impl StateMachine {
         .await
         .map_err(io_err)??;
         self.publish(applied);
+        self.shared
+            .stats
+            .apply_batch_seconds
+            .observe(started.elapsed().as_secs_f64());
         // Answer clients only once their writes are visible: a client that reads
         // this node's state right after `client_write` returns must see its write.
         for (responder, result) in replies {
@@ -372,6 +386,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let this = self.clone();
         let meta2 = meta.clone();
+        let started = std::time::Instant::now();
         // Encoding and fsync are slow for a large state; keep them off the
         // async workers.
         let (bytes, written) = tokio::task::spawn_blocking(move || -> io::Result<_> {
@@ -381,6 +396,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io_err)??;
+        let stats = &self.shared.stats;
+        stats
+            .snapshot_build_seconds
+            .observe(started.elapsed().as_secs_f64());
+        stats.snapshot_size_bytes.set(bytes.len() as i64);
         if written {
             tracing::info!(index = ?meta.last_log_id.map(|l| l.index), size_bytes = bytes.len(), "built snapshot");
         } else {
@@ -443,6 +463,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let bytes = snapshot.into_inner();
         let size = bytes.len();
+        let started = std::time::Instant::now();
         let this = self.clone();
         let meta2 = meta.clone();
         // Checksumming, decoding and writing a large snapshot take seconds:
@@ -469,6 +490,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io_err)??;
+        let stats = &self.shared.stats;
+        stats
+            .snapshot_install_seconds
+            .observe(started.elapsed().as_secs_f64());
+        stats.snapshot_size_bytes.set(size as i64);
         tracing::info!(index = ?meta.last_log_id.map(|l| l.index), size_bytes = size, "installed snapshot");
         self.publish(Applied {
             state,
