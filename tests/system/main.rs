@@ -19,6 +19,7 @@ mod kill9_leader;
 mod large_plugin;
 mod leader_failover;
 mod linearizability;
+mod log_format;
 mod membership;
 mod metrics;
 mod partition;

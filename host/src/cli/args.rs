@@ -141,9 +141,22 @@ pub enum MembersCommand {
     },
 }
 
+/// How `cairn serve` writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (colour only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 /// `cairn serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// This node's id.
     #[arg(long, default_value_t = 1)]
     pub id: u64,

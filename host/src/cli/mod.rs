@@ -20,7 +20,7 @@ use crate::api::{
 use crate::http_client::{self, HttpClient};
 
 mod args;
-pub use args::{Cli, Commands, MembersCommand, PluginsCommand, ServeArgs};
+pub use args::{Cli, Commands, LogFormat, MembersCommand, PluginsCommand, ServeArgs};
 
 /// Deadline for one CLI request; long enough for a deploy that compiles a component.
 const CLI_REQUEST_TIMEOUT_MS: u64 = 60_000;
