@@ -64,6 +64,9 @@ pub enum Commands {
         /// Makes retries safe: the same key applies once.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Also show the events the command emitted (`?events=true`).
+        #[arg(long)]
+        events: bool,
     },
     /// Run plugin NAME's read-only `query`.
     Query {
@@ -110,6 +113,11 @@ pub enum Commands {
 pub enum PluginsCommand {
     /// List deployed plugins (the default).
     List,
+    /// Remove plugin NAME and all its data (replicated).
+    Remove {
+        /// Plugin name.
+        name: String,
+    },
     /// Change plugin NAME's limits without uploading it again (a new version
     /// with the same code); give at least one limit.
     SetLimits {

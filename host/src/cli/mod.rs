@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::api::error::ErrorEnvelope;
-use crate::api::service::{ClusterStatus, DeployResponse, PluginList, StateHash};
+use crate::api::service::{ClusterStatus, DeployResponse, PluginList, RemoveResponse, StateHash};
 use crate::api::{
     APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER, STATE_HASH_HEADER,
 };
@@ -102,6 +102,60 @@ struct Client {
     http: HttpClient,
 }
 
+/// `/v1/plugins/{name}/apply`, asking for the emitted events with `events`.
+fn apply_path(name: &str, events: bool) -> String {
+    let path = format!("/v1/plugins/{name}/apply");
+    if events {
+        format!("{path}?events=true")
+    } else {
+        path
+    }
+}
+
+/// `--json` output of an apply or query: `{"log_index": N, "output": …}` for a
+/// write, `{"applied_index": N, "output": …}` for a query. JSON output is
+/// embedded byte for byte, so the server's key order is kept; other output
+/// becomes a JSON string.
+fn json_output(reply: &Reply) -> String {
+    let (key, index) = match (reply.log_index, reply.applied_index) {
+        (None, Some(applied)) => ("applied_index", Some(applied)),
+        (log_index, _) => ("log_index", log_index),
+    };
+    let index = index.map_or_else(|| "null".to_string(), |i| i.to_string());
+    let output = if serde_json::from_slice::<serde::de::IgnoredAny>(&reply.body).is_ok() {
+        String::from_utf8_lossy(&reply.body).trim().to_string()
+    } else {
+        serde_json::Value::String(String::from_utf8_lossy(&reply.body).into_owned()).to_string()
+    };
+    format!(r#"{{"{key}":{index},"output":{output}}}"#)
+}
+
+/// Uploads at least this large show a spinner on a terminal (smaller ones finish at once).
+const UPLOAD_SPINNER_MIN_BYTES: usize = 1024 * 1024;
+/// How often the upload spinner redraws.
+const SPINNER_TICK_MS: u64 = 120;
+
+/// A spinner with the upload's size while a large deploy is sent, replicated
+/// and compiled (one request with a complete body: the bytes sent are not
+/// observable, so this shows liveness and elapsed time, not a fraction).
+/// Hidden when stdout is not a terminal.
+fn upload_spinner(name: &str, size: usize) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if size < UPLOAD_SPINNER_MIN_BYTES || !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(format!(
+        "deploying {name} ({}): upload, replication, compile",
+        indicatif::HumanBytes(size as u64)
+    ));
+    bar.enable_steady_tick(Duration::from_millis(SPINNER_TICK_MS));
+    bar
+}
+
 /// What `cairn backup` saved.
 struct SavedBackup {
     applied_index: u64,
@@ -138,7 +192,10 @@ fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
 /// A successful response: body and the headers the CLI reports.
 struct Reply {
     body: Bytes,
+    /// `cairn-log-index` of a write.
     log_index: Option<u64>,
+    /// `cairn-applied-index` of a query.
+    applied_index: Option<u64>,
 }
 
 impl Client {
@@ -169,16 +226,22 @@ impl Client {
         let timeout = Duration::from_millis(CLI_REQUEST_TIMEOUT_MS);
         let resp = http_client::send(&self.http, req, timeout, CLI_MAX_RESPONSE_BYTES).await?;
         let status = resp.status();
-        let log_index = resp
-            .headers()
-            .get(LOG_INDEX_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let index = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        };
+        let (log_index, applied_index) = (index(LOG_INDEX_HEADER), index(APPLIED_INDEX_HEADER));
         let body = resp.into_body();
         if !status.is_success() {
             bail!("{}", describe_failure(status, &body));
         }
-        Ok(Reply { body, log_index })
+        Ok(Reply {
+            body,
+            log_index,
+            applied_index,
+        })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<(T, Bytes)> {
@@ -210,6 +273,7 @@ impl Client {
                     .iter()
                     .map(|k| (IDEMPOTENCY_KEY_HEADER, k.clone()))
                     .collect();
+                let spinner = upload_spinner(name, wasm.len());
                 let reply = self
                     .call(
                         Method::PUT,
@@ -217,7 +281,9 @@ impl Client {
                         Bytes::from(wasm),
                         &headers,
                     )
-                    .await?;
+                    .await;
+                spinner.finish_and_clear();
+                let reply = reply?;
                 let d: DeployResponse = parse(&reply.body)?;
                 self.print(&reply.body, || format_deployed(&d))
             }
@@ -225,12 +291,13 @@ impl Client {
                 name,
                 input,
                 idempotency_key,
+                events,
             } => {
                 let headers: Vec<(&str, String)> = idempotency_key
                     .iter()
                     .map(|k| (IDEMPOTENCY_KEY_HEADER, k.clone()))
                     .collect();
-                let path = format!("/v1/plugins/{name}/apply");
+                let path = apply_path(name, *events);
                 let reply = self
                     .call(Method::POST, &path, Bytes::from(input.clone()), &headers)
                     .await?;
@@ -287,6 +354,17 @@ impl Client {
                 None | Some(PluginsCommand::List) => {
                     let (list, raw): (PluginList, _) = self.get("/v1/plugins").await?;
                     self.print(&raw, || format_plugins(&list))
+                }
+                Some(PluginsCommand::Remove { name }) => {
+                    let path = format!("/v1/plugins/{name}");
+                    let reply = self.call(Method::DELETE, &path, Bytes::new(), &[]).await?;
+                    let removed: RemoveResponse = parse(&reply.body)?;
+                    self.print(&reply.body, || {
+                        format!(
+                            "removed {} at log index {}",
+                            removed.name, removed.log_index
+                        )
+                    })
                 }
                 Some(PluginsCommand::SetLimits {
                     name,
@@ -427,21 +505,18 @@ impl Client {
         Ok(())
     }
 
-    /// Plugin output: as-is for humans (plus the log index of a write); for
-    /// `--json`, wrapped with the index, embedded as JSON when it is JSON.
+    /// Plugin output: as-is for humans (plus the log index of a write or
+    /// the applied index of a query); for `--json`, see [`json_output`].
     fn print_output(&self, reply: &Reply) -> anyhow::Result<()> {
-        let text = String::from_utf8_lossy(&reply.body);
         if self.json {
-            let output = serde_json::from_slice::<serde_json::Value>(&reply.body)
-                .unwrap_or_else(|_| serde_json::Value::String(text.to_string()));
-            println!(
-                "{}",
-                serde_json::json!({"log_index": reply.log_index, "output": output})
-            );
+            println!("{}", json_output(reply));
         } else {
-            println!("{text}");
+            println!("{}", String::from_utf8_lossy(&reply.body));
             if let Some(index) = reply.log_index {
                 println!("(log index {index})");
+            }
+            if let Some(index) = reply.applied_index {
+                println!("(applied index {index})");
             }
         }
         Ok(())
