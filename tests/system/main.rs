@@ -7,6 +7,7 @@ mod process;
 
 mod backup_restore;
 mod bad_input;
+mod cli_commands;
 mod code_once;
 mod disk_alarm;
 mod election_wait;
