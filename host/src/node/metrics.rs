@@ -65,9 +65,18 @@ pub(super) struct Counters {
 
 impl Default for Counters {
     fn default() -> Self {
+        // Every outcome is shown from the start (at 0), as scrapers expect.
+        let (applies, queries): (Family<Labels, Counter>, Family<Labels, Counter>) =
+            Default::default();
+        for o in ["ok", "failed"] {
+            applies.get_or_create(&outcome(o)).inc_by(0);
+        }
+        for o in ["ok", "failed", "overloaded"] {
+            queries.get_or_create(&outcome(o)).inc_by(0);
+        }
         Self {
-            applies: Family::default(),
-            queries: Family::default(),
+            applies,
+            queries,
             apply_seconds: latency_histogram(),
             query_seconds: latency_histogram(),
             client_write_seconds: latency_histogram(),
