@@ -27,6 +27,9 @@ pub struct Config {
     pub join_url: Option<String>,
     /// Admin token sent with the join request (adding a member is admin-only).
     pub join_token: Option<Secret>,
+    /// A backup file (`GET /v1/backup`) to initialise a new single-node
+    /// cluster from; the data dir must be empty. `None`: start normally.
+    pub restore_from: Option<PathBuf>,
 
     /// Leader heartbeat period. Hundreds of ms, not openraft's 50: a heartbeat
     /// round trip includes HTTP and, on a loaded 2-core box, a scheduler tick.
@@ -58,6 +61,8 @@ pub struct Config {
     /// Deadline of `PUT /v1/plugins/{name}`, which compiles the component
     /// before replicating it (large interpreters take tens of seconds).
     pub deploy_timeout_ms: u64,
+    /// Deadline of `GET /v1/backup`: copying and encoding the whole state.
+    pub backup_timeout_ms: u64,
     /// A request body must have fully arrived within this time → `408 body-timeout`.
     pub body_read_timeout_ms: u64,
     /// Most connections open at once on the HTTP port (clients and peers alike);
@@ -139,6 +144,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./cairn-data"),
             join_url: None,
             join_token: None,
+            restore_from: None,
             heartbeat_interval_ms: 150,
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
@@ -151,6 +157,7 @@ impl Default for Config {
             // About twice the longest election timeout, plus margin.
             request_timeout_ms: 5000,
             deploy_timeout_ms: 120_000,
+            backup_timeout_ms: 120_000,
             body_read_timeout_ms: 30_000,
             max_connections: 1024,
             apply_reserved_instances: 2,
@@ -295,6 +302,7 @@ impl Config {
             ("rpc_timeout_ms", self.rpc_timeout_ms),
             ("request_timeout_ms", self.request_timeout_ms),
             ("deploy_timeout_ms", self.deploy_timeout_ms),
+            ("backup_timeout_ms", self.backup_timeout_ms),
             ("body_read_timeout_ms", self.body_read_timeout_ms),
             ("max_connections", self.max_connections),
             (

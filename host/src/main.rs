@@ -1,11 +1,12 @@
 //! The `cairn` binary: parse the command line, set up logging, run, report failure on one line.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use cairn_host::cli::{Cli, Commands};
+use cairn_host::cli::{Cli, Commands, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,10 +19,20 @@ fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let log_format = match &cli.command {
+        Commands::Serve(args) => args.log_format,
+        _ => LogFormat::Text,
+    };
+    // Colour codes only help a person at a terminal; in files and journals they are noise.
+    let ansi = std::io::stderr().is_terminal();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(ansi);
+    match log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

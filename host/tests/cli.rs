@@ -24,6 +24,7 @@ fn help_lists_every_command() {
     assert_eq!(code, 0);
     for command in [
         "serve", "deploy", "apply", "query", "status", "members", "plugins", "bench", "tokens",
+        "backup",
     ] {
         assert!(
             stdout.contains(command),
@@ -44,4 +45,23 @@ fn failures_are_one_line_and_non_zero() {
     let (code, _, stderr) = cairn(&["deploy", "not-an-example"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("not a built-in example"), "{stderr}");
+}
+
+#[test]
+fn restore_from_a_missing_file_exits_non_zero_and_creates_nothing() {
+    let dir = std::env::temp_dir().join(format!("cairn-cli-restore-{}", std::process::id()));
+    let data_dir = dir.join("data");
+    let missing = dir.join("no-such.backup");
+    let (code, _, stderr) = cairn(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--restore",
+        missing.to_str().expect("utf-8 path"),
+        "--data-dir",
+        data_dir.to_str().expect("utf-8 path"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("cannot restore from"), "{stderr}");
+    assert!(!data_dir.exists(), "data dir created for a refused restore");
 }

@@ -6,7 +6,9 @@ mod http_node;
 mod process;
 
 mod auth;
+mod backup_restore;
 mod bad_input;
+mod cli_commands;
 mod code_once;
 mod disk_alarm;
 mod election_wait;
@@ -20,6 +22,7 @@ mod kill9_leader;
 mod large_plugin;
 mod leader_failover;
 mod linearizability;
+mod log_format;
 mod malformed;
 mod membership;
 mod metrics;

@@ -79,9 +79,12 @@ pub(crate) fn required_action<'a>(route: &Route<'a>, method: &Method) -> Option<
         Route::PluginApply(name) => Action::Apply(name),
         Route::PluginQuery(name) | Route::PluginEvents(name) => Action::Query(name),
         Route::Settings if *method == Method::GET => Action::Inspect,
-        Route::Settings | Route::Members | Route::Member(_) | Route::Tokens | Route::Token(_) => {
-            Action::Admin
-        }
+        Route::Settings
+        | Route::Members
+        | Route::Member(_)
+        | Route::Tokens
+        | Route::Token(_)
+        | Route::Backup => Action::Admin,
     };
     Some(action)
 }

@@ -17,6 +17,7 @@
 //! | GET | `/v1/state-hash` | 200 `{"applied_index","hash"}` |
 //! | POST, GET, DELETE | `/v1/tokens`, `/v1/tokens/{id}` | see `api/auth.rs` |
 //! | GET | `/v1/plugins/{name}/events?from_index=N` (`Last-Event-ID`) | 200 `text/event-stream` (see `api::events`) |
+//! | GET | `/v1/backup` | 200 snapshot-format bytes, `cairn-applied-index`, `cairn-state-hash` |
 //! | GET | `/readyz` | 200 `{"ready":true}` |
 
 use bytes::Bytes;
@@ -34,6 +35,8 @@ use crate::state::CommandResult;
 pub const LOG_INDEX_HEADER: &str = "cairn-log-index";
 /// Response header: the applied index of the state that answered a query.
 pub const APPLIED_INDEX_HEADER: &str = "cairn-applied-index";
+/// Response header of a backup: the hex state hash of the backed-up state.
+pub const STATE_HASH_HEADER: &str = "cairn-state-hash";
 /// Request header making a write safe to retry.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Longest accepted idempotency key; keys live in replicated state forever-ish.
@@ -182,11 +185,34 @@ pub(crate) async fn handle<S: ClusterService>(
         }
         (Route::Settings, _) => Ok(json_response(StatusCode::OK, &service.settings().await?)),
         (Route::StateHash, _) => Ok(json_response(StatusCode::OK, &service.state_hash().await?)),
+        // Served from this node's applied state, never forwarded: any member's
+        // applied state is a consistent prefix of the log. A complete body for
+        // now (the server has no streaming body type yet). Admin-only once
+        // authentication exists.
+        (Route::Backup, _) => {
+            let backup = service.backup().await?;
+            let hash = HeaderValue::from_str(&backup.state_hash)
+                .map_err(|_| ApiError::Internal("state hash is not a header value".into()))?;
+            let mut resp = with_index(
+                Response::new(Full::new(backup.bytes)),
+                APPLIED_INDEX_HEADER,
+                backup.applied_index,
+            );
+            resp.headers_mut().insert(STATE_HASH_HEADER, hash);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            Ok(resp)
+        }
         (Route::Metrics, _) => {
             let mut resp = Response::new(Full::new(Bytes::from(service.metrics().await?)));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
+                // What prometheus-client writes (the node renders with it).
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             Ok(resp)
         }

@@ -10,7 +10,9 @@ pub mod server;
 pub mod service;
 
 pub use auth::AuthService;
-pub use client_api::{APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
+pub use client_api::{
+    APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER, STATE_HASH_HEADER,
+};
 pub use error::ApiError;
 pub use events::LAST_EVENT_ID_HEADER;
 pub use forward::FORWARDED_BY_HEADER;

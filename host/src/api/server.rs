@@ -56,6 +56,8 @@ pub struct ApiLimits {
     pub request_timeout: Duration,
     /// Deadline of a plugin upload (compiles the component).
     pub deploy_timeout: Duration,
+    /// Deadline of `GET /v1/backup` (copies and encodes the whole state).
+    pub backup_timeout: Duration,
     /// Deadline of adding a member (waits until it has caught up, maybe by snapshot).
     pub join_timeout: Duration,
     /// A request body must have fully arrived within this time.
@@ -88,6 +90,7 @@ impl ApiLimits {
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout(),
             deploy_timeout: Duration::from_millis(config.deploy_timeout_ms),
+            backup_timeout: Duration::from_millis(config.backup_timeout_ms),
             join_timeout: Duration::from_millis(config.join_timeout_ms),
             body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
             install_snapshot_timeout: config.install_snapshot_timeout(),
@@ -178,6 +181,7 @@ pub(crate) enum Route<'a> {
     Member(&'a str),
     Settings,
     StateHash,
+    Backup,
     Metrics,
     Tokens,
     Token(&'a str),
@@ -192,6 +196,7 @@ impl Route<'_> {
             | Route::Plugins
             | Route::Cluster
             | Route::StateHash
+            | Route::Backup
             | Route::Metrics
             | Route::PluginEvents(_) => "GET",
             Route::Plugin(_) => "GET, PUT, PATCH, DELETE",
@@ -225,6 +230,7 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "state-hash"] => Route::StateHash,
         ["v1", "tokens"] => Route::Tokens,
         ["v1", "tokens", id] => Route::Token(id),
+        ["v1", "backup"] => Route::Backup,
         _ => return None,
     };
     Some(r)
@@ -401,6 +407,7 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
                 let budget = match route {
                     Route::Plugin(_) if head.method == Method::PUT => self.limits.deploy_timeout,
                     Route::Members => self.limits.join_timeout,
+                    Route::Backup => self.limits.backup_timeout,
                     _ => self.limits.request_timeout,
                 };
                 let deadline = Deadline::after(budget);

@@ -172,6 +172,17 @@ pub struct StateHash {
     pub hash: String,
 }
 
+/// `200` of `GET /v1/backup`: the applied state in the snapshot file format.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    /// Index of the last entry reflected (header `cairn-applied-index`).
+    pub applied_index: u64,
+    /// Hex state hash of the backed-up state (header `cairn-state-hash`).
+    pub state_hash: String,
+    /// Versioned, checksummed snapshot bytes (the body).
+    pub bytes: Bytes,
+}
+
 /// A read of a plugin's event log from this node's applied state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventBatch {
@@ -275,6 +286,9 @@ pub trait ClusterService: AuthService + Clone + Send + Sync + 'static {
 
     /// Hash of this node's applied state.
     fn state_hash(&self) -> impl Future<Output = Result<StateHash, ApiError>> + Send;
+
+    /// A consistent backup of this node's applied state (`GET /v1/backup`).
+    fn backup(&self) -> impl Future<Output = Result<Backup, ApiError>> + Send;
 
     /// Resolves once this node no longer believes `leader_addr` is the
     /// leader (another was elected, or it lost contact); never resolves

@@ -78,6 +78,9 @@ pub enum Commands {
         /// Makes retries safe: the same key applies once.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Also show the events the command emitted (`?events=true`).
+        #[arg(long)]
+        events: bool,
     },
     /// Run plugin NAME's read-only `query`.
     Query {
@@ -124,6 +127,13 @@ pub enum Commands {
         #[command(subcommand)]
         action: TokensCommand,
     },
+    /// Save a consistent backup of the node's applied state to FILE (written
+    /// to a temp file, fsynced, then renamed); prints its index and hash.
+    /// Restore it with `cairn serve --restore FILE --data-dir EMPTY_DIR`.
+    Backup {
+        /// Where to write the backup.
+        file: PathBuf,
+    },
     /// Load-test a running cluster with the `kv` plugin (deployed if absent).
     Bench(crate::bench::BenchArgs),
 }
@@ -133,6 +143,11 @@ pub enum Commands {
 pub enum PluginsCommand {
     /// List deployed plugins (the default).
     List,
+    /// Remove plugin NAME and all its data (replicated).
+    Remove {
+        /// Plugin name.
+        name: String,
+    },
     /// Change plugin NAME's limits without uploading it again (a new version
     /// with the same code); give at least one limit.
     SetLimits {
@@ -188,9 +203,22 @@ pub enum TokensCommand {
     },
 }
 
+/// How `cairn serve` writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (colour only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 /// `cairn serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// This node's id.
     #[arg(long, default_value_t = 1)]
     pub id: u64,
@@ -204,6 +232,10 @@ pub struct ServeArgs {
     /// token: --token or CAIRN_TOKEN).
     #[arg(long)]
     pub join: Option<String>,
+    /// Start a NEW single-node cluster from this backup (`cairn backup`);
+    /// the data dir must be empty. Others join it with --join.
+    #[arg(long, conflicts_with = "join")]
+    pub restore: Option<PathBuf>,
     /// Leader heartbeat interval.
     #[arg(long, default_value_t = Config::default().heartbeat_interval_ms)]
     pub heartbeat_interval_ms: u64,
@@ -279,6 +311,7 @@ impl ServeArgs {
             data_dir: data_dir.to_path_buf(),
             join_url: self.join.clone(),
             join_token: token.map(Secret::new),
+            restore_from: self.restore.clone(),
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             election_timeout_min_ms: self.election_timeout_min_ms,
             election_timeout_max_ms: self.election_timeout_max_ms,

@@ -8,23 +8,31 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use http_body_util::Limited;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::api::auth::{CreatedToken, RevokedToken, TokenList};
 use crate::api::error::ErrorEnvelope;
-use crate::api::service::{ClusterStatus, DeployResponse, PluginList, StateHash};
-use crate::api::{IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
+use crate::api::service::{ClusterStatus, DeployResponse, PluginList, RemoveResponse, StateHash};
+use crate::api::{
+    APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER, STATE_HASH_HEADER,
+};
 use crate::http_client::{self, HttpClient};
 
 mod args;
 pub mod events;
-pub use args::{Cli, Commands, MembersCommand, PluginsCommand, ServeArgs, TokensCommand};
+pub use args::{
+    Cli, Commands, LogFormat, MembersCommand, PluginsCommand, ServeArgs, TokensCommand,
+};
 
 /// Deadline for one CLI request; long enough for a deploy that compiles a component.
 const CLI_REQUEST_TIMEOUT_MS: u64 = 60_000;
 /// Largest response the CLI reads.
 const CLI_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Deadline for downloading a whole backup (a large state takes a while).
+const CLI_BACKUP_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 
 /// `/v1/plugins/{name}` with the optional per-plugin limits as query parameters.
 fn deploy_path(name: &str, fuel_per_call: Option<u64>, memory_limit_bytes: Option<u64>) -> String {
@@ -125,10 +133,100 @@ struct Client {
     token_file: std::path::PathBuf,
 }
 
+/// `/v1/plugins/{name}/apply`, asking for the emitted events with `events`.
+fn apply_path(name: &str, events: bool) -> String {
+    let path = format!("/v1/plugins/{name}/apply");
+    if events {
+        format!("{path}?events=true")
+    } else {
+        path
+    }
+}
+
+/// `--json` output of an apply or query: `{"log_index": N, "output": …}` for a
+/// write, `{"applied_index": N, "output": …}` for a query. JSON output is
+/// embedded byte for byte, so the server's key order is kept; other output
+/// becomes a JSON string.
+fn json_output(reply: &Reply) -> String {
+    let (key, index) = match (reply.log_index, reply.applied_index) {
+        (None, Some(applied)) => ("applied_index", Some(applied)),
+        (log_index, _) => ("log_index", log_index),
+    };
+    let index = index.map_or_else(|| "null".to_string(), |i| i.to_string());
+    let output = if serde_json::from_slice::<serde::de::IgnoredAny>(&reply.body).is_ok() {
+        String::from_utf8_lossy(&reply.body).trim().to_string()
+    } else {
+        serde_json::Value::String(String::from_utf8_lossy(&reply.body).into_owned()).to_string()
+    };
+    format!(r#"{{"{key}":{index},"output":{output}}}"#)
+}
+
+/// Uploads at least this large show a spinner on a terminal (smaller ones finish at once).
+const UPLOAD_SPINNER_MIN_BYTES: usize = 1024 * 1024;
+/// How often the upload spinner redraws.
+const SPINNER_TICK_MS: u64 = 120;
+
+/// A spinner with the upload's size while a large deploy is sent, replicated
+/// and compiled (one request with a complete body: the bytes sent are not
+/// observable, so this shows liveness and elapsed time, not a fraction).
+/// Hidden when stdout is not a terminal.
+fn upload_spinner(name: &str, size: usize) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if size < UPLOAD_SPINNER_MIN_BYTES || !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(format!(
+        "deploying {name} ({}): upload, replication, compile",
+        indicatif::HumanBytes(size as u64)
+    ));
+    bar.enable_steady_tick(Duration::from_millis(SPINNER_TICK_MS));
+    bar
+}
+
+/// What `cairn backup` saved.
+struct SavedBackup {
+    applied_index: u64,
+    state_hash: String,
+    size_bytes: u64,
+}
+
+/// `FILE.tmp` next to FILE (same filesystem, so the rename is atomic).
+fn temp_path(file: &std::path::Path) -> std::path::PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    file.with_file_name(name)
+}
+
+/// A byte progress bar (a spinner with a byte count when the size is unknown).
+fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    let (bar, template) = match total {
+        Some(n) => (
+            indicatif::ProgressBar::new(n),
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ),
+        None => (
+            indicatif::ProgressBar::new_spinner(),
+            "{msg} {spinner} {bytes} {bytes_per_sec}",
+        ),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
 /// A successful response: body and the headers the CLI reports.
 struct Reply {
     body: Bytes,
+    /// `cairn-log-index` of a write.
     log_index: Option<u64>,
+    /// `cairn-applied-index` of a query.
+    applied_index: Option<u64>,
 }
 
 impl Client {
@@ -164,11 +262,13 @@ impl Client {
         let timeout = Duration::from_millis(CLI_REQUEST_TIMEOUT_MS);
         let resp = http_client::send(&self.http, req, timeout, CLI_MAX_RESPONSE_BYTES).await?;
         let status = resp.status();
-        let log_index = resp
-            .headers()
-            .get(LOG_INDEX_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let index = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        };
+        let (log_index, applied_index) = (index(LOG_INDEX_HEADER), index(APPLIED_INDEX_HEADER));
         let body = resp.into_body();
         if status == StatusCode::UNAUTHORIZED && self.token.is_none() {
             bail!(
@@ -180,7 +280,11 @@ impl Client {
         if !status.is_success() {
             bail!("{}", describe_failure(status, &body));
         }
-        Ok(Reply { body, log_index })
+        Ok(Reply {
+            body,
+            log_index,
+            applied_index,
+        })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<(T, Bytes)> {
@@ -212,6 +316,7 @@ impl Client {
                     .iter()
                     .map(|k| (IDEMPOTENCY_KEY_HEADER, k.clone()))
                     .collect();
+                let spinner = upload_spinner(name, wasm.len());
                 let reply = self
                     .call(
                         Method::PUT,
@@ -219,7 +324,9 @@ impl Client {
                         Bytes::from(wasm),
                         &headers,
                     )
-                    .await?;
+                    .await;
+                spinner.finish_and_clear();
+                let reply = reply?;
                 let d: DeployResponse = parse(&reply.body)?;
                 self.print(&reply.body, || format_deployed(&d))
             }
@@ -227,12 +334,13 @@ impl Client {
                 name,
                 input,
                 idempotency_key,
+                events,
             } => {
                 let headers: Vec<(&str, String)> = idempotency_key
                     .iter()
                     .map(|k| (IDEMPOTENCY_KEY_HEADER, k.clone()))
                     .collect();
-                let path = format!("/v1/plugins/{name}/apply");
+                let path = apply_path(name, *events);
                 let reply = self
                     .call(Method::POST, &path, Bytes::from(input.clone()), &headers)
                     .await?;
@@ -290,6 +398,17 @@ impl Client {
                     let (list, raw): (PluginList, _) = self.get("/v1/plugins").await?;
                     self.print(&raw, || format_plugins(&list))
                 }
+                Some(PluginsCommand::Remove { name }) => {
+                    let path = format!("/v1/plugins/{name}");
+                    let reply = self.call(Method::DELETE, &path, Bytes::new(), &[]).await?;
+                    let removed: RemoveResponse = parse(&reply.body)?;
+                    self.print(&reply.body, || {
+                        format!(
+                            "removed {} at log index {}",
+                            removed.name, removed.log_index
+                        )
+                    })
+                }
                 Some(PluginsCommand::SetLimits {
                     name,
                     fuel_per_call,
@@ -312,6 +431,7 @@ impl Client {
                 )
                 .await
             }
+            Commands::Backup { file } => self.backup(file).await,
             Commands::StateHash => {
                 let (hash, raw): (StateHash, _) = self.get("/v1/state-hash").await?;
                 self.print(&raw, || {
@@ -382,6 +502,118 @@ impl Client {
         }
     }
 
+    /// `cairn backup FILE`: streams `GET /v1/backup` into a temp file next to
+    /// FILE (with a progress bar when stdout is a terminal), fsyncs it, and
+    /// renames it into place, so FILE is either absent or complete.
+    async fn backup(&self, file: &std::path::Path) -> anyhow::Result<()> {
+        let timeout = Duration::from_millis(CLI_BACKUP_TIMEOUT_MS);
+        let saved = tokio::time::timeout(timeout, self.download_backup(file))
+            .await
+            .map_err(|_| anyhow::anyhow!("backup not finished within {timeout:?}"))??;
+        let summary = serde_json::json!({
+            "file": file.display().to_string(),
+            "applied_index": saved.applied_index,
+            "state_hash": saved.state_hash,
+            "size_bytes": saved.size_bytes,
+        });
+        self.print(summary.to_string().as_bytes(), || {
+            format!(
+                "backup written to {} ({} bytes): applied index {}, state hash {}",
+                file.display(),
+                saved.size_bytes,
+                saved.applied_index,
+                saved.state_hash
+            )
+        })
+    }
+
+    async fn download_backup(&self, file: &std::path::Path) -> anyhow::Result<SavedBackup> {
+        use http_body_util::BodyExt;
+        use std::io::IsTerminal;
+        use tokio::io::AsyncWriteExt;
+
+        let uri = http_client::url(&self.base, "/v1/backup")?;
+        let mut req = http_client::request(Method::GET, uri, None, Bytes::new());
+        if let Some(token) = &self.token {
+            http_client::set_bearer(&mut req, token)?;
+        }
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .with_context(|| format!("requesting a backup from {}", self.base))?;
+        let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (index, hash, length) = (
+            header(APPLIED_INDEX_HEADER),
+            header(STATE_HASH_HEADER),
+            header(http::header::CONTENT_LENGTH.as_str()),
+        );
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = Limited::new(body, CLI_MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            bail!("{}", describe_failure(status, &bytes));
+        }
+        let applied_index: u64 = index
+            .and_then(|v| v.parse().ok())
+            .context("the server sent no cairn-applied-index header")?;
+        let state_hash = hash.context("the server sent no cairn-state-hash header")?;
+        let bar = if std::io::stdout().is_terminal() {
+            let total = length.and_then(|v| v.parse().ok());
+            progress_bar(total, "backup")
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let tmp = temp_path(file);
+        let mut out = tokio::fs::File::create(&tmp)
+            .await
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        let written = async {
+            let mut size = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.context("reading the backup")?;
+                if let Ok(data) = frame.into_data() {
+                    out.write_all(&data).await?;
+                    size += data.len() as u64;
+                    bar.set_position(size);
+                }
+            }
+            out.sync_all().await?;
+            anyhow::Ok(size)
+        }
+        .await;
+        bar.finish_and_clear();
+        let size_bytes = match written {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e.context(format!("writing {}", tmp.display())));
+            }
+        };
+        drop(out);
+        tokio::fs::rename(&tmp, file)
+            .await
+            .with_context(|| format!("renaming {} to {}", tmp.display(), file.display()))?;
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The rename is durable once the directory is synced.
+            tokio::fs::File::open(dir).await?.sync_all().await?;
+        }
+        Ok(SavedBackup {
+            applied_index,
+            state_hash,
+            size_bytes,
+        })
+    }
+
     fn print(&self, raw: &[u8], human: impl FnOnce() -> String) -> anyhow::Result<()> {
         if self.json {
             println!("{}", String::from_utf8_lossy(raw));
@@ -391,21 +623,18 @@ impl Client {
         Ok(())
     }
 
-    /// Plugin output: as-is for humans (plus the log index of a write); for
-    /// `--json`, wrapped with the index, embedded as JSON when it is JSON.
+    /// Plugin output: as-is for humans (plus the log index of a write or
+    /// the applied index of a query); for `--json`, see [`json_output`].
     fn print_output(&self, reply: &Reply) -> anyhow::Result<()> {
-        let text = String::from_utf8_lossy(&reply.body);
         if self.json {
-            let output = serde_json::from_slice::<serde_json::Value>(&reply.body)
-                .unwrap_or_else(|_| serde_json::Value::String(text.to_string()));
-            println!(
-                "{}",
-                serde_json::json!({"log_index": reply.log_index, "output": output})
-            );
+            println!("{}", json_output(reply));
         } else {
-            println!("{text}");
+            println!("{}", String::from_utf8_lossy(&reply.body));
             if let Some(index) = reply.log_index {
                 println!("(log index {index})");
+            }
+            if let Some(index) = reply.applied_index {
+                println!("(applied index {index})");
             }
         }
         Ok(())

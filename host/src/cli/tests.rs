@@ -251,3 +251,84 @@ fn the_token_comes_from_the_flag_else_the_data_dir() {
         Some("x")
     );
 }
+
+#[test]
+fn parses_backup_restore_and_etcdctl_style_commands() {
+    let cli = Cli::try_parse_from(["cairn", "backup", "/tmp/b.cairn"]).unwrap();
+    assert!(
+        matches!(cli.command, Commands::Backup { ref file } if file.to_str() == Some("/tmp/b.cairn"))
+    );
+    let cli = Cli::try_parse_from(["cairn", "plugins", "remove", "kv"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Commands::Plugins { action: Some(PluginsCommand::Remove { ref name }) } if name == "kv"
+    ));
+    let cli = Cli::try_parse_from(["cairn", "apply", "bank", "{}", "--events"]).unwrap();
+    assert!(matches!(cli.command, Commands::Apply { events: true, .. }));
+    let cli = Cli::try_parse_from(["cairn", "apply", "bank", "{}"]).unwrap();
+    assert!(matches!(cli.command, Commands::Apply { events: false, .. }));
+    let cli = Cli::try_parse_from([
+        "cairn",
+        "serve",
+        "--restore",
+        "b.cairn",
+        "--data-dir",
+        "d",
+        "--log-format",
+        "json",
+    ])
+    .unwrap();
+    let Commands::Serve(args) = cli.command else {
+        panic!("not serve")
+    };
+    assert_eq!(args.log_format, LogFormat::Json);
+    let config = args.to_config(&cli.data_dir, cli.token.as_deref()).unwrap();
+    assert_eq!(
+        config.restore_from.as_deref(),
+        Some(std::path::Path::new("b.cairn"))
+    );
+    // A restore starts a new cluster; joining another at the same time is refused.
+    assert!(
+        Cli::try_parse_from(["cairn", "serve", "--restore", "b", "--join", "http://x:1"]).is_err()
+    );
+    assert!(Cli::try_parse_from(["cairn", "serve", "--log-format", "xml"]).is_err());
+}
+
+#[test]
+fn apply_path_asks_for_events_only_when_told() {
+    assert_eq!(apply_path("bank", false), "/v1/plugins/bank/apply");
+    assert_eq!(
+        apply_path("bank", true),
+        "/v1/plugins/bank/apply?events=true"
+    );
+}
+
+#[test]
+fn json_output_keeps_the_servers_key_order_and_names_the_index() {
+    let reply = Reply {
+        body: Bytes::from_static(br#"{"z":1,"a":{"y":2,"b":3}}"#),
+        log_index: None,
+        applied_index: Some(42),
+    };
+    assert_eq!(
+        json_output(&reply),
+        r#"{"applied_index":42,"output":{"z":1,"a":{"y":2,"b":3}}}"#
+    );
+    let reply = Reply {
+        body: Bytes::from_static(b"not json"),
+        log_index: Some(7),
+        applied_index: None,
+    };
+    assert_eq!(
+        json_output(&reply),
+        r#"{"log_index":7,"output":"not json"}"#
+    );
+}
+
+#[test]
+fn backup_temp_file_sits_next_to_the_target() {
+    assert_eq!(
+        temp_path(std::path::Path::new("/a/b/x.cairn")),
+        std::path::PathBuf::from("/a/b/x.cairn.tmp")
+    );
+}

@@ -57,6 +57,14 @@ pub enum NodeError {
     /// openraft refused to start, initialise or stop.
     #[error("raft: {0}")]
     Raft(String),
+    /// `--restore` refused the backup or the data dir; nothing was written.
+    #[error("cannot restore from {file}: {reason}")]
+    Restore {
+        /// The backup file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
     /// Asking the cluster to add this node failed.
     #[error("could not join via {url}: {reason}")]
     Join {
@@ -127,6 +135,12 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
 /// Builds and starts every part of a node; returns once it serves HTTP.
 pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     config.validate()?;
+    if let Some(file) = &config.restore_from {
+        let (file, config) = (file.clone(), config.clone());
+        tokio::task::spawn_blocking(move || restore(&file, &config))
+            .await
+            .map_err(raft_err)??;
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
     let mut runtime_config = config.runtime.clone();
     runtime_config
@@ -145,7 +159,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         .map_err(raft_err)?
         .map_err(io("opening the state machine"))?;
     let client = new_client();
-    let counters = metrics::Counters::default();
+    let mut counters = metrics::Counters::default();
+    counters.log_flush_seconds = log_store.flush_seconds();
     let network = NetworkFactory::new(&config, client.clone()).with_stats(counters.peers.clone());
     let raft_config = Arc::new(config.openraft_config()?);
     let raft = Raft::new(config.node_id, raft_config, network, log_store, sm.clone())
@@ -243,6 +258,51 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         server,
         watchers,
     })
+}
+
+/// Seeds an empty data dir from a backup file (`cairn serve --restore`).
+/// Everything is checked — the data dir is empty, the whole file reads, its
+/// checksum and body are valid — before anything is created. Blocking.
+fn restore(file: &std::path::Path, config: &Config) -> Result<(), NodeError> {
+    let fail = |reason: String| NodeError::Restore {
+        file: file.display().to_string(),
+        reason,
+    };
+    if config.join_url.is_some() {
+        return Err(fail(
+            "--restore starts a new cluster; it cannot be combined with --join".into(),
+        ));
+    }
+    match std::fs::read_dir(&config.data_dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(fail(format!(
+                    "the data dir {} already holds data; restore into an empty or new directory",
+                    config.data_dir.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(format!("reading the data dir: {e}"))),
+    }
+    let bytes = std::fs::read(file).map_err(|e| fail(format!("reading the file: {e}")))?;
+    let backup = crate::raft::state_machine::ValidBackup::check(&bytes)
+        .map_err(|e| fail(format!("not a valid backup ({e})")))?;
+    let (index, hash) = (backup.applied_index(), backup.state_hash());
+    std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
+    backup
+        .seed(
+            &config.data_dir.join("snapshots"),
+            config.node_id,
+            config.advertise_addr.clone(),
+        )
+        .map_err(io("writing the restored snapshot"))?;
+    tracing::info!(
+        applied_index = index,
+        state_hash = %hash,
+        "restored a backup; this node starts a new single-node cluster from it"
+    );
+    Ok(())
 }
 
 /// A join answer is a small JSON cluster status.

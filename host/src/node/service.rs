@@ -20,8 +20,8 @@ use tokio::sync::Semaphore;
 
 use crate::api::error::ApiError;
 use crate::api::service::{
-    Applied, ClusterService, ClusterStatus, Consistency, Deadline, DeployOptions, DeployResponse,
-    EventBatch, Member, MemberRole, QueryOutput, RemoveResponse, StateHash,
+    Applied, Backup, ClusterService, ClusterStatus, Consistency, Deadline, DeployOptions,
+    DeployResponse, EventBatch, Member, MemberRole, QueryOutput, RemoveResponse, StateHash,
 };
 use crate::config::Config;
 use crate::raft::state_machine::StateMachine;
@@ -212,8 +212,15 @@ impl NodeService {
         self.check_entry_size(&cmd)?;
         self.admit_write()?;
         self.on_leader(deadline, || async {
+            let started = std::time::Instant::now();
             match self.inner.raft.client_write(cmd.clone()).await {
-                Ok(resp) => Ok((resp.log_id.index, resp.data)),
+                Ok(resp) => {
+                    self.inner
+                        .counters
+                        .client_write_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    Ok((resp.log_id.index, resp.data))
+                }
                 Err(e) => Err(write_refusal(e, resend_safe, self.stopping())),
             }
         })
@@ -341,6 +348,7 @@ impl ClusterService for NodeService {
         idempotency_key: Option<String>,
         deadline: Deadline,
     ) -> Result<Applied, ApiError> {
+        let started = std::time::Instant::now();
         // A retry whose first attempt is already applied here needs no new
         // log entry; a different request under the key is refused here too.
         if let Some(key) = &idempotency_key {
@@ -371,9 +379,11 @@ impl ClusterService for NodeService {
             }
             answer => answer,
         };
-        self.inner
-            .counters
-            .apply(matches!(result, CommandResult::Applied(_)));
+        let counters = &self.inner.counters;
+        counters.apply(matches!(result, CommandResult::Applied(_)));
+        counters
+            .apply_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(Applied { log_index, result })
     }
 
@@ -385,6 +395,7 @@ impl ClusterService for NodeService {
         min_index: Option<u64>,
         deadline: Deadline,
     ) -> Result<QueryOutput, ApiError> {
+        let started = std::time::Instant::now();
         if consistency == Consistency::Linearizable {
             self.linearize(deadline).await?;
         }
@@ -414,7 +425,11 @@ impl ClusterService for NodeService {
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.inner.counters.query(result.is_ok());
+        let counters = &self.inner.counters;
+        counters.query(result.is_ok());
+        counters
+            .query_seconds
+            .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(out) => Ok(QueryOutput {
                 applied_index,
@@ -568,6 +583,10 @@ impl ClusterService for NodeService {
             &self.state(),
             &self.inner.counters,
             &node,
+            &super::metrics::Sources {
+                state_machine: self.inner.sm.stats(),
+                calls: self.inner.runtime.call_counters(),
+            },
         ))
     }
 
@@ -576,6 +595,21 @@ impl ClusterService for NodeService {
         Ok(StateHash {
             applied_index: state.applied_index(),
             hash: state.hash_hex(),
+        })
+    }
+
+    async fn backup(&self) -> Result<Backup, ApiError> {
+        let sm = self.inner.sm.clone();
+        // The copy is O(1); encoding the whole state is not, so it runs off
+        // the async workers.
+        let image = tokio::task::spawn_blocking(move || sm.backup())
+            .await
+            .map_err(|e| ApiError::Internal(format!("backup task failed: {e}")))?
+            .map_err(|e| ApiError::Internal(format!("encoding the backup failed: {e}")))?;
+        Ok(Backup {
+            applied_index: image.applied_index,
+            state_hash: image.state_hash,
+            bytes: Bytes::from(image.bytes),
         })
     }
 

@@ -6,6 +6,7 @@ pub mod network;
 pub mod peer_checks;
 pub mod peer_stats;
 pub mod state_machine;
+pub mod stats;
 pub mod types;
 
 #[cfg(test)]

@@ -229,7 +229,9 @@ impl<D> PeerClient<D> {
         );
         req.headers_mut()
             .insert(RAFT_FROM_HEADER, HeaderValue::from(self.node_id));
+        let started = std::time::Instant::now();
         let resp = http_client::send(&self.client, req, timeout, MAX_RPC_RESPONSE_BYTES).await?;
+        self.stats.record_rpc(path, started.elapsed().as_secs_f64());
         if resp.status() != StatusCode::OK {
             let message = String::from_utf8_lossy(resp.body())
                 .chars()

@@ -7,6 +7,8 @@
 //! the first refusal of a kind is logged, then at most one line per
 //! [`REFUSAL_LOG_INTERVAL`] that says how many were suppressed.
 
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,9 +26,13 @@ struct Gate {
     suppressed: u64,
 }
 
+/// Latency histograms keyed by label pairs (e.g. the RPC's endpoint).
+pub type HistogramFamily = Family<Vec<(&'static str, String)>, Histogram, fn() -> Histogram>;
+
 /// Peer RPC counters of one node.
-#[derive(Default)]
 pub struct PeerRpcStats {
+    /// Sender: round-trip seconds of RPCs that got an answer, by endpoint path.
+    rpc_seconds: HistogramFamily,
     /// Receiver: `(endpoint, reason)` → requests refused.
     refused: Mutex<BTreeMap<(String, String), u64>>,
     /// Sender: `(peer, reason)` → RPCs that failed.
@@ -34,6 +40,20 @@ pub struct PeerRpcStats {
     /// Sender: append-entries batches cut to fit `max_append_bytes`.
     appends_split: AtomicU64,
     gates: Mutex<HashMap<String, Gate>>,
+}
+
+impl Default for PeerRpcStats {
+    fn default() -> Self {
+        Self {
+            rpc_seconds: HistogramFamily::new_with_constructor(
+                crate::raft::stats::latency_histogram,
+            ),
+            refused: Mutex::default(),
+            errors: Mutex::default(),
+            appends_split: AtomicU64::default(),
+            gates: Mutex::default(),
+        }
+    }
 }
 
 /// Locks `m`; a poisoned lock only means a panic elsewhere while counting,
@@ -53,6 +73,18 @@ impl PeerRpcStats {
     /// Counts one RPC to `peer` that failed for `reason`.
     pub fn record_error(&self, peer: NodeId, reason: &'static str) {
         *lock(&self.errors).entry((peer, reason)).or_default() += 1;
+    }
+
+    /// Records the round trip of one answered RPC to `endpoint` (its path).
+    pub fn record_rpc(&self, endpoint: &str, seconds: f64) {
+        self.rpc_seconds
+            .get_or_create(&vec![("endpoint", endpoint.to_string())])
+            .observe(seconds);
+    }
+
+    /// Round-trip histograms of answered RPCs, by endpoint (shared series).
+    pub fn rpc_seconds(&self) -> HistogramFamily {
+        self.rpc_seconds.clone()
     }
 
     /// Counts one append-entries batch that was split.

@@ -161,6 +161,9 @@ impl ClusterService for StubService {
     async fn state_hash(&self) -> Result<StateHash, ApiError> {
         unavailable()
     }
+    async fn backup(&self) -> Result<crate::api::service::Backup, ApiError> {
+        unavailable()
+    }
     async fn readiness(&self) -> Result<(), ApiError> {
         Err(ApiError::NotReady("test stub".into()))
     }

@@ -74,6 +74,19 @@ impl Runtime {
         ctx: &CallContext<'_>,
         base: &Kv,
     ) -> CallOutcome {
+        let outcome = self.call_uncounted(code, mode, input, ctx, base);
+        self.call_counters().record(ctx.plugin, mode, &outcome);
+        outcome
+    }
+
+    fn call_uncounted(
+        &self,
+        code: &Code,
+        mode: CallMode,
+        input: &[u8],
+        ctx: &CallContext<'_>,
+        base: &Kv,
+    ) -> CallOutcome {
         let set = match self.engine_set(ctx.engine) {
             Ok(set) => set,
             Err(e) => return failed(CallError::Host(e.to_string())),

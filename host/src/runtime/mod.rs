@@ -5,6 +5,7 @@
 
 mod bindings;
 mod call;
+pub mod call_stats;
 mod config;
 mod context_host;
 mod disk_cache;
@@ -96,6 +97,8 @@ impl EngineSet {
 
 /// The wasmtime engine, linker and compiled-component cache of one node.
 pub struct Runtime {
+    /// Per-plugin call counters for `/metrics` (node-local).
+    calls: call_stats::CallCounters,
     current: Mutex<Arc<EngineSet>>,
     disk: Option<disk_cache::DiskCache>,
     config: RuntimeConfig,
@@ -147,10 +150,16 @@ impl Runtime {
             None => None,
         };
         Ok(Self {
+            calls: call_stats::CallCounters::default(),
             current: Mutex::new(Arc::new(set)),
             disk,
             config,
         })
+    }
+
+    /// Per-plugin call counters (calls, failures by code, fuel used).
+    pub fn call_counters(&self) -> &call_stats::CallCounters {
+        &self.calls
     }
 
     /// The configuration this runtime was built with.

@@ -26,6 +26,8 @@ mod repair;
 mod tests;
 
 use std::fmt;
+
+use prometheus_client::metrics::histogram::Histogram;
 use std::fs;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -62,6 +64,8 @@ struct Inner {
     wal: RwLock<RaftLog<WalTypes>>,
     /// Stop a range read once it has gathered this many payload bytes.
     read_batch_max_bytes: u64,
+    /// Append-to-durable latency (queue, write and the group fsync), for `/metrics`.
+    flush_seconds: Histogram,
 }
 
 impl fmt::Debug for LogStore {
@@ -99,8 +103,14 @@ impl LogStore {
                 dir: dir.to_path_buf(),
                 wal: RwLock::new(wal),
                 read_batch_max_bytes: cfg.read_batch_max_bytes,
+                flush_seconds: crate::raft::stats::latency_histogram(),
             }),
         })
+    }
+
+    /// Seconds from an append to the fsync that made it durable (shared series).
+    pub fn flush_seconds(&self) -> Histogram {
+        self.inner.flush_seconds.clone()
     }
 
     fn read_wal(&self) -> io::Result<RwLockReadGuard<'_, RaftLog<WalTypes>>> {
@@ -351,7 +361,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         wal.append(batch)?;
         // `sync = true`: the callback fires only after the fsync covering these records;
         // the flush thread folds concurrent appends into that same fsync.
-        wal.flush(true, Some(Flushed::Raft(callback)))?;
+        let timed = Flushed::Raft {
+            callback,
+            appended: std::time::Instant::now(),
+            flush_seconds: self.inner.flush_seconds.clone(),
+        };
+        wal.flush(true, Some(timed))?;
         Ok(())
     }
 

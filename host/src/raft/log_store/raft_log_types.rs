@@ -36,8 +36,16 @@ impl raft_log::Types for WalTypes {
 /// raft-log calls these in write order after the fsync that covers the write, which is
 /// exactly openraft's contract for `IOFlushed`.
 pub(super) enum Flushed {
-    /// An openraft append waiting for durability.
-    Raft(IOFlushed<TypeConfig>),
+    /// An openraft append waiting for durability; the time it waited is
+    /// recorded (one fsync may cover many appends, so this is what a write sees).
+    Raft {
+        /// openraft's callback.
+        callback: IOFlushed<TypeConfig>,
+        /// When the append was queued.
+        appended: std::time::Instant,
+        /// Where the wait is recorded.
+        flush_seconds: prometheus_client::metrics::histogram::Histogram,
+    },
     /// An async caller of this store (e.g. `save_vote`) awaiting durability.
     Task(oneshot::Sender<io::Result<()>>),
     /// A blocking caller (e.g. `open`, which may run inside or outside a runtime).
@@ -47,7 +55,14 @@ pub(super) enum Flushed {
 impl raft_log::Callback for Flushed {
     fn send(self, res: io::Result<()>) {
         match self {
-            Flushed::Raft(cb) => cb.io_completed(res),
+            Flushed::Raft {
+                callback,
+                appended,
+                flush_seconds,
+            } => {
+                flush_seconds.observe(appended.elapsed().as_secs_f64());
+                callback.io_completed(res)
+            }
             // A dropped receiver means the caller gave up waiting; nothing to tell.
             Flushed::Task(tx) => {
                 let _ = tx.send(res);

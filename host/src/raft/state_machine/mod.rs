@@ -20,6 +20,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use tokio::sync::watch;
 
+use super::stats::StateMachineStats;
 use super::types::TypeConfig;
 use crate::runtime::Runtime;
 use crate::state::{Command, CommandResult, State, snapshot};
@@ -47,6 +48,8 @@ struct Shared {
     /// the file is written or read, so a reader always gets a file and the
     /// metadata that describes it. Only locked on blocking threads.
     snapshot_file: Mutex<Option<Meta>>,
+    /// Apply and snapshot timings for `/metrics` (node-local, never replicated).
+    stats: StateMachineStats,
 }
 
 /// The state machine openraft drives; clones share one state.
@@ -116,6 +119,7 @@ impl StateMachine {
             snapshot_dir: snapshot_dir.to_path_buf(),
             applied_index: tx,
             snapshot_file: Mutex::new(on_disk),
+            stats: StateMachineStats::default(),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -129,6 +133,11 @@ impl StateMachine {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Apply and snapshot timings, for `/metrics`.
+    pub fn stats(&self) -> &StateMachineStats {
+        &self.shared.stats
     }
 
     /// The runtime plugins run in.
@@ -170,6 +179,7 @@ impl StateMachine {
     /// blocking thread: they are CPU work, and WASI's sync bindings must not run
     /// on an async worker.
     async fn apply_batch(&self, batch: Vec<EntryResponder<TypeConfig>>) -> io::Result<()> {
+        let started = std::time::Instant::now();
         let mut applied = self.applied();
         let runtime = self.shared.runtime.clone();
         let (applied, replies) = tokio::task::spawn_blocking(move || -> io::Result<_> {
@@ -212,6 +222,10 @@ impl StateMachine {
         .await
         .map_err(io_err)??;
         self.publish(applied);
+        self.shared
+            .stats
+            .apply_batch_seconds
+            .observe(started.elapsed().as_secs_f64());
         // Answer clients only once their writes are visible: a client that reads
         // this node's state right after `client_write` returns must see its write.
         for (responder, result) in replies {
@@ -225,21 +239,13 @@ impl StateMachine {
     /// fsync, rename, fsync the directory — so a crash leaves either the old or
     /// the new snapshot. Blocking.
     fn persist(&self, bytes: &[u8], meta: &Meta) -> io::Result<bool> {
-        use std::io::Write;
         let mut on_disk = self.lock_snapshot_file();
         if let Some(current) = on_disk.as_ref()
             && current.last_log_id >= meta.last_log_id
         {
             return Ok(false);
         }
-        let dir = &self.shared.snapshot_dir;
-        let tmp = dir.join(SNAPSHOT_TMP_FILE);
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-        std::fs::File::open(dir)?.sync_all()?;
+        write_snapshot_file(&self.shared.snapshot_dir, bytes)?;
         *on_disk = Some(meta.clone());
         Ok(true)
     }
@@ -252,6 +258,106 @@ impl StateMachine {
         };
         let bytes = std::fs::read(self.shared.snapshot_dir.join(SNAPSHOT_FILE))?;
         Ok(Some((meta.clone(), bytes)))
+    }
+}
+
+/// Replaces `dir`'s snapshot file with `bytes` atomically: temp file, fsync,
+/// rename, fsync the directory. Blocking.
+fn write_snapshot_file(dir: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(SNAPSHOT_TMP_FILE);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A backup: the applied state in the snapshot file format, with the index
+/// and hash it was taken at.
+pub struct BackupImage {
+    /// Snapshot-format bytes (versioned, checksummed).
+    pub bytes: Vec<u8>,
+    /// Last log index reflected in the state.
+    pub applied_index: u64,
+    /// Hex state hash of that state.
+    pub state_hash: String,
+}
+
+impl StateMachine {
+    /// Encodes a consistent copy of the applied state as a backup. The copy is
+    /// O(1) under a short read lock; encoding is CPU work proportional to the
+    /// state, so call this on a blocking thread.
+    pub fn backup(&self) -> io::Result<BackupImage> {
+        let applied = self.applied();
+        let meta = Meta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership.clone(),
+        };
+        Ok(BackupImage {
+            bytes: encode(&applied, &meta)?,
+            applied_index: applied.state.applied_index(),
+            state_hash: applied.state.hash_hex(),
+        })
+    }
+}
+
+/// A backup that decoded and passed its checksum, ready to seed a new cluster.
+pub struct ValidBackup {
+    state: State,
+}
+
+impl ValidBackup {
+    /// Checks the whole backup (magic, version, checksum, body) without
+    /// touching any disk. Blocking: hashes and decodes all of it.
+    pub fn check(bytes: &[u8]) -> Result<Self, snapshot::SnapshotError> {
+        let (state, _meta) = snapshot::decode(bytes)?;
+        Ok(Self { state })
+    }
+
+    /// Last log index the backed-up state reflects.
+    pub fn applied_index(&self) -> u64 {
+        self.state.applied_index()
+    }
+
+    /// Hex state hash of the backed-up state.
+    pub fn state_hash(&self) -> String {
+        self.state.hash_hex()
+    }
+
+    /// Writes the backup as the snapshot of a new one-node cluster whose only
+    /// voter is `node_id` at `addr`. Blocking.
+    ///
+    /// The snapshot is placed at the backup's applied index `N` under term 0
+    /// (the term a fresh `initialize` writes at), with that one-node
+    /// membership. The log store is empty, so openraft's startup purges the log
+    /// up to `N`, treats the node as initialised, and the node elects itself
+    /// (term 1) and continues the log at `N + 1`. The state itself, including
+    /// its applied index, is written unchanged, so its hash stays the backup's;
+    /// nodes that join receive this snapshot like any other.
+    pub fn seed(self, snapshot_dir: &Path, node_id: u64, addr: String) -> io::Result<()> {
+        use openraft::vote::RaftLeaderId;
+        std::fs::create_dir_all(snapshot_dir)?;
+        let leader = openraft::alias::LeaderIdOf::<TypeConfig>::new(Default::default(), node_id);
+        let log_id = LogIdOf::<TypeConfig>::new(leader.to_committed(), self.state.applied_index());
+        let membership = openraft::Membership::new(
+            vec![std::collections::BTreeSet::from([node_id])],
+            std::collections::BTreeMap::from([(node_id, openraft::BasicNode { addr })]),
+        )
+        .map_err(io_err)?;
+        let meta = Meta {
+            last_log_id: Some(log_id),
+            last_membership: StoredMembershipOf::<TypeConfig>::new(Some(log_id), membership),
+        };
+        let applied = Applied {
+            state: self.state,
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        let bytes = encode(&applied, &meta)?;
+        write_snapshot_file(snapshot_dir, &bytes)?;
+        Ok(())
     }
 }
 
@@ -310,6 +416,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let this = self.clone();
         let meta2 = meta.clone();
+        let started = std::time::Instant::now();
         // Encoding and fsync are slow for a large state; keep them off the
         // async workers.
         let (bytes, written) = tokio::task::spawn_blocking(move || -> io::Result<_> {
@@ -319,6 +426,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io_err)??;
+        let stats = &self.shared.stats;
+        stats
+            .snapshot_build_seconds
+            .observe(started.elapsed().as_secs_f64());
+        stats.snapshot_size_bytes.set(bytes.len() as i64);
         if written {
             tracing::info!(index = ?meta.last_log_id.map(|l| l.index), size_bytes = bytes.len(), "built snapshot");
         } else {
@@ -381,6 +493,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let bytes = snapshot.into_inner();
         let size = bytes.len();
+        let started = std::time::Instant::now();
         let this = self.clone();
         let meta2 = meta.clone();
         // Checksumming, decoding and writing a large snapshot take seconds:
@@ -392,6 +505,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io_err)??;
+        let stats = &self.shared.stats;
+        stats
+            .snapshot_install_seconds
+            .observe(started.elapsed().as_secs_f64());
+        stats.snapshot_size_bytes.set(size as i64);
         tracing::info!(index = ?meta.last_log_id.map(|l| l.index), size_bytes = size, "installed snapshot");
         self.publish(Applied {
             state,

@@ -236,3 +236,40 @@ async fn a_host_fault_fails_the_apply_and_publishes_nothing() {
     assert_eq!(*sm.subscribe_applied().borrow(), 4);
     assert_eq!(sm.applied().state.kv("c").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_seeds_a_one_node_snapshot_with_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut sm = StateMachine::open(&dir.path().join("a"), rt.clone()).unwrap();
+    apply_all(&mut sm, vec![membership(1), blank(2), blank(3)]).await;
+    let image = sm.backup().unwrap();
+    assert_eq!(image.applied_index, 3);
+
+    // Any damage is caught before anything is written.
+    let mut flipped = image.bytes.clone();
+    flipped[image.bytes.len() / 2] ^= 1;
+    assert!(ValidBackup::check(&flipped).is_err());
+    assert!(ValidBackup::check(&image.bytes[..image.bytes.len() - 1]).is_err());
+
+    let backup = ValidBackup::check(&image.bytes).unwrap();
+    assert_eq!(backup.state_hash(), image.state_hash);
+    let seeded = dir.path().join("b");
+    backup.seed(&seeded, 9, "127.0.0.1:9".into()).unwrap();
+    let restored = StateMachine::open(&seeded, rt).unwrap();
+    let applied = restored.applied();
+    assert_eq!(applied.state.hash_hex(), image.state_hash);
+    assert_eq!(applied.state.applied_index(), 3);
+    // Term 0, this node, the backup's index; the only voter is this node.
+    let last = applied.last_applied.expect("a position");
+    assert_eq!(
+        (last.leader_id.term, last.leader_id.node_id, last.index),
+        (0, 9, 3)
+    );
+    let voters: Vec<u64> = applied.membership.membership().voter_ids().collect();
+    assert_eq!(voters, [9]);
+    assert_eq!(
+        restored.snapshot_meta().and_then(|m| m.last_log_id),
+        Some(last)
+    );
+}

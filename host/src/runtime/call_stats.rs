@@ -1,0 +1,57 @@
+//! Node-local per-plugin call counters (calls, failures by code, fuel used)
+//! for `/metrics`. Counted where every call passes; never part of replicated
+//! state, so they may differ between nodes (queries, retried host faults).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{CallMode, CallOutcome};
+
+/// What one plugin's calls of one mode used so far on this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PluginCalls {
+    /// Calls run.
+    pub calls: u64,
+    /// Fuel the calls consumed.
+    pub fuel_consumed: u64,
+    /// Failed calls by error code.
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// Counters keyed by plugin name and mode (`apply` or `query`).
+#[derive(Default)]
+pub struct CallCounters {
+    by_plugin: Mutex<BTreeMap<(String, &'static str), PluginCalls>>,
+}
+
+/// The label of a call mode.
+pub fn mode_label(mode: CallMode) -> &'static str {
+    match mode {
+        CallMode::Apply => "apply",
+        CallMode::Query => "query",
+    }
+}
+
+impl CallCounters {
+    /// Counts one call of `plugin`.
+    pub(super) fn record(&self, plugin: &str, mode: CallMode, outcome: &CallOutcome) {
+        let mut map = self.by_plugin.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = match map.get_mut(&(plugin.to_string(), mode_label(mode))) {
+            Some(e) => e,
+            None => map
+                .entry((plugin.to_string(), mode_label(mode)))
+                .or_default(),
+        };
+        entry.calls += 1;
+        entry.fuel_consumed += outcome.stats.fuel_consumed;
+        if let Err(e) = &outcome.result {
+            *entry.failures.entry(e.to_body().code).or_default() += 1;
+        }
+    }
+
+    /// A copy of every counter, ordered by plugin and mode.
+    pub fn snapshot(&self) -> Vec<((String, &'static str), PluginCalls)> {
+        let map = self.by_plugin.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
