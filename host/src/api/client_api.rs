@@ -187,8 +187,8 @@ pub(crate) async fn handle<S: ClusterService>(
             );
             Ok(resp)
         }
-        // Healthz and raft are answered by the server before reaching here.
-        (Route::Healthz | Route::Raft(_), _) => Err(ApiError::Internal(
+        // The page, healthz and raft are answered by the server before reaching here.
+        (Route::Dashboard | Route::Healthz | Route::Raft(_), _) => Err(ApiError::Internal(
             "route dispatched to the client api".into(),
         )),
     }

@@ -1,6 +1,7 @@
-//! The HTTP API: hyper server, router, client API handlers, Raft RPC endpoints, error mapping.
+//! The HTTP API: hyper server, router, client API handlers, Raft RPC endpoints, error mapping, status page.
 
 mod client_api;
+mod dashboard;
 pub mod error;
 mod forward;
 pub mod raft_rpc;

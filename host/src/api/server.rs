@@ -3,8 +3,8 @@
 //! forwarding to the leader with safe resends.
 //!
 //! One port serves everything: `/raft/…` (binary frames to [`RaftRpcHandler`]),
-//! `/v1/…` (JSON to [`ClusterService`]), `/healthz` and `/readyz`. Every error
-//! is a JSON `{"error":{"code","message"}}` body.
+//! `/v1/…` (JSON to [`ClusterService`]), `/healthz`, `/readyz` and the status
+//! page at `/`. Every error is a JSON `{"error":{"code","message"}}` body.
 //!
 //! Nothing a client does can hold the node: headers must arrive within
 //! `header_read_timeout_ms`, the body within `body_read_timeout_ms`, the answer
@@ -30,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::api::client_api::{self, IDEMPOTENCY_KEY_HEADER};
+use crate::api::dashboard;
 use crate::api::error::{ApiError, ErrorEnvelope, json_response};
 use crate::api::forward::{self, FORWARDED_BY_HEADER, Forwarded};
 use crate::api::raft_rpc::{RaftEndpoint, RaftRpcHandler};
@@ -143,6 +144,8 @@ pub struct Api<S, R> {
 /// A matched path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route<'a> {
+    /// `GET /`: the status page.
+    Dashboard,
     Healthz,
     Readyz,
     Raft(RaftEndpoint),
@@ -162,7 +165,8 @@ impl Route<'_> {
     /// Methods this route answers, as sent in `Allow`.
     fn allowed(&self) -> &'static str {
         match self {
-            Route::Healthz
+            Route::Dashboard
+            | Route::Healthz
             | Route::Readyz
             | Route::Plugins
             | Route::Cluster
@@ -182,6 +186,7 @@ impl Route<'_> {
 pub(crate) fn route(path: &str) -> Option<Route<'_>> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let r = match segments.as_slice() {
+        [] => Route::Dashboard,
         ["healthz"] => Route::Healthz,
         ["readyz"] => Route::Readyz,
         ["metrics"] => Route::Metrics,
@@ -304,6 +309,8 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
                 timeout_ms: read_timeout.as_millis() as u64,
             })??;
         match route {
+            // Static, holds no cluster data: the page's script asks the API for it.
+            Route::Dashboard => Ok(dashboard::page()),
             Route::Healthz => {
                 self.service.health().await?;
                 Ok(json_response(
