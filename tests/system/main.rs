@@ -7,6 +7,7 @@ mod process;
 
 mod bad_input;
 mod code_once;
+mod dashboard;
 mod disk_alarm;
 mod election_wait;
 mod events;

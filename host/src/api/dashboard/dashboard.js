@@ -107,9 +107,9 @@
     $("applied").textContent = show(c.last_applied);
     $("committed").textContent = show(c.committed);
     $("last-log").textContent = show(c.last_log_index);
-    $("headline").textContent = "node " + c.id + " · " + c.state +
-      (c.leader_id === null || c.leader_id === undefined ? " · no leader" : " · leader " + c.leader_id) +
-      " · term " + c.term;
+    const leaderText = c.leader_id === null || c.leader_id === undefined ? " · no leader"
+      : c.leader_id === c.id ? "" : " · leader " + c.leader_id;
+    $("headline").textContent = "node " + c.id + " · " + c.state + leaderText + " · term " + c.term;
     const rows = c.members.map((m) => {
       const who = el("td");
       who.appendChild(el("span", m.id, "mono"));
@@ -157,7 +157,7 @@
       const tr = row([
         td(p.name, "mono"), num(show(p.version)), num(bytes(p.size_bytes)), num(show(p.deployed_at_index)),
         num(thousands(p.fuel_per_call)), num(bytes(p.memory_limit_bytes)),
-        td(p.sha256 ? p.sha256.slice(0, 12) + "…" : "—", "mono"),
+        td(p.sha256 ? p.sha256.slice(0, 8) + "…" : "—", "mono"),
       ]);
       tr.dataset.plugin = p.name;
       tr.title = p.sha256 || "";
@@ -249,6 +249,7 @@
       ]));
     }
     fill($("latency").tBodies[0], latRows);
+    $("latency").hidden = latRows.length === 0;
     const sorted = [...rtts].sort((a, b) => a - b);
     const pick = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
     $("latency-note").textContent = (latRows.length ? "" : "This node exports no latency histograms yet. ") +
@@ -271,6 +272,9 @@
     }
     return Infinity;
   }
+
+  // The pure parts, for tests in the browser.
+  window.cairnStatus = { parseMetrics, quantile };
 
   // ---- events: the SSE stream read with fetch, so the token goes in a header
   let watching;              // plugin name (null: none; undefined: not decided yet)
