@@ -292,5 +292,50 @@ async fn drive(cluster: &Cluster, browser: &Client) -> Result<()> {
     }
     let path = target_dir()?.join("dashboard.png");
     std::fs::write(&path, &png).with_context(|| format!("writing {}", path.display()))?;
+
+    check_parsers(browser).await
+}
+
+/// The page's own parsers on inputs the cluster does not produce yet:
+/// latency histograms in the OpenMetrics text a metrics library writes, and
+/// an event stream framed as Server-Sent Events.
+async fn check_parsers(browser: &Client) -> Result<()> {
+    let got = js(
+        browser,
+        r##"const m = cairnStatus.parseMetrics([
+             "# TYPE cairn_apply_seconds histogram",
+             'cairn_apply_seconds_bucket{plugin="bank",le="0.001"} 50',
+             'cairn_apply_seconds_bucket{plugin="bank",le="0.01"} 90',
+             'cairn_apply_seconds_bucket{plugin="bank",le="+Inf"} 100',
+             'cairn_apply_seconds_count{plugin="bank"} 100',
+             'cairn_apply_seconds_created{plugin="bank"} 1.7e9',
+             "# EOF", ""].join("\n"));
+           const b = [...m.values()].filter((s) => s.name.endsWith("_bucket"))
+             .map((s) => ({ le: s.labels.le === "+Inf" ? Infinity : Number(s.labels.le), n: s.value }));
+           return [m.size, b.length, ...[0.5, 0.7, 0.99].map((q) => cairnStatus.quantile(b, q))];"##,
+    )
+    .await?;
+    let got: Vec<Option<f64>> = serde_json::from_value(got)?;
+    assert_eq!(&got[..2], &[Some(5.0), Some(3.0)], "{got:?}");
+    let close = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() < 1e-9);
+    assert!(close(got[2], 0.001) && close(got[3], 0.0055), "{got:?}");
+    assert_eq!(got[4], None, "p99 falls in +Inf: {got:?}");
+
+    let shown = js(
+        browser,
+        r#"const stream = new Response('id: 7-0\nevent: transfer\ndata: {"amount": 30}\n\n' +
+             ': heartbeat\n\nid: 7-1\r\nevent: note\r\ndata: line one\r\ndata: line two\r\n\r\n').body;
+           return cairnStatus.readStream(stream, new AbortController().signal).then(() =>
+             [...document.querySelectorAll('#events li')].slice(0, 2)
+               .map((li) => [...li.children].map((c) => c.textContent)));"#,
+    )
+    .await?;
+    assert_eq!(
+        shown,
+        json!([
+            ["7-1", "note", "line one\nline two"],
+            ["7-0", "transfer", "{\"amount\":30}"]
+        ])
+    );
     Ok(())
 }

@@ -273,8 +273,6 @@
     return Infinity;
   }
 
-  // The pure parts, for tests in the browser.
-  window.cairnStatus = { parseMetrics, quantile };
 
   // ---- events: the SSE stream read with fetch, so the token goes in a header
   let watching;              // plugin name (null: none; undefined: not decided yet)
@@ -378,6 +376,9 @@
     list.insertBefore(li, list.firstChild);
     while (list.childElementCount > MAX_EVENTS) list.lastChild.remove();
   }
+
+  // The parsers, for the browser test (tests/system/dashboard.rs).
+  window.cairnStatus = { parseMetrics, quantile, readStream };
 
   // ---- the poll loop --------------------------------------------------------
   function banner(text) {
