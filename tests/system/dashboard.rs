@@ -246,6 +246,7 @@ async fn drive(cluster: &Cluster, browser: &Client) -> Result<()> {
 
     // The leader's page shows how far each follower got, and request rates.
     step("loading the leader's page", browser.goto(&page_url(leader))).await?;
+    // Members are listed by id, so node N is row N.
     for node in cluster.running().filter(|n| n.id != leader_id) {
         let matched = format!("#members tbody tr:nth-child({}) td:nth-child(4)", node.id);
         wait_text(
