@@ -207,6 +207,14 @@ async fn drive(cluster: &Cluster, browser: &Client) -> Result<()> {
         json!(TOKEN)
     );
     assert_eq!(text(browser, "tr[data-plugin='counter']").await?, None);
+    // Replication progress is the leader's to know: the follower's page links there.
+    wait_text(
+        browser,
+        "#members-note a",
+        "a link to the leader's page",
+        |t| t == format!("node {leader_id}'s page"),
+    )
+    .await?;
 
     // A write made now shows up without a reload: a reload would drop this marker.
     js(browser, "window.cairnNoReload = true; return true").await?;
