@@ -10,6 +10,7 @@ mod backup_restore;
 mod bad_input;
 mod cli_commands;
 mod code_once;
+mod dashboard;
 mod disk_alarm;
 mod election_wait;
 mod events;

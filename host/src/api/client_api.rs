@@ -219,10 +219,10 @@ pub(crate) async fn handle<S: ClusterService>(
         (Route::Tokens | Route::Token(_), _) => {
             crate::api::auth::handle(service, route, head, body, deadline).await
         }
-        // Healthz, raft and event streams are answered by the server before reaching here.
-        (Route::Healthz | Route::Raft(_) | Route::PluginEvents(_), _) => Err(ApiError::Internal(
-            "route dispatched to the client api".into(),
-        )),
+        // The page, healthz, raft and event streams are answered by the server before reaching here.
+        (Route::Dashboard | Route::Healthz | Route::Raft(_) | Route::PluginEvents(_), _) => Err(
+            ApiError::Internal("route dispatched to the client api".into()),
+        ),
     }
 }
 

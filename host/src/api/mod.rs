@@ -1,7 +1,8 @@
-//! The HTTP API: hyper server, router, client API handlers, Raft RPC endpoints, error mapping.
+//! The HTTP API: hyper server, router, client API handlers, Raft RPC endpoints, error mapping, status page.
 
 pub mod auth;
 mod client_api;
+mod dashboard;
 pub mod error;
 pub mod events;
 mod forward;

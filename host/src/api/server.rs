@@ -3,7 +3,8 @@
 //! forwarding to the leader with safe resends.
 //!
 //! One port serves everything: `/raft/…` (binary frames to [`RaftRpcHandler`]),
-//! `/v1/…` (JSON to [`ClusterService`]), `/healthz` and `/readyz`. Every error
+//! `/v1/…` (JSON to [`ClusterService`]), `/healthz`, `/readyz` and the status
+//! page at `/`. Every error
 //! is a JSON `{"error":{"code","message"}}` body. Client routes are
 //! authenticated before their body is read (`api/auth.rs`). Every answer is a whole body
 //! except the event streams (`GET /v1/plugins/{name}/events`, see `api::events`),
@@ -34,6 +35,7 @@ use tokio::task::JoinSet;
 
 use crate::api::auth;
 use crate::api::client_api::{self, IDEMPOTENCY_KEY_HEADER};
+use crate::api::dashboard;
 use crate::api::error::{ApiError, ErrorEnvelope, json_response};
 use crate::api::events::{self, EventStreamBody, StreamLimits};
 use crate::api::forward::{self, FORWARDED_BY_HEADER, Forwarded};
@@ -168,6 +170,8 @@ pub type ResponseBody = Either<Full<Bytes>, EventStreamBody>;
 /// A matched path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route<'a> {
+    /// `GET /`: the status page.
+    Dashboard,
     Healthz,
     Readyz,
     Raft(RaftEndpoint),
@@ -191,7 +195,8 @@ impl Route<'_> {
     /// Methods this route answers, as sent in `Allow`.
     fn allowed(&self) -> &'static str {
         match self {
-            Route::Healthz
+            Route::Dashboard
+            | Route::Healthz
             | Route::Readyz
             | Route::Plugins
             | Route::Cluster
@@ -214,6 +219,7 @@ impl Route<'_> {
 pub(crate) fn route(path: &str) -> Option<Route<'_>> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let r = match segments.as_slice() {
+        [] => Route::Dashboard,
         ["healthz"] => Route::Healthz,
         ["readyz"] => Route::Readyz,
         ["metrics"] => Route::Metrics,
@@ -386,6 +392,8 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
                 timeout_ms: read_timeout.as_millis() as u64,
             })??;
         match route {
+            // Static, holds no cluster data: the page's script asks the API for it.
+            Route::Dashboard => Ok(dashboard::page()),
             Route::Healthz => {
                 self.service.health().await?;
                 Ok(json_response(

@@ -133,6 +133,17 @@ pub struct Member {
     pub addr: String,
     /// Voter or learner.
     pub role: MemberRole,
+    /// Last log index the leader knows this member holds. Only the leader
+    /// tracks replication, so a follower's answer leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_index: Option<u64>,
+    /// Entries this member is behind the leader's last log index (leader only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_entries: Option<u64>,
+    /// Milliseconds since this member last acknowledged the leader (leader only;
+    /// a growing value suggests it is down or cut off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ack_ms_ago: Option<u64>,
 }
 
 /// `200` body of `GET /v1/cluster` (and of membership changes).
@@ -150,6 +161,9 @@ pub struct ClusterStatus {
     pub last_applied: Option<u64>,
     /// Index of the last entry known committed on this node.
     pub committed: Option<u64>,
+    /// Index of the last entry in this node's log (may be ahead of `committed`).
+    #[serde(default)]
+    pub last_log_index: Option<u64>,
     /// Members of the effective configuration.
     pub members: Vec<Member>,
 }

@@ -139,7 +139,6 @@ async fn oversize_bodies_get_413_with_a_json_error() {
 async fn unknown_routes_and_methods_get_json_errors() {
     let node = start_node(1, |_| {}).await;
     for path in [
-        "/",
         "/nope",
         "/v1",
         "/v1/plugins/a/b/c",
@@ -162,6 +161,24 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let resp = call(&node, Method::GET, "/readyz", Bytes::new(), &[]).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(&resp), "not-ready");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_is_served_at_the_root_and_only_talks_to_this_node() {
+    let node = start_node(1, |_| {}).await;
+    let resp = call(&node, Method::GET, "/", Bytes::new(), &[]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let page = std::str::from_utf8(resp.body()).unwrap();
+    assert!(page.starts_with("<!doctype html>"));
+    assert!(page.contains("/v1/cluster") && page.contains("/metrics"));
+    let resp = call(&node, Method::POST, "/", Bytes::new(), &[]).await;
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(&resp), "method-not-allowed");
     node.stop().await;
 }
 

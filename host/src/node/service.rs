@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
-use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState};
+use openraft::{BasicNode, ChangeMembers, Instant as _, ReadPolicy, ServerState};
 use tokio::sync::Semaphore;
 
 use crate::api::error::ApiError;
@@ -446,16 +446,37 @@ impl ClusterService for NodeService {
         let m = self.inner.raft.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        // Replication progress exists only on the leader (openraft's
+        // `replication`/`heartbeat` are `None` elsewhere).
+        let matched = |id: &NodeId| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(id).copied())
+                .map(|l| l.map_or(0, |l| l.index))
+        };
+        let last_ack_ms_ago = |id: &NodeId| {
+            m.heartbeat
+                .as_ref()
+                .and_then(|h| h.get(id).copied().flatten())
+                .map(|at| at.elapsed().as_millis() as u64)
+        };
+        let last_log = m.last_log_index.unwrap_or(0);
         let members = membership
             .nodes()
-            .map(|(id, node)| Member {
-                id: *id,
-                addr: node.addr.clone(),
-                role: if voters.contains(id) {
-                    MemberRole::Voter
-                } else {
-                    MemberRole::Learner
-                },
+            .map(|(id, node)| {
+                let matched_index = matched(id);
+                Member {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    role: if voters.contains(id) {
+                        MemberRole::Voter
+                    } else {
+                        MemberRole::Learner
+                    },
+                    matched_index,
+                    lag_entries: matched_index.map(|i| last_log.saturating_sub(i)),
+                    last_ack_ms_ago: last_ack_ms_ago(id),
+                }
             })
             .collect();
         let state = match m.state {
@@ -472,6 +493,7 @@ impl ClusterService for NodeService {
             term: m.current_term,
             last_applied: m.last_applied.map(|l| l.index),
             committed: m.local_committed.map(|l| l.index),
+            last_log_index: m.last_log_index,
             members,
         })
     }
