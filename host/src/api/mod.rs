@@ -3,7 +3,6 @@
 mod client_api;
 pub mod error;
 mod forward;
-pub mod raft_rpc;
 pub mod server;
 pub mod service;
 

@@ -32,7 +32,7 @@ use tokio::task::JoinSet;
 use crate::api::client_api::{self, IDEMPOTENCY_KEY_HEADER};
 use crate::api::error::{ApiError, ErrorEnvelope, json_response};
 use crate::api::forward::{self, FORWARDED_BY_HEADER, Forwarded};
-use crate::api::raft_rpc::{RaftEndpoint, RaftRpcHandler};
+use crate::raft::peer_server::{RaftEndpoint, RaftRpcHandler};
 use crate::api::service::{ClusterService, Deadline};
 use crate::config::Config;
 use crate::http_client::HttpClient;

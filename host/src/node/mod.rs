@@ -20,7 +20,7 @@ use openraft::BasicNode;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::raft_rpc::RaftRpc;
+use crate::raft::peer_server::RaftRpc;
 use crate::api::{Api, ApiLimits};
 use crate::config::Config;
 use crate::http_client::{HttpClient, new_client};

@@ -3,6 +3,7 @@
 pub mod codec;
 pub mod log_store;
 pub mod network;
+pub mod peer_server;
 pub mod peer_stats;
 pub mod state_machine;
 pub mod types;

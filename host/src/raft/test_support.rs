@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::error::ApiError;
-use crate::api::raft_rpc::RaftRpc;
+use crate::raft::peer_server::RaftRpc;
 use crate::api::service::{
     Applied, ClusterService, ClusterStatus, Consistency, Deadline, DeployResponse, QueryOutput,
     RemoveResponse, StateHash,
