@@ -7,7 +7,7 @@ use chacha20::rand_core::{Rng, SeedableRng};
 use super::bindings::context::Host;
 use super::store::{CallMode, CallState};
 use super::wasi::seed;
-use crate::state::Event;
+use super::Event;
 
 impl Host for CallState {
     fn log_index(&mut self) -> u64 {

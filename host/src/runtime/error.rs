@@ -2,7 +2,7 @@
 
 use wasmtime::Trap;
 
-use crate::state::ErrorBody;
+use super::ErrorBody;
 
 /// Why a component was refused at deploy time.
 #[derive(Debug, thiserror::Error)]

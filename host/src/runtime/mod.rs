@@ -10,6 +10,7 @@ mod disk_cache;
 mod engine;
 mod error;
 mod kv_host;
+mod output;
 mod store;
 mod wasi;
 
@@ -20,11 +21,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 
-use crate::state::Output;
 use bindings::{Plugin, PluginPre};
 pub use config::{EngineParams, Limits, RuntimeConfig};
 use error::classify_trap;
 pub use error::{CallError, ValidateError};
+pub use output::{ErrorBody, Event, Output};
 pub use store::CallMode;
 use store::{CallState, Limiter};
 

@@ -290,6 +290,8 @@ impl State {
 }
 
 #[cfg(test)]
+mod determinism_tests;
+#[cfg(test)]
 mod settings_tests;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! Runtime tests against real components: every failure kind, rollback and
-//! validation here; determinism and the first-party plugins in submodules.
+//! validation here; the first-party plugins in a submodule (whole-command
+//! determinism is tested in `state`, which drives the runtime).
 
-mod determinism;
 mod plugins;
 
 use serde_json::{Value, json};
