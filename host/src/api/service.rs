@@ -12,8 +12,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
-use crate::raft::types::NodeId;
 use crate::state::{ClusterSettings, CommandResult, PluginInfo};
+
+/// A node's id, as the API names members.
+pub type NodeId = u64;
 
 /// When a request must be answered by. The HTTP layer gives up at this
 /// instant; the service bounds its own waits (for a leader, for an index)
@@ -128,8 +130,10 @@ pub enum MemberRole {
 pub struct Member {
     /// Node id.
     pub id: NodeId,
-    /// Advertised `host:port`.
+    /// Its client API address (`host:port`, or `https://host:port`).
     pub addr: String,
+    /// Its peer listener address, where the others send Raft RPCs.
+    pub peer_addr: String,
     /// Voter or learner.
     pub role: MemberRole,
 }
@@ -158,8 +162,30 @@ pub struct ClusterStatus {
 pub struct AddMemberRequest {
     /// New node's id.
     pub id: NodeId,
-    /// New node's advertised `host:port`.
+    /// New node's advertised client address.
     pub addr: String,
+    /// New node's advertised peer address. The node must already hold the
+    /// cluster secret (a node started with `--join-token` joins by itself).
+    pub peer_addr: String,
+}
+
+/// Body of `POST /v1/cluster/join-token` (may be empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    /// Lifetime of the token; the node's default when absent.
+    pub ttl_secs: Option<u64>,
+}
+
+/// `200` body of `POST /v1/cluster/join-token`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokenResponse {
+    /// The token for `cairn serve --join-token`; shown once, stored nowhere.
+    pub token: String,
+    /// When it stops being accepted.
+    pub expires_at_unix_secs: u64,
+    /// The members' peer addresses it names (leader first).
+    pub peers: Vec<String>,
 }
 
 /// `200` body of `GET /v1/state-hash`.
@@ -247,8 +273,15 @@ pub trait ClusterService: Send + Sync + 'static {
         &self,
         id: NodeId,
         addr: String,
+        peer_addr: String,
         deadline: Deadline,
     ) -> impl Future<Output = Result<ClusterStatus, ApiError>> + Send;
+
+    /// Makes a join token valid for `ttl_secs` (the node's default when `None`).
+    fn join_token(
+        &self,
+        ttl_secs: Option<u64>,
+    ) -> impl Future<Output = Result<JoinTokenResponse, ApiError>> + Send;
 
     /// Removes a member from the configuration.
     fn remove_member(

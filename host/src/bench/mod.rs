@@ -147,8 +147,14 @@ struct Report<'a> {
     results: &'a [Summary],
 }
 
-/// Runs `cairn bench` against `urls` and prints one line per workload (or JSON).
-pub async fn run(args: &BenchArgs, urls: &[String], json: bool) -> Result<(), BenchError> {
+/// Runs `cairn bench` against `urls` with `http` (which trusts the cluster's
+/// CA when it serves TLS) and prints one line per workload (or JSON).
+pub async fn run(
+    args: &BenchArgs,
+    urls: &[String],
+    json: bool,
+    http: &HttpClient,
+) -> Result<(), BenchError> {
     let urls: Vec<String> = urls
         .iter()
         .flat_map(|u| u.split(','))
@@ -159,11 +165,10 @@ pub async fn run(args: &BenchArgs, urls: &[String], json: bool) -> Result<(), Be
     if urls.is_empty() {
         return Err(BenchError::NoUrls);
     }
-    let http = http_client::new_client();
-    ensure_plugin(&http, &urls).await?;
+    ensure_plugin(http, &urls).await?;
     let mut results = Vec::new();
     for workload in args.workload.expand() {
-        let summary = run_workload(&http, &urls, workload, args).await?;
+        let summary = run_workload(http, &urls, workload, args).await?;
         if !json {
             println!("{}", summary.line());
         }

@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::api::error::ErrorEnvelope;
-use crate::api::service::{ClusterStatus, DeployResponse, PluginList, StateHash};
+use crate::api::service::{
+    ClusterStatus, DeployResponse, JoinTokenResponse, PluginList, StateHash,
+};
 use crate::api::{IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
 use crate::http_client::{self, HttpClient};
 
@@ -43,19 +45,23 @@ fn deploy_path(name: &str, fuel_per_call: Option<u64>, memory_limit_bytes: Optio
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Commands::Serve(args) => serve(args).await,
-        Commands::Bench(args) => Ok(crate::bench::run(args, &cli.url, cli.json).await?),
+        Commands::Serve(args) => serve(args, cli.cacert.clone()).await,
+        Commands::Bench(args) => {
+            let http = http_client::client_with_ca(cli.cacert.as_deref())?;
+            Ok(crate::bench::run(args, &cli.url, cli.json, &http).await?)
+        }
         _ => {
             let [url] = cli.url.as_slice() else {
                 bail!("this command talks to one node; give a single --url");
             };
-            Client::new(url, cli.json).run(&cli.command).await
+            let http = http_client::client_with_ca(cli.cacert.as_deref())?;
+            Client::new(url, cli.json, http).run(&cli.command).await
         }
     }
 }
 
-async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = args.to_config()?;
+async fn serve(args: &ServeArgs, cacert: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let config = args.to_config(cacert)?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -103,11 +109,11 @@ struct Reply {
 }
 
 impl Client {
-    fn new(base: &str, json: bool) -> Self {
+    fn new(base: &str, json: bool, http: HttpClient) -> Self {
         Self {
             base: base.to_string(),
             json,
-            http: http_client::new_client(),
+            http,
         }
     }
 
@@ -225,9 +231,14 @@ impl Client {
             }
             Commands::Members { action } => {
                 let reply = match action {
-                    MembersCommand::Add { id, addr } => {
-                        let body =
-                            serde_json::to_vec(&serde_json::json!({"id": id, "addr": addr}))?;
+                    MembersCommand::Add {
+                        id,
+                        addr,
+                        peer_addr,
+                    } => {
+                        let body = serde_json::to_vec(
+                            &serde_json::json!({"id": id, "addr": addr, "peer_addr": peer_addr}),
+                        )?;
                         self.call(Method::POST, "/v1/cluster/members", Bytes::from(body), &[])
                             .await?
                     }
@@ -260,6 +271,22 @@ impl Client {
                     self.print(&reply.body, || format_deployed(&d))
                 }
             },
+            Commands::JoinToken { ttl_secs } => {
+                let body = match ttl_secs {
+                    Some(ttl) => serde_json::to_vec(&serde_json::json!({ "ttl_secs": ttl }))?,
+                    None => Vec::new(),
+                };
+                let reply = self
+                    .call(
+                        Method::POST,
+                        "/v1/cluster/join-token",
+                        Bytes::from(body),
+                        &[],
+                    )
+                    .await?;
+                let token: JoinTokenResponse = parse(&reply.body)?;
+                self.print(&reply.body, || token.token.clone())
+            }
             Commands::StateHash => {
                 let (hash, raw): (StateHash, _) = self.get("/v1/state-hash").await?;
                 self.print(&raw, || {
@@ -330,7 +357,10 @@ fn format_status(s: &ClusterStatus) -> String {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        out.push_str(&format!("\n  {:<4} {:<8} {}", m.id, role, m.addr));
+        out.push_str(&format!(
+            "\n  {:<4} {:<8} {} (peer {})",
+            m.id, role, m.addr, m.peer_addr
+        ));
     }
     out
 }

@@ -30,20 +30,30 @@ fn parses_issue_examples() {
         "--id",
         "2",
         "--listen",
-        "127.0.0.1:7071",
+        "127.0.0.1:7072",
         "--join",
-        "http://127.0.0.1:7070",
+        "127.0.0.1:7071",
+        "--join-token",
+        "cairn-join-1.5.0011223344556677.00.127.0.0.1:7071",
     ])
     .unwrap();
     let Commands::Serve(args) = cli.command else {
         panic!("not serve")
     };
-    let cfg = args.to_config().unwrap();
+    let cfg = args.to_config(None).unwrap();
     assert_eq!(
         (cfg.node_id, cfg.advertise_addr.as_str()),
-        (2, "127.0.0.1:7071")
+        (2, "127.0.0.1:7072")
     );
-    assert_eq!(cfg.join_url.as_deref(), Some("http://127.0.0.1:7070"));
+    // The peer port defaults to the next one, advertised on the same host.
+    assert_eq!(cfg.peer_listen_addr, "127.0.0.1:7073".parse().unwrap());
+    assert_eq!(cfg.peer_advertise_addr, "127.0.0.1:7073");
+    assert_eq!(cfg.join_url.as_deref(), Some("127.0.0.1:7071"));
+    assert!(cfg.join_token.is_some());
+    // --join alone is refused: joining needs a token.
+    assert!(
+        Cli::try_parse_from(["cairn", "serve", "--join", "127.0.0.1:7071"]).is_err()
+    );
 
     let cli = Cli::try_parse_from([
         "cairn",
@@ -65,7 +75,16 @@ fn parses_issue_examples() {
             ..
         }
     ));
-    assert!(Cli::try_parse_from(["cairn", "members", "add", "4", "127.0.0.1:7073"]).is_ok());
+    assert!(
+        Cli::try_parse_from(["cairn", "members", "add", "4", "127.0.0.1:7073", "127.0.0.1:7074"])
+            .is_ok()
+    );
+    assert!(Cli::try_parse_from(["cairn", "members", "add", "4", "127.0.0.1:7073"]).is_err());
+    let cli = Cli::try_parse_from(["cairn", "join-token", "--ttl-secs", "60"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Commands::JoinToken { ttl_secs: Some(60) }
+    ));
     assert!(Cli::try_parse_from(["cairn", "members", "remove", "x"]).is_err());
 }
 
@@ -89,7 +108,7 @@ fn serve_flags_set_deadlines_and_caps() {
     let Commands::Serve(args) = cli.command else {
         panic!("not serve")
     };
-    let cfg = args.to_config().unwrap();
+    let cfg = args.to_config(None).unwrap();
     assert_eq!(
         (
             cfg.request_timeout_ms,
@@ -105,7 +124,7 @@ fn serve_flags_set_deadlines_and_caps() {
     let Commands::Serve(args) = cli.command else {
         panic!("not serve")
     };
-    assert!(args.to_config().is_err());
+    assert!(args.to_config(None).is_err());
 }
 
 #[test]
@@ -163,7 +182,7 @@ fn disk_alarm_flags_reach_the_config() {
         let Commands::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
             panic!("not serve")
         };
-        args.to_config()
+        args.to_config(None)
     };
     let cfg = serve(&[]).unwrap();
     assert_eq!(
@@ -182,4 +201,53 @@ fn disk_alarm_flags_reach_the_config() {
         (0, 250)
     );
     assert!(serve(&["--disk-check-interval-ms", "0"]).is_err());
+}
+
+#[test]
+fn serve_flags_set_the_peer_listener_tls_and_insecure() {
+    let parse = |args: &[&str]| {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Commands::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        serve.to_config(cli.cacert)
+    };
+    let cfg = parse(&[
+        "cairn",
+        "serve",
+        "--listen",
+        "127.0.0.1:9000",
+        "--advertise",
+        "n1.example:9000",
+        "--peer-listen",
+        "127.0.0.1:9500",
+        "--tls-cert",
+        "c.pem",
+        "--tls-key",
+        "k.pem",
+        "--cacert",
+        "ca.pem",
+    ])
+    .unwrap();
+    // With TLS, advertised addresses are https.
+    assert_eq!(cfg.advertise_addr, "https://n1.example:9000");
+    assert_eq!(cfg.peer_advertise_addr, "https://n1.example:9500");
+    assert_eq!(cfg.ca_cert_path.as_deref(), Some(std::path::Path::new("ca.pem")));
+    // Plain HTTP off loopback is refused, unless --insecure.
+    let err = parse(&["cairn", "serve", "--listen", "0.0.0.0:9000"]).unwrap_err();
+    assert!(format!("{err:#}").contains("--insecure"), "{err:#}");
+    let cfg = parse(&[
+        "cairn",
+        "serve",
+        "--listen",
+        "0.0.0.0:9000",
+        "--advertise",
+        "10.0.0.5:9000",
+        "--insecure",
+    ])
+    .unwrap();
+    assert_eq!(cfg.peer_listen_addr, "0.0.0.0:9001".parse().unwrap());
+    assert_eq!(cfg.peer_advertise_addr, "10.0.0.5:9001");
+    // A key without a certificate is a usage error.
+    assert!(Cli::try_parse_from(["cairn", "serve", "--tls-key", "k.pem"]).is_err());
 }

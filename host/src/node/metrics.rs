@@ -224,7 +224,7 @@ fn render_peers(out: &mut Out, peers: &PeerRpcStats) {
     out.metric(
         "cairn_peer_rpc_refused_total",
         "counter",
-        "Raft RPCs from peers this node refused, by endpoint and reason (error code).",
+        "Requests on the peer port this node refused, by endpoint and reason (error code; unauthenticated, stale-request and replayed are refused before the body is read).",
         &samples,
     );
     let errors: Vec<(String, u64)> = peers
@@ -238,6 +238,18 @@ fn render_peers(out: &mut Out, peers: &PeerRpcStats) {
         "counter",
         "Raft RPCs this node sent that failed, by peer and reason (refused, timeout, unreachable, network, bad-reply).",
         &samples,
+    );
+    out.metric(
+        "cairn_peer_connections_open",
+        "gauge",
+        "Connections open on the peer port.",
+        &[("", peers.connections_open())],
+    );
+    out.metric(
+        "cairn_peer_connections_refused_total",
+        "counter",
+        "Peer-port connections closed at once because peer_max_connections were open.",
+        &[("", peers.connections_refused())],
     );
     out.metric(
         "cairn_peer_append_splits_total",

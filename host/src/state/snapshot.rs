@@ -17,8 +17,9 @@ use crate::runtime::Code;
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 /// The snapshot format this build writes and reads.
 /// Version 2 added the cluster settings record; version 3 the request
-/// fingerprint of each idempotency record.
-pub const FORMAT_VERSION: u32 = 3;
+/// fingerprint of each idempotency record; version 4 changed the Raft
+/// layer's metadata (members carry a client and a peer address).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -32,7 +32,7 @@ fn blank(index: u64) -> EntryResponder<TypeConfig> {
 }
 
 fn membership(index: u64) -> EntryResponder<TypeConfig> {
-    let m = openraft::Membership::<u64, openraft::BasicNode>::new_with_defaults(
+    let m = openraft::Membership::<u64, crate::raft::types::Node>::new_with_defaults(
         vec![BTreeSet::from([1])],
         [1],
     );
