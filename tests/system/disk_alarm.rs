@@ -412,7 +412,7 @@ async fn in_a_cluster_the_leaders_disk_decides_and_followers_forward() -> Result
     ];
     let mut passed = false;
     let result = async {
-        let join = vec!["--join".to_string(), nodes[0].url()];
+        let join = vec!["--join-token".to_string(), nodes[0].join_token().await?];
         nodes.push(ProcNode::start(2, others.path(), join.clone()).await?);
         let mut low = join.clone();
         low.extend(["--min-free-disk-bytes".into(), u64::MAX.to_string()]);

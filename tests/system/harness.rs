@@ -28,12 +28,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A config for tests: loopback port, faster heartbeats and elections.
+/// A config for tests: loopback client port `port`, a free loopback peer
+/// port, faster heartbeats and elections.
 pub fn test_config(id: u64, port: u16, data_dir: PathBuf) -> Config {
+    let peer_port = free_port();
     Config {
         node_id: id,
         listen_addr: ([127, 0, 0, 1], port).into(),
         advertise_addr: format!("127.0.0.1:{port}"),
+        peer_listen_addr: ([127, 0, 0, 1], peer_port).into(),
+        peer_advertise_addr: format!("127.0.0.1:{peer_port}"),
         data_dir,
         join_url: None,
         heartbeat_interval_ms: 100,
@@ -172,9 +176,22 @@ impl Node {
         &self.config.advertise_addr
     }
 
-    /// `http://host:port` of this node.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.config.advertise_addr)
+    /// `host:port` of this node's peer listener.
+    pub fn peer_addr(&self) -> &str {
+        &self.config.peer_advertise_addr
+    }
+
+    /// A new join token for this node's cluster (`POST /v1/cluster/join-token`).
+    pub async fn join_token(&self) -> Result<String> {
+        let r = self
+            .req(Method::POST, "/v1/cluster/join-token", &[], Bytes::new())
+            .await?
+            .expect(200)?
+            .json();
+        r["token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no token in {r}"))
     }
 
     /// The running node (panics if stopped).
@@ -345,7 +362,8 @@ impl Cluster {
         c
     }
 
-    /// Starts `n` nodes: node 1 initialises, the others join through node 1 one at a time.
+    /// Starts `n` nodes: node 1 initialises, the others join one at a time with
+    /// a join token from node 1 (which names its peer address).
     pub async fn start(n: usize) -> Result<Cluster> {
         Self::start_with(n, &|_| {}).await
     }
@@ -361,7 +379,7 @@ impl Cluster {
         cluster.wait_leader().await?;
         for id in 2..=n as u64 {
             let mut config = Self::config_for(&cluster.dir, id, tweak);
-            config.join_url = Some(cluster.nodes[0].url());
+            config.join_token = Some(cluster.nodes[0].join_token().await?);
             cluster.nodes.push(Node::start(config).await?);
             cluster.wait_voters(id as usize).await?;
         }

@@ -558,7 +558,12 @@ impl ClusterService for NodeService {
                 ),
             ));
         }
-        let peers = self.member_peer_addrs();
+        // This node can hand out the secret and point at the leader, so it is
+        // named even before its metrics show the membership (right after init).
+        let mut peers = self.member_peer_addrs();
+        if !peers.contains(&config.peer_advertise_addr) {
+            peers.push(config.peer_advertise_addr.clone());
+        }
         let expires = now_ms() / 1000 + ttl;
         let token = JoinToken::issue(&self.inner.secret, peers.clone(), expires)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
