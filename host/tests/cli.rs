@@ -23,7 +23,15 @@ fn help_lists_every_command() {
     let (code, stdout, _) = cairn(&["--help"]);
     assert_eq!(code, 0);
     for command in [
-        "serve", "deploy", "apply", "query", "status", "members", "plugins", "bench", "join-token",
+        "serve",
+        "deploy",
+        "apply",
+        "query",
+        "status",
+        "members",
+        "plugins",
+        "bench",
+        "join-token",
     ] {
         assert!(
             stdout.contains(command),
