@@ -584,7 +584,10 @@ mod tests {
             ..Config::default()
         };
         let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("0.0.0.0:7071") && err.contains("--insecure"), "{err}");
+        assert!(
+            err.contains("0.0.0.0:7071") && err.contains("--insecure"),
+            "{err}"
+        );
         Config {
             peer_listen_addr: "0.0.0.0:7071".parse().unwrap(),
             insecure: true,
@@ -640,7 +643,10 @@ mod tests {
             default_peer_listen("127.0.0.1:0".parse().unwrap()),
             Some("127.0.0.1:0".parse().unwrap())
         );
-        assert_eq!(default_peer_listen("127.0.0.1:65535".parse().unwrap()), None);
+        assert_eq!(
+            default_peer_listen("127.0.0.1:65535".parse().unwrap()),
+            None
+        );
         assert_eq!(advertised("h:1", true), "https://h:1");
         assert_eq!(advertised("http://h:1", true), "http://h:1");
         assert_eq!(advertised("h:1", false), "h:1");

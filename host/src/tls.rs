@@ -88,7 +88,9 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     if let Some(ca) = ca {
         for cert in certificates("CA certificate", ca)? {
-            roots.add(cert).map_err(|e| TlsError::Rustls(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| TlsError::Rustls(e.to_string()))?;
         }
     }
     // No ALPN here: the HTTP client's connector sets it for the protocols it speaks.

@@ -8,9 +8,9 @@ use http_body_util::Full;
 
 use crate::api::error::ErrorEnvelope;
 use crate::api::service::Consistency;
+use crate::api::test_support::{StubService, TestNode, start_node, start_node_with};
 use crate::config::Config;
 use crate::http_client;
-use crate::api::test_support::{StubService, TestNode, start_node, start_node_with};
 
 const KIB: u64 = 1024;
 

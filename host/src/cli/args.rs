@@ -270,9 +270,10 @@ impl ServeArgs {
             None => crate::config::default_peer_listen(self.listen)
                 .context("--listen has no next port for the peer listener; give --peer-listen")?,
         };
-        let peer_advertise = self.peer_advertise.clone().unwrap_or_else(|| {
-            format!("{}:{}", host_of(&advertise), peer_listen.port())
-        });
+        let peer_advertise = self
+            .peer_advertise
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", host_of(&advertise), peer_listen.port()));
         let config = Config {
             node_id: self.id,
             listen_addr: self.listen,

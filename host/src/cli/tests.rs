@@ -51,9 +51,7 @@ fn parses_issue_examples() {
     assert_eq!(cfg.join_url.as_deref(), Some("127.0.0.1:7071"));
     assert!(cfg.join_token.is_some());
     // --join alone is refused: joining needs a token.
-    assert!(
-        Cli::try_parse_from(["cairn", "serve", "--join", "127.0.0.1:7071"]).is_err()
-    );
+    assert!(Cli::try_parse_from(["cairn", "serve", "--join", "127.0.0.1:7071"]).is_err());
 
     let cli = Cli::try_parse_from([
         "cairn",
@@ -76,8 +74,15 @@ fn parses_issue_examples() {
         }
     ));
     assert!(
-        Cli::try_parse_from(["cairn", "members", "add", "4", "127.0.0.1:7073", "127.0.0.1:7074"])
-            .is_ok()
+        Cli::try_parse_from([
+            "cairn",
+            "members",
+            "add",
+            "4",
+            "127.0.0.1:7073",
+            "127.0.0.1:7074"
+        ])
+        .is_ok()
     );
     assert!(Cli::try_parse_from(["cairn", "members", "add", "4", "127.0.0.1:7073"]).is_err());
     let cli = Cli::try_parse_from(["cairn", "join-token", "--ttl-secs", "60"]).unwrap();
@@ -232,7 +237,10 @@ fn serve_flags_set_the_peer_listener_tls_and_insecure() {
     // With TLS, advertised addresses are https.
     assert_eq!(cfg.advertise_addr, "https://n1.example:9000");
     assert_eq!(cfg.peer_advertise_addr, "https://n1.example:9500");
-    assert_eq!(cfg.ca_cert_path.as_deref(), Some(std::path::Path::new("ca.pem")));
+    assert_eq!(
+        cfg.ca_cert_path.as_deref(),
+        Some(std::path::Path::new("ca.pem"))
+    );
     // Plain HTTP off loopback is refused, unless --insecure.
     let err = parse(&["cairn", "serve", "--listen", "0.0.0.0:9000"]).unwrap_err();
     assert!(format!("{err:#}").contains("--insecure"), "{err:#}");

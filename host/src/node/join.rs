@@ -95,10 +95,9 @@ pub(super) async fn request_membership(
     config: &Config,
     secret: &ClusterSecret,
 ) -> Result<(), NodeError> {
-    let token = config
-        .join_token
-        .as_deref()
-        .ok_or(NodeError::Config(crate::config::ConfigError::JoinWithoutToken))?;
+    let token = config.join_token.as_deref().ok_or(NodeError::Config(
+        crate::config::ConfigError::JoinWithoutToken,
+    ))?;
     let token = JoinToken::parse(token).map_err(|e| join_error(config, e))?;
     let request = JoinRequest {
         id: config.node_id,

@@ -198,9 +198,9 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     }
     std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
     let tls = match (&config.tls_cert_path, &config.tls_key_path) {
-        (Some(cert), Some(key)) => Some(crate::tls::acceptor(crate::tls::server_config(
-            cert, key,
-        )?)),
+        (Some(cert), Some(key)) => {
+            Some(crate::tls::acceptor(crate::tls::server_config(cert, key)?))
+        }
         _ => None,
     };
     let client = crate::http_client::client_with_ca(config.ca_cert_path.as_deref())?;
@@ -223,8 +223,8 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     let fresh = log_is_fresh(&log_store).await?;
     let secret = join::cluster_secret(&config, &client, fresh).await?;
     let counters = metrics::Counters::default();
-    let network = NetworkFactory::new(&config, client.clone(), &secret)
-        .with_stats(counters.peers.clone());
+    let network =
+        NetworkFactory::new(&config, client.clone(), &secret).with_stats(counters.peers.clone());
     let raft_config = Arc::new(config.openraft_config()?);
     let raft = Raft::new(config.node_id, raft_config, network, log_store, sm.clone())
         .await

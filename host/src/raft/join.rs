@@ -321,7 +321,9 @@ fn refusal<T>(addr: &str, reply: &Reply) -> Result<Step<T>, JoinError> {
         StatusCode::NOT_FOUND => Ok(Step::Next(format!(
             "{addr} answered 404: is it a member's peer address (--peer-advertise)?"
         ))),
-        status => Ok(Step::Next(format!("{addr} answered {status}: {code}: {message}"))),
+        status => Ok(Step::Next(format!(
+            "{addr} answered {status}: {code}: {message}"
+        ))),
     }
 }
 
@@ -374,7 +376,10 @@ pub async fn fetch_secret(
 ) -> Result<ClusterSecret, JoinError> {
     let extra = [
         (JOIN_TOKEN_ID_HEADER, token.id.clone()),
-        (JOIN_TOKEN_EXPIRES_HEADER, token.expires_unix_secs.to_string()),
+        (
+            JOIN_TOKEN_EXPIRES_HEADER,
+            token.expires_unix_secs.to_string(),
+        ),
     ];
     let body = serde_json::json!({ "id": from }).to_string().into_bytes();
     let call = Call {
@@ -467,7 +472,10 @@ mod tests {
     #[test]
     fn a_token_round_trips_and_keeps_its_key_hidden_in_debug() {
         let secret = ClusterSecret::generate().unwrap();
-        let peers = vec!["127.0.0.1:7071".to_string(), "https://n2.example:7171".into()];
+        let peers = vec![
+            "127.0.0.1:7071".to_string(),
+            "https://n2.example:7171".into(),
+        ];
         let token = JoinToken::issue(&secret, peers.clone(), 1_900_000_000).unwrap();
         let text = token.encode();
         assert!(text.starts_with("cairn-join-1.1900000000."), "{text}");

@@ -98,9 +98,7 @@ impl PeerError {
                 "unreachable"
             }
             PeerError::Client(_) => "network",
-            PeerError::Codec(_) | PeerError::Protocol(_) | PeerError::Unauthentic(_) => {
-                "bad-reply"
-            }
+            PeerError::Codec(_) | PeerError::Protocol(_) | PeerError::Unauthentic(_) => "bad-reply",
         }
     }
 

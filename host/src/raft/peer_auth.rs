@@ -413,7 +413,10 @@ fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Aut
         .ok_or(AuthError::Missing(name))
 }
 
-fn hex_header<const N: usize>(headers: &HeaderMap, name: &'static str) -> Result<[u8; N], AuthError> {
+fn hex_header<const N: usize>(
+    headers: &HeaderMap,
+    name: &'static str,
+) -> Result<[u8; N], AuthError> {
     let mut out = [0u8; N];
     hex::decode_to_slice(header(headers, name)?, &mut out).map_err(|_| AuthError::Missing(name))?;
     Ok(out)
@@ -507,7 +510,12 @@ impl ReplayGuard {
     }
 
     /// Accepts `(ts_ms, nonce)` once, if fresh at `now_ms`.
-    pub fn admit(&self, ts_ms: u64, nonce: [u8; NONCE_BYTES], now_ms: u64) -> Result<(), AuthError> {
+    pub fn admit(
+        &self,
+        ts_ms: u64,
+        nonce: [u8; NONCE_BYTES],
+        now_ms: u64,
+    ) -> Result<(), AuthError> {
         if ts_ms.abs_diff(now_ms) > self.max_skew_ms {
             return Err(AuthError::Stale {
                 ts_ms,
@@ -639,7 +647,10 @@ mod tests {
         let guard = ReplayGuard::new(1_000, 100);
         let now = 50_000;
         guard.admit(now, [1; NONCE_BYTES], now).unwrap();
-        assert_eq!(guard.admit(now, [1; NONCE_BYTES], now), Err(AuthError::Replayed));
+        assert_eq!(
+            guard.admit(now, [1; NONCE_BYTES], now),
+            Err(AuthError::Replayed)
+        );
         // Still refused a little later, while the timestamp is in the window.
         assert_eq!(
             guard.admit(now, [1; NONCE_BYTES], now + 900),
@@ -655,7 +666,9 @@ mod tests {
             Err(AuthError::Stale { .. })
         ));
         // Forgotten once the window has passed it.
-        guard.admit(now + 5_000, [3; NONCE_BYTES], now + 5_000).unwrap();
+        guard
+            .admit(now + 5_000, [3; NONCE_BYTES], now + 5_000)
+            .unwrap();
         assert_eq!(guard.len(), 1);
     }
 
@@ -673,7 +686,10 @@ mod tests {
             Err(AuthError::BeforeFloor { floor_ms: now + 10 })
         );
         // The remembered ones are still replays; newer requests pass.
-        assert_eq!(guard.admit(now + 20, [1; NONCE_BYTES], now), Err(AuthError::Replayed));
+        assert_eq!(
+            guard.admit(now + 20, [1; NONCE_BYTES], now),
+            Err(AuthError::Replayed)
+        );
         guard.admit(now + 50, [9; NONCE_BYTES], now).unwrap();
     }
 
@@ -683,7 +699,10 @@ mod tests {
         assert!(ClusterSecret::load(dir.path()).unwrap().is_none());
         let secret = ClusterSecret::generate().unwrap();
         secret.store(dir.path()).unwrap();
-        assert_eq!(ClusterSecret::load(dir.path()).unwrap(), Some(secret.clone()));
+        assert_eq!(
+            ClusterSecret::load(dir.path()).unwrap(),
+            Some(secret.clone())
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -41,8 +41,8 @@ use crate::raft::join::{
 };
 use crate::raft::network::RAFT_CONTENT_TYPE;
 use crate::raft::peer_auth::{
-    AUTH_FROM_HEADER, AUTH_MAC_HEADER, AuthError, ClusterSecret, MacKey, NONCE_BYTES,
-    ReplayGuard, now_ms, sign_reply, verify_request,
+    AUTH_FROM_HEADER, AUTH_MAC_HEADER, AuthError, ClusterSecret, MacKey, NONCE_BYTES, ReplayGuard,
+    now_ms, sign_reply, verify_request,
 };
 use crate::raft::peer_server::{RaftEndpoint, RaftRpcHandler};
 use crate::raft::peer_stats::PeerRpcStats;
@@ -248,7 +248,11 @@ impl<H: RaftRpcHandler, J: JoinHandler> PeerServer<H, J> {
     }
 
     /// Answers one request; never fails (every refusal is a JSON error).
-    pub async fn handle<B>(&self, req: Request<B>, remote: Option<SocketAddr>) -> Response<Full<Bytes>>
+    pub async fn handle<B>(
+        &self,
+        req: Request<B>,
+        remote: Option<SocketAddr>,
+    ) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -342,7 +346,10 @@ impl<H: RaftRpcHandler, J: JoinHandler> PeerServer<H, J> {
                 Refusal::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "body-timeout",
-                    format!("the body did not arrive within {} ms", read_timeout.as_millis()),
+                    format!(
+                        "the body did not arrive within {} ms",
+                        read_timeout.as_millis()
+                    ),
                 )
             })??;
         verified
@@ -388,9 +395,9 @@ impl<H: RaftRpcHandler, J: JoinHandler> PeerServer<H, J> {
                 .ok_or(Refusal::unauthenticated(AuthError::Missing(name)))
         };
         let id = field(JOIN_TOKEN_ID_HEADER)?;
-        let expires: u64 = field(JOIN_TOKEN_EXPIRES_HEADER)?.parse().map_err(|_| {
-            Refusal::unauthenticated(AuthError::Missing(JOIN_TOKEN_EXPIRES_HEADER))
-        })?;
+        let expires: u64 = field(JOIN_TOKEN_EXPIRES_HEADER)?
+            .parse()
+            .map_err(|_| Refusal::unauthenticated(AuthError::Missing(JOIN_TOKEN_EXPIRES_HEADER)))?;
         if now_ms() / 1000 > expires {
             return Err(Refusal::unauthenticated(AuthError::TokenExpired {
                 expires_unix_secs: expires,

@@ -69,7 +69,11 @@ fn code(resp: &Response<Bytes>) -> String {
 
 async fn single_leader(node: &TestNode) {
     node.raft
-        .initialize([(1, node.member())].into_iter().collect::<std::collections::BTreeMap<_, _>>())
+        .initialize(
+            [(1, node.member())]
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
         .await
         .unwrap();
     node.raft
@@ -82,11 +86,7 @@ async fn single_leader(node: &TestNode) {
 /// What a forged request could change: term, vote and the log's end, and the state.
 fn footprint(node: &TestNode) -> (u64, Option<u64>, [u8; 32]) {
     let m = node.raft.metrics().borrow_watched().clone();
-    (
-        m.current_term,
-        m.last_log_index,
-        node.state().hash(),
-    )
+    (m.current_term, m.last_log_index, node.state().hash())
 }
 
 fn forged_append() -> Vec<u8> {
@@ -167,7 +167,11 @@ async fn unauthenticated_forged_and_replayed_requests_are_refused_and_change_not
         node.peer.handle(req, None).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(footprint(&node), before, "a refused request changed the node");
+    assert_eq!(
+        footprint(&node),
+        before,
+        "a refused request changed the node"
+    );
 
     // A valid (harmless: stale term) vote request is answered and signed; the
     // same request again is a replay.
@@ -232,7 +236,11 @@ async fn signed_bodies_get_the_derived_caps_and_malformed_frames_are_400() {
     single_leader(&node).await;
     let key = node.peer_key();
     // Not held to this node's client cap: 80 KiB reaches the decoder.
-    let resp = send(&node, &prepare(Some(&key), "/raft/append", vec![0u8; 80 * KIB])).await;
+    let resp = send(
+        &node,
+        &prepare(Some(&key), "/raft/append", vec![0u8; 80 * KIB]),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(code(&resp), "bad-raft-body");
     // Replies to authenticated requests are signed, refusals included.
@@ -275,7 +283,9 @@ async fn signed_bodies_get_the_derived_caps_and_malformed_frames_are_400() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let resp = send(&node, &prepare(Some(&key), "/v1/plugins", "")).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    let req = Request::get("/raft/vote").body(Full::new(Bytes::new())).unwrap();
+    let req = Request::get("/raft/vote")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     assert_eq!(
         node.peer.handle(req, None).await.status(),
         StatusCode::METHOD_NOT_ALLOWED
@@ -305,7 +315,11 @@ async fn the_secret_goes_only_to_a_valid_unexpired_join_token() {
     };
     let later = now_ms() / 1000 + 600;
 
-    let good = ask("0011223344556677", later, &secret.join_key("0011223344556677", later));
+    let good = ask(
+        "0011223344556677",
+        later,
+        &secret.join_key("0011223344556677", later),
+    );
     let resp = send(&node, &good).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let nonce = good.signed.as_ref().unwrap().nonce;
@@ -315,13 +329,24 @@ async fn the_secret_goes_only_to_a_valid_unexpired_join_token() {
     let mut wrapped = [0u8; 32];
     hex::decode_to_slice(&reply.wrapped_secret, &mut wrapped).unwrap();
     assert_eq!(&key.wrap_secret(&nonce, &wrapped), secret.bytes());
-    assert_ne!(&wrapped, secret.bytes(), "the secret never travels in the clear");
+    assert_ne!(
+        &wrapped,
+        secret.bytes(),
+        "the secret never travels in the clear"
+    );
 
     // A key for other terms (a forged expiry), an expired token, the peer key.
     let forged = ask("0011223344556677", later + 1, &key);
-    assert_eq!(send(&node, &forged).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&node, &forged).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let past = now_ms() / 1000 - 1;
-    let expired = ask("0011223344556677", past, &secret.join_key("0011223344556677", past));
+    let expired = ask(
+        "0011223344556677",
+        past,
+        &secret.join_key("0011223344556677", past),
+    );
     let resp = send(&node, &expired).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(code(&resp), "join-token-expired");

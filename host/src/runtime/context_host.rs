@@ -4,10 +4,10 @@
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::{Rng, SeedableRng};
 
+use super::Event;
 use super::bindings::context::Host;
 use super::store::{CallMode, CallState};
 use super::wasi::seed;
-use super::Event;
 
 impl Host for CallState {
     fn log_index(&mut self) -> u64 {

@@ -49,4 +49,3 @@ pub struct Output {
     /// Events emitted during the call (always empty for queries).
     pub events: Vec<Event>,
 }
-

@@ -6,8 +6,8 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::Kv;
 use super::Event;
+use super::Kv;
 
 /// A call's pending writes: `Some` = set, `None` = delete.
 pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
