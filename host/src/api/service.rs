@@ -1,7 +1,7 @@
 //! `ClusterService`: what the client API needs from a node, and the JSON shapes it answers with.
 //!
 //! The HTTP layer depends on this trait, not on Raft (rqlite's split): `node`
-//! implements it over openraft and the state machine, and tests can implement it
+//! implements it over Raft and the state machine, and tests can implement it
 //! with a stub. Methods return [`ApiError`]; returning
 //! [`ApiError::ForwardToLeader`] makes the HTTP layer proxy the original request.
 

@@ -37,9 +37,11 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process: the size of the `serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Commands {
-    /// Run a node (alone, or joining a cluster with --join).
+    /// Run a node (alone, or joining a cluster with --join-token).
     Serve(ServeArgs),
     /// Deploy (or upgrade) plugin NAME from a .wasm component file; without
     /// FILE, NAME must be one of the built-in examples (counter, kv, bank).
