@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A newcomer's tour of Cairn: a three-node cluster on this machine.
 #
-# Builds `cairn`, starts three nodes on 127.0.0.1:7071-7073, deploys the
+# Builds `cairn`, starts three nodes on 127.0.0.1:7071-7073 (their peer
+# ports, for Raft between them, on 7171-7173), deploys the
 # built-in `counter` plugin through node 1, applies through node 2, queries
 # through node 3, kill -9s the leader, waits for a new one, applies again and
 # shows that the survivors hold the same state. Every process it starts is
@@ -9,7 +10,7 @@
 #
 #   examples/local-cluster.sh               # debug build
 #   CAIRN_PROFILE=release examples/local-cluster.sh
-#   CAIRN_TOUR_BASE_PORT=7171 examples/local-cluster.sh   # if 7071-7073 are taken
+#   CAIRN_TOUR_BASE_PORT=7271 examples/local-cluster.sh   # if 7071-7073 or 7171-7173 are taken
 #
 # Needs only bash, cargo and coreutils; JSON is read with grep/sed so no jq is required.
 set -euo pipefail
@@ -28,6 +29,7 @@ die() {
 }
 
 port() { echo $((BASE_PORT + $1 - 1)); }
+peer_port() { echo $((BASE_PORT + 100 + $1 - 1)); }
 url() { echo "http://127.0.0.1:$(port "$1")"; }
 # Runs the CLI against node $1.
 cli() {
@@ -92,7 +94,8 @@ start_node() {
     local id=$1
     shift
     "$CAIRN" serve --id "$id" --listen "127.0.0.1:$(port "$id")" \
-        --advertise "127.0.0.1:$(port "$id")" --data-dir "$DATA/node$id" "$@" \
+        --advertise "127.0.0.1:$(port "$id")" --peer-listen "127.0.0.1:$(peer_port "$id")" \
+        --data-dir "$DATA/node$id" "$@" \
         >"$DATA/node$id.log" 2>&1 &
     PIDS[$id]=$!
     echo "node $id: pid ${PIDS[$id]}, $(url "$id"), log $DATA/node$id.log"
@@ -109,13 +112,15 @@ CAIRN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/cairn"
 echo "binary: $CAIRN"
 
 for id in 1 2 3; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$(port "$id")") 2>/dev/null; then
-        die "port $(port "$id") is in use; set CAIRN_TOUR_BASE_PORT to a free range"
-    fi
+    for p in "$(port "$id")" "$(peer_port "$id")"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            die "port $p is in use; set CAIRN_TOUR_BASE_PORT to a free range"
+        fi
+    done
 done
 DATA="$(mktemp -d "${TMPDIR:-/tmp}/cairn-tour.XXXXXX")"
 
-step "Starting node 1 (a fresh data dir without --join initialises a one-node cluster)"
+step "Starting node 1 (a fresh data dir without --join-token initialises a one-node cluster)"
 start_node 1
 token_written() { [ -s "$DATA/node1/admin.token" ]; }
 wait_until "node 1 to write its admin token" token_written
@@ -128,8 +133,11 @@ wait_until "node 1 to lead" leads 1
 cli 1 status
 
 for id in 2 3; do
-    step "Starting node $id, joining through node 1 (added as a learner, then promoted to voter)"
-    start_node "$id" --join "$(url 1)"
+    step "Starting node $id with a join token from node 1 (added as a learner, then promoted to voter)"
+    # The token lets the new node fetch the cluster secret (every Raft RPC is
+    # signed with it) and names the members' peer addresses; it expires in an hour.
+    TOKEN="$(cli 1 join-token)"
+    start_node "$id" --join-token "$TOKEN"
     wait_until "node $id to become a voter" is_voter_on 1 "$id"
     wait_until "node $id to see the leader" knows_leader "$id"
 done

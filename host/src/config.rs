@@ -15,21 +15,42 @@ use crate::state::{ENTRY_OVERHEAD_BYTES, MAX_ENTRY_BYTES_CEILING};
 pub struct Config {
     /// This node's Raft id; stable for the life of its data dir.
     pub node_id: NodeId,
-    /// Socket the HTTP server binds (client API and `/raft/…` on one port).
+    /// Socket the client API binds (never serves `/raft/…`).
     pub listen_addr: SocketAddr,
-    /// `host:port` the other nodes and forwarded clients use to reach this node;
-    /// differs from `listen_addr` when binding `0.0.0.0` or behind NAT.
+    /// Where other nodes forward clients' requests to this node: `host:port`,
+    /// or `https://host:port` when it serves TLS; differs from `listen_addr`
+    /// when binding `0.0.0.0` or behind NAT.
     pub advertise_addr: String,
-    /// Directory holding the Raft log, vote and snapshots.
+    /// Socket the peer listener binds: `/raft/…` only, every request
+    /// authenticated with the cluster secret, its own connection cap.
+    pub peer_listen_addr: SocketAddr,
+    /// Where the other nodes send this node Raft RPCs (`peer_listen_addr` as
+    /// they reach it), in the same forms as `advertise_addr`. Recorded in the
+    /// membership with `advertise_addr`.
+    pub peer_advertise_addr: String,
+    /// Directory holding the Raft log, vote, snapshots and the cluster secret.
     pub data_dir: PathBuf,
-    /// URL of any member of an existing cluster to ask to add this node; `None`
-    /// means "initialise a single-node cluster if the data dir is fresh".
+    /// A member's peer address to ask first when joining (the join token names
+    /// the members too); only with `join_token`.
     pub join_url: Option<String>,
-    /// Admin token sent with the join request (adding a member is admin-only).
-    pub join_token: Option<Secret>,
     /// A backup file (`GET /v1/backup`) to initialise a new single-node
     /// cluster from; the data dir must be empty. `None`: start normally.
     pub restore_from: Option<PathBuf>,
+    /// Join the cluster this token (`cairn join-token`) belongs to, if the data
+    /// dir is fresh; `None` (and no `join_url`) means "initialise a
+    /// single-node cluster if the data dir is fresh".
+    pub join_token: Option<Secret>,
+    /// PEM certificate chain the client and peer ports serve TLS with (with `tls_key_path`).
+    pub tls_cert_path: Option<PathBuf>,
+    /// PEM private key of `tls_cert_path`.
+    pub tls_key_path: Option<PathBuf>,
+    /// PEM CA certificates this node trusts when it connects to `https://`
+    /// members (forwarding, Raft RPCs, joining).
+    pub ca_cert_path: Option<PathBuf>,
+    /// Allows listening on a non-loopback address without TLS (logged as a
+    /// warning at every start). Peer requests are authenticated either way,
+    /// but nothing is encrypted.
+    pub insecure: bool,
 
     /// Leader heartbeat period. Hundreds of ms, not openraft's 50: a heartbeat
     /// round trip includes HTTP and, on a loaded 2-core box, a scheduler tick.
@@ -65,9 +86,23 @@ pub struct Config {
     pub backup_timeout_ms: u64,
     /// A request body must have fully arrived within this time → `408 body-timeout`.
     pub body_read_timeout_ms: u64,
-    /// Most connections open at once on the HTTP port (clients and peers alike);
-    /// more are answered `503 overloaded` and closed.
+    /// Most connections open at once on the client port; more are answered
+    /// `503 overloaded` and closed. Peers have their own cap.
     pub max_connections: u64,
+    /// Most connections open at once on the peer port; more are closed at once.
+    /// Each peer uses a few (a second one while a snapshot streams).
+    pub peer_max_connections: u64,
+    /// A peer request whose signed timestamp is further than this from this
+    /// node's clock is refused (`401 stale-request`); the nodes' clocks must
+    /// agree within it. Also how long a request's nonce is remembered.
+    pub peer_auth_max_clock_skew_ms: u64,
+    /// Most recent peer request nonces remembered to refuse replays; when
+    /// full, the oldest is forgotten and requests as old are refused.
+    pub peer_auth_max_seen_nonces: u64,
+    /// Lifetime of a join token when the request does not give one.
+    pub join_token_ttl_secs: u64,
+    /// Longest lifetime a join token may be given.
+    pub max_join_token_ttl_secs: u64,
     /// Wasm instance slots (of `runtime.pooled_instances`) that queries may
     /// never take, so committed entries always find one to apply with.
     pub apply_reserved_instances: u32,
@@ -141,10 +176,16 @@ impl Default for Config {
             node_id: 1,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             advertise_addr: "127.0.0.1:7070".to_string(),
+            peer_listen_addr: SocketAddr::from(([127, 0, 0, 1], 7071)),
+            peer_advertise_addr: "127.0.0.1:7071".to_string(),
             data_dir: PathBuf::from("./cairn-data"),
             join_url: None,
             join_token: None,
             restore_from: None,
+            tls_cert_path: None,
+            tls_key_path: None,
+            ca_cert_path: None,
+            insecure: false,
             heartbeat_interval_ms: 150,
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
@@ -160,6 +201,13 @@ impl Default for Config {
             backup_timeout_ms: 120_000,
             body_read_timeout_ms: 30_000,
             max_connections: 1024,
+            peer_max_connections: 256,
+            peer_auth_max_clock_skew_ms: 30_000,
+            // ~8 MiB; at 30 s of memory that is ~8,700 peer requests a second
+            // before the floor starts refusing the oldest.
+            peer_auth_max_seen_nonces: 262_144,
+            join_token_ttl_secs: 3600,
+            max_join_token_ttl_secs: 7 * 24 * 3600,
             apply_reserved_instances: 2,
             overload_retry_after_secs: 1,
             rpc_timeout_per_mib_ms: 100,
@@ -187,7 +235,7 @@ impl Default for Config {
     }
 }
 
-/// A secret string (a bearer token) that `Debug` output never shows, so
+/// A secret string (a join token) that `Debug` output never shows, so
 /// logging a [`Config`] cannot leak it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -219,6 +267,27 @@ pub enum ConfigError {
     /// The advertise address is empty.
     #[error("advertise_addr must not be empty")]
     EmptyAdvertiseAddr,
+    /// The peer advertise address is empty.
+    #[error("peer_advertise_addr must not be empty")]
+    EmptyPeerAdvertiseAddr,
+    /// The client and peer listeners would share a socket.
+    #[error("the client port and the peer port must differ (both {0})")]
+    SamePorts(SocketAddr),
+    /// A certificate without a key or the reverse.
+    #[error("--tls-cert and --tls-key go together")]
+    TlsPair,
+    /// Plain HTTP on an address others can reach.
+    #[error(
+        "refusing to listen on {addr} without TLS: give --tls-cert and --tls-key, \
+         or --insecure to serve plain HTTP on a network you trust"
+    )]
+    PlaintextNonLoopback {
+        /// The non-loopback address.
+        addr: SocketAddr,
+    },
+    /// Joining needs a join token.
+    #[error("joining a cluster needs --join-token (run `cairn join-token` against a member)")]
+    JoinWithoutToken,
     /// A value that must be positive is zero.
     #[error("{field} must be > 0")]
     Zero {
@@ -290,6 +359,7 @@ impl Config {
         if self.advertise_addr.trim().is_empty() {
             return Err(ConfigError::EmptyAdvertiseAddr);
         }
+        self.validate_network()?;
         let positive = [
             ("heartbeat_interval_ms", self.heartbeat_interval_ms),
             (
@@ -305,6 +375,13 @@ impl Config {
             ("backup_timeout_ms", self.backup_timeout_ms),
             ("body_read_timeout_ms", self.body_read_timeout_ms),
             ("max_connections", self.max_connections),
+            ("peer_max_connections", self.peer_max_connections),
+            (
+                "peer_auth_max_clock_skew_ms",
+                self.peer_auth_max_clock_skew_ms,
+            ),
+            ("peer_auth_max_seen_nonces", self.peer_auth_max_seen_nonces),
+            ("join_token_ttl_secs", self.join_token_ttl_secs),
             (
                 "apply_reserved_instances",
                 u64::from(self.apply_reserved_instances),
@@ -335,6 +412,14 @@ impl Config {
             });
         }
         self.validate_sizes()?;
+        if self.join_token_ttl_secs > self.max_join_token_ttl_secs {
+            return Err(ConfigError::Order {
+                small: "join_token_ttl_secs",
+                small_value: self.join_token_ttl_secs,
+                large: "max_join_token_ttl_secs",
+                large_value: self.max_join_token_ttl_secs,
+            });
+        }
         self.cluster
             .validate()
             .map_err(|e| ConfigError::Cluster(e.to_string()))?;
@@ -358,6 +443,36 @@ impl Config {
             });
         }
         self.openraft_config().map(|_| ())
+    }
+
+    /// Addresses, TLS and joining: two distinct listeners, TLS files in pairs,
+    /// plain HTTP only on loopback unless `insecure`, and a token to join with.
+    fn validate_network(&self) -> Result<(), ConfigError> {
+        if self.peer_advertise_addr.trim().is_empty() {
+            return Err(ConfigError::EmptyPeerAdvertiseAddr);
+        }
+        if self.listen_addr == self.peer_listen_addr && self.listen_addr.port() != 0 {
+            return Err(ConfigError::SamePorts(self.listen_addr));
+        }
+        if self.tls_cert_path.is_some() != self.tls_key_path.is_some() {
+            return Err(ConfigError::TlsPair);
+        }
+        if !self.insecure && !self.serves_tls() {
+            for addr in [self.listen_addr, self.peer_listen_addr] {
+                if !addr.ip().is_loopback() {
+                    return Err(ConfigError::PlaintextNonLoopback { addr });
+                }
+            }
+        }
+        if self.join_url.is_some() && self.join_token.is_none() {
+            return Err(ConfigError::JoinWithoutToken);
+        }
+        Ok(())
+    }
+
+    /// Whether the client and peer ports serve TLS.
+    pub fn serves_tls(&self) -> bool {
+        self.tls_cert_path.is_some() && self.tls_key_path.is_some()
     }
 
     /// The size limits must agree: whatever this node sends to a peer fits the
@@ -473,9 +588,115 @@ impl Config {
     }
 }
 
+/// The peer listener's default for a client listener on `listen`: the same
+/// address, the next port (an ephemeral client port gets an ephemeral peer
+/// port). `None` when there is no next port.
+pub fn default_peer_listen(listen: SocketAddr) -> Option<SocketAddr> {
+    let port = match listen.port() {
+        0 => 0,
+        p => p.checked_add(1)?,
+    };
+    Some(SocketAddr::new(listen.ip(), port))
+}
+
+/// `addr` as an advertised address: with `https://` when the node serves TLS
+/// and `addr` names no scheme (plain `host:port` means HTTP).
+pub fn advertised(addr: &str, tls: bool) -> String {
+    let addr = addr.trim();
+    if tls && !addr.contains("://") {
+        format!("https://{addr}")
+    } else {
+        addr.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_unless_insecure() {
+        let cfg = Config {
+            listen_addr: "0.0.0.0:7070".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::PlaintextNonLoopback { .. })
+        ));
+        // The peer port counts too.
+        let cfg = Config {
+            peer_listen_addr: "0.0.0.0:7071".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("0.0.0.0:7071") && err.contains("--insecure"),
+            "{err}"
+        );
+        Config {
+            peer_listen_addr: "0.0.0.0:7071".parse().unwrap(),
+            insecure: true,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+        // Any 127/8 address is loopback; TLS lifts the rule.
+        Config {
+            listen_addr: "127.0.0.2:7070".parse().unwrap(),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+        Config {
+            listen_addr: "0.0.0.0:7070".parse().unwrap(),
+            tls_cert_path: Some("c.pem".into()),
+            tls_key_path: Some("k.pem".into()),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn network_settings_are_checked() {
+        let cfg = Config {
+            tls_cert_path: Some("c.pem".into()),
+            ..Config::default()
+        };
+        assert_eq!(cfg.validate(), Err(ConfigError::TlsPair));
+        let cfg = Config {
+            peer_listen_addr: Config::default().listen_addr,
+            ..Config::default()
+        };
+        assert!(matches!(cfg.validate(), Err(ConfigError::SamePorts(_))));
+        let cfg = Config {
+            join_url: Some("127.0.0.1:7071".into()),
+            ..Config::default()
+        };
+        assert_eq!(cfg.validate(), Err(ConfigError::JoinWithoutToken));
+        let cfg = Config {
+            join_token_ttl_secs: 10,
+            max_join_token_ttl_secs: 5,
+            ..Config::default()
+        };
+        assert!(matches!(cfg.validate(), Err(ConfigError::Order { .. })));
+        assert_eq!(
+            default_peer_listen("127.0.0.1:7070".parse().unwrap()),
+            Some("127.0.0.1:7071".parse().unwrap())
+        );
+        assert_eq!(
+            default_peer_listen("127.0.0.1:0".parse().unwrap()),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(
+            default_peer_listen("127.0.0.1:65535".parse().unwrap()),
+            None
+        );
+        assert_eq!(advertised("h:1", true), "https://h:1");
+        assert_eq!(advertised("http://h:1", true), "http://h:1");
+        assert_eq!(advertised("h:1", false), "h:1");
+    }
 
     #[test]
     fn defaults_are_valid_and_map_to_openraft() {
@@ -493,12 +714,12 @@ mod tests {
     #[test]
     fn secrets_do_not_show_in_debug_output() {
         let cfg = Config {
-            join_token: Some(Secret::new("cairn_t3_abcdef")),
+            join_token: Some(Secret::new("cairn-join-1.abcdef")),
             ..Config::default()
         };
         let dump = format!("{cfg:?}");
         assert!(!dump.contains("abcdef"), "{dump}");
-        assert_eq!(cfg.join_token.unwrap().expose(), "cairn_t3_abcdef");
+        assert_eq!(cfg.join_token.unwrap().expose(), "cairn-join-1.abcdef");
     }
 
     #[test]

@@ -3,18 +3,21 @@
 //! hyper-util's legacy client keeps idle keep-alive connections per host, so a
 //! steady stream of append-entries reuses one TCP connection instead of paying a
 //! handshake per RPC. Every call carries its own deadline and a response size cap.
+//! `http://` and `https://` both work; `https://` servers are verified against
+//! the CA certificates the client was built with (`--cacert`), nothing else.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// The shared client type; cheap to clone (clones share the pool).
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// How long an idle pooled connection is kept before it is closed. Below the
 /// server's header read timeout (30 s), so the client drops an idle connection
@@ -85,16 +88,36 @@ impl ClientError {
     }
 }
 
-/// Builds the shared pooled client.
+/// Builds a pooled client that trusts no `https://` server (plain `http://` only, in effect).
 pub fn new_client() -> HttpClient {
+    // Building a config without CA files cannot fail.
+    let tls = crate::tls::client_config(None).expect("an empty trust store builds");
+    with_tls(tls)
+}
+
+/// Builds a pooled client whose `https://` servers must present a certificate
+/// `tls` trusts.
+pub fn with_tls(tls: std::sync::Arc<rustls::ClientConfig>) -> HttpClient {
     let mut connector = HttpConnector::new();
     // Raft RPCs are small request/response pairs; Nagle would add up to 40 ms each.
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)));
+    // The TLS layer decides by scheme; the TCP connector must accept https URIs.
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
         .build(connector)
+}
+
+/// A client trusting the CA certificates in `ca` (PEM), or none.
+pub fn client_with_ca(ca: Option<&std::path::Path>) -> Result<HttpClient, crate::tls::TlsError> {
+    Ok(with_tls(crate::tls::client_config(ca)?))
 }
 
 /// Joins a base (`host:port` or `http://host:port[/]`) and an absolute path (with query) into a URI.
@@ -111,10 +134,10 @@ pub fn url(base: &str, path_and_query: &str) -> Result<Uri, ClientError> {
             url: full.clone(),
             reason: e.to_string(),
         })?;
-    if uri.scheme_str() != Some("http") {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(ClientError::InvalidUrl {
             url: full,
-            reason: "only http:// is supported".into(),
+            reason: "only http:// and https:// are supported".into(),
         });
     }
     Ok(uri)
@@ -225,7 +248,10 @@ mod tests {
             url("http://h:1/", "/v1/cluster?x=1").unwrap().to_string(),
             "http://h:1/v1/cluster?x=1"
         );
-        assert!(url("https://h:1", "/").is_err());
+        assert_eq!(
+            url("https://h:1", "/raft/vote").unwrap().to_string(),
+            "https://h:1/raft/vote"
+        );
         assert!(url("not a host", "/").is_err());
     }
 

@@ -12,3 +12,4 @@ pub mod plugins;
 pub mod raft;
 pub mod runtime;
 pub mod state;
+pub mod tls;

@@ -23,8 +23,17 @@ fn help_lists_every_command() {
     let (code, stdout, _) = cairn(&["--help"]);
     assert_eq!(code, 0);
     for command in [
-        "serve", "deploy", "apply", "query", "status", "members", "plugins", "bench", "tokens",
+        "serve",
+        "deploy",
+        "apply",
+        "query",
+        "status",
+        "members",
+        "plugins",
+        "bench",
+        "tokens",
         "backup",
+        "join-token",
     ] {
         assert!(
             stdout.contains(command),

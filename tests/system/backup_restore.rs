@@ -204,8 +204,12 @@ async fn backup_of_busy_cluster_restores_with_equal_hash_and_others_join() -> an
         dir,
     };
     let mut config = test_config(8, free_port(), restored_cluster.dir.path().join("joiner"));
-    config.join_url = Some(restored_cluster.nodes[0].url());
-    restored_cluster.nodes.push(Node::start(config).await?);
+    config.join_token = Some(cairn_host::config::Secret::new(
+        restored_cluster.nodes[0].join_token().await?,
+    ));
+    let joiner = Node::start(config).await?;
+    crate::harness::inherit_token(restored_cluster.nodes[0].addr(), joiner.addr());
+    restored_cluster.nodes.push(joiner);
     restored_cluster.wait_voters(2).await?;
     restored_cluster
         .node(8)

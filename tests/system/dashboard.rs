@@ -24,9 +24,6 @@ const STEP: Duration = Duration::from_secs(15);
 const PAGE_WAIT: Duration = Duration::from_secs(15);
 /// How long chromedriver gets to start listening.
 const DRIVER_START: Duration = Duration::from_secs(10);
-/// The token the page is opened with. Nodes ignore it until they require one;
-/// it exercises the page's `#token=` handling and `Authorization` header.
-
 /// A `chromedriver` child process, killed when dropped.
 struct Chromedriver {
     child: Child,

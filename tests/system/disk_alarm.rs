@@ -412,11 +412,13 @@ async fn in_a_cluster_the_leaders_disk_decides_and_followers_forward() -> Result
     ];
     let mut passed = false;
     let result = async {
-        let join = vec!["--join".to_string(), nodes[0].url()];
+        let join = vec!["--join-token".to_string(), nodes[0].join_token().await?];
         nodes.push(ProcNode::start(2, others.path(), join.clone()).await?);
+        crate::harness::inherit_token(&nodes[0].addr(), &nodes[1].addr());
         let mut low = join.clone();
         low.extend(["--min-free-disk-bytes".into(), u64::MAX.to_string()]);
         nodes.push(ProcNode::start(3, others.path(), low).await?);
+        crate::harness::inherit_token(&nodes[0].addr(), &nodes[2].addr());
         let all: Vec<&ProcNode> = nodes.iter().collect();
         wait_voter_ids(&all, &[1, 2, 3], WAIT).await?;
         let leader = wait_agreed_leader(&all, WAIT).await?;

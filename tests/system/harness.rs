@@ -36,12 +36,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A config for tests: loopback port, faster heartbeats and elections.
+/// A config for tests: loopback client port `port`, a free loopback peer
+/// port, faster heartbeats and elections.
 pub fn test_config(id: u64, port: u16, data_dir: PathBuf) -> Config {
+    let peer_port = free_port();
     Config {
         node_id: id,
         listen_addr: ([127, 0, 0, 1], port).into(),
         advertise_addr: format!("127.0.0.1:{port}"),
+        peer_listen_addr: ([127, 0, 0, 1], peer_port).into(),
+        peer_advertise_addr: format!("127.0.0.1:{peer_port}"),
         data_dir,
         join_url: None,
         heartbeat_interval_ms: 100,
@@ -128,7 +132,65 @@ fn tokens() -> &'static Mutex<HashMap<String, String>> {
 fn addr_of(url_or_addr: &str) -> &str {
     url_or_addr
         .trim_start_matches("http://")
+        .trim_start_matches("https://")
         .trim_end_matches('/')
+}
+
+/// Admin tokens by peer address: a join token names its cluster's peer
+/// addresses, so a node that joins with one is sent its cluster's token.
+fn peer_tokens() -> &'static Mutex<HashMap<String, String>> {
+    static TOKENS: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    TOKENS.get_or_init(Default::default)
+}
+
+/// Records `token` as the admin token of the cluster with a member at `peer_addr`.
+pub fn register_peer_token(peer_addr: &str, token: &str) {
+    peer_tokens()
+        .lock()
+        .unwrap()
+        .insert(addr_of(peer_addr).to_string(), token.to_string());
+}
+
+/// The admin token of the cluster a join token (`cairn-join-1.<expiry>.<id>.<key>.<peers>`) belongs to.
+pub fn token_for_join_token(join_token: &str) -> Option<String> {
+    let peers = join_token.trim().splitn(5, '.').nth(4)?;
+    let known = peer_tokens().lock().unwrap();
+    peers
+        .split(',')
+        .find_map(|p| known.get(addr_of(p.trim())).cloned())
+}
+
+/// Sends `to` the admin token the harness sends to `from` (a node that joined
+/// `from`'s cluster wrote no token of its own).
+pub fn inherit_token(from: &str, to: &str) {
+    if let Some(token) = token_for(from) {
+        register_token(to, &token);
+    }
+}
+
+/// Peer address and data dir of each in-process node, by client address: a
+/// test that speaks Raft to a node signs with the secret in its data dir.
+fn peers() -> &'static Mutex<HashMap<String, (String, PathBuf)>> {
+    static PEERS: OnceLock<Mutex<HashMap<String, (String, PathBuf)>>> = OnceLock::new();
+    PEERS.get_or_init(Default::default)
+}
+
+fn register_peer(config: &Config) {
+    peers().lock().unwrap().insert(
+        addr_of(&config.advertise_addr).to_string(),
+        (
+            addr_of(&config.peer_advertise_addr).to_string(),
+            config.data_dir.clone(),
+        ),
+    );
+}
+
+/// The peer address of the in-process node at `addr` and its cluster's key
+/// for signing peer requests.
+pub fn peer_of(addr: &str) -> Option<(String, cairn_host::raft::peer_auth::MacKey)> {
+    let (peer, dir) = peers().lock().unwrap().get(addr_of(addr)).cloned()?;
+    let secret = cairn_host::raft::peer_auth::ClusterSecret::load(&dir).ok()??;
+    Some((peer, secret.peer_key()))
 }
 
 /// Makes `token` the one sent to `addr` by default.
@@ -221,19 +283,22 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node with `config`. A joining node sends the admin token of
-    /// the node it joins through (adding a member is admin-only), unless the
-    /// config names one; afterwards the harness sends that token to it too.
-    pub async fn start(mut config: Config) -> Result<Node> {
-        let join_token = config.join_url.as_deref().and_then(token_for);
-        if config.join_token.is_none() {
-            config.join_token = join_token.clone().map(cairn_host::config::Secret::new);
-        }
+    /// Starts a node with `config`. A node that initialised a cluster wrote
+    /// its admin token, which the harness then sends to it; a node that joined
+    /// gets its cluster's token registered by whoever joined it
+    /// ([`Cluster::start_with`], [`inherit_token`]).
+    pub async fn start(config: Config) -> Result<Node> {
         let running = cairn_host::node::start(config.clone())
             .await
             .with_context(|| format!("starting node {}", config.node_id))?;
-        if let Some(token) = read_admin_token(&config.data_dir).or(join_token) {
+        register_peer(&config);
+        let joined = config
+            .join_token
+            .as_ref()
+            .and_then(|t| token_for_join_token(t.expose()));
+        if let Some(token) = read_admin_token(&config.data_dir).or(joined) {
             register_token(&config.advertise_addr, &token);
+            register_peer_token(&config.peer_advertise_addr, &token);
         }
         Ok(Node {
             id: config.node_id,
@@ -248,9 +313,27 @@ impl Node {
         &self.config.advertise_addr
     }
 
-    /// `http://host:port` of this node.
+    /// `http://host:port` of this node's client port.
     pub fn url(&self) -> String {
         format!("http://{}", self.config.advertise_addr)
+    }
+
+    /// `host:port` of this node's peer listener.
+    pub fn peer_addr(&self) -> &str {
+        &self.config.peer_advertise_addr
+    }
+
+    /// A new join token for this node's cluster (`POST /v1/cluster/join-token`).
+    pub async fn join_token(&self) -> Result<String> {
+        let r = self
+            .req(Method::POST, "/v1/cluster/join-token", &[], Bytes::new())
+            .await?
+            .expect(200)?
+            .json();
+        r["token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no token in {r}"))
     }
 
     /// The admin token the harness sends to this node.
@@ -426,7 +509,8 @@ impl Cluster {
         c
     }
 
-    /// Starts `n` nodes: node 1 initialises, the others join through node 1 one at a time.
+    /// Starts `n` nodes: node 1 initialises, the others join one at a time with
+    /// a join token from node 1 (which names its peer address).
     pub async fn start(n: usize) -> Result<Cluster> {
         Self::start_with(n, &|_| {}).await
     }
@@ -442,8 +526,12 @@ impl Cluster {
         cluster.wait_leader().await?;
         for id in 2..=n as u64 {
             let mut config = Self::config_for(&cluster.dir, id, tweak);
-            config.join_url = Some(cluster.nodes[0].url());
-            cluster.nodes.push(Node::start(config).await?);
+            config.join_token = Some(cairn_host::config::Secret::new(
+                cluster.nodes[0].join_token().await?,
+            ));
+            let node = Node::start(config).await?;
+            inherit_token(cluster.nodes[0].addr(), node.addr());
+            cluster.nodes.push(node);
             cluster.wait_voters(id as usize).await?;
         }
         cluster.wait_leader().await?;

@@ -127,7 +127,15 @@ impl Fixture {
     pub async fn observe(&self) -> Result<(String, Value), TestCaseError> {
         let node = self.node();
         let (_, hash) = node.http_state_hash().await.map_err(fail)?;
-        let members = node.cluster_json().await.map_err(fail)?["members"].clone();
+        let mut members = node.cluster_json().await.map_err(fail)?["members"].clone();
+        // Replication progress moves by itself; only who is a member counts here.
+        for m in members.as_array_mut().into_iter().flatten() {
+            if let Some(m) = m.as_object_mut() {
+                for volatile in ["matched_index", "lag_entries", "last_ack_ms_ago"] {
+                    m.remove(volatile);
+                }
+            }
+        }
         Ok((hash, members))
     }
 
@@ -183,7 +191,15 @@ fn fail(e: impl std::fmt::Display) -> TestCaseError {
 /// Sends `probe` on a fresh connection (a pooled one could be mid-close after an
 /// earlier refusal); a dropped connection or a timeout fails the case.
 pub(crate) async fn send(addr: &str, probe: &Probe) -> Result<Resp, TestCaseError> {
-    let uri = http_client::url(addr, &probe.path)
+    // Raft frames go to the node's peer port, signed with its cluster's secret,
+    // so they reach the decoders (unsigned ones are refused before decoding).
+    let peer = if probe.path.starts_with("/raft/") {
+        crate::harness::peer_of(addr)
+    } else {
+        None
+    };
+    let target = peer.as_ref().map_or(addr, |(peer, _)| peer.as_str());
+    let uri = http_client::url(target, &probe.path)
         .map_err(|e| TestCaseError::reject(format!("unsendable path: {e}")))?;
     let mut req = http_client::request(
         probe.method.clone(),
@@ -200,9 +216,26 @@ pub(crate) async fn send(addr: &str, probe: &Probe) -> Result<Resp, TestCaseErro
         };
         req.headers_mut().append(name, value);
     }
+    if let Some((_, key)) = &peer {
+        let signed = cairn_host::raft::peer_auth::sign_request(
+            key,
+            probe.method.as_str(),
+            &probe.path,
+            "2",
+            &probe.body,
+            cairn_host::raft::peer_auth::now_ms(),
+        )
+        .map_err(|e| TestCaseError::fail(format!("signing: {e}")))?;
+        for (name, value) in signed.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                req.headers_mut().insert(name, value);
+            }
+        }
+    }
     // Probe the route behind authentication, as an admin would, unless the
     // probe brings its own (possibly junk) credentials.
-    if !req.headers().contains_key(http::header::AUTHORIZATION)
+    if peer.is_none()
+        && !req.headers().contains_key(http::header::AUTHORIZATION)
         && let Some(token) = crate::harness::token_for(addr)
     {
         http_client::set_bearer(&mut req, &token)

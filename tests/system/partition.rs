@@ -47,13 +47,15 @@ impl Lab {
             .expect("no such node")
     }
 
-    /// Starts node `id` (1-based) in namespace `id`; nodes after the first join through node 1.
+    /// Starts node `id` (1-based) in namespace `id`; nodes after the first join with a token
+    /// from node 1. Namespace addresses are not loopback, so the nodes serve plain HTTP only
+    /// with `--insecure` (the network exists only inside this machine for the test).
     async fn start_node(&mut self, id: u64) -> Result<()> {
         let i = (id - 1) as usize;
-        let extra = match self.nodes.first() {
-            Some(first) => vec!["--join".to_string(), format!("http://{}", first.addr())],
-            None => vec![],
-        };
+        let mut extra = vec!["--insecure".to_string()];
+        if let Some(first) = self.nodes.first() {
+            extra.extend(["--join-token".to_string(), first.join_token().await?]);
+        }
         // `ip netns exec` execs, so the child's pid is cairn's own.
         let wrapper = ["ip", "netns", "exec", &self.net.namespaces[i]]
             .map(String::from)

@@ -1,9 +1,10 @@
 //! Test harness for separate `cairn` processes: the real binary, each node its own OS
-//! process on a loopback port with its own data dir; crashes are SIGKILL, clean stops SIGTERM.
+//! process on a loopback client port and peer port with its own data dir; crashes
+//! are SIGKILL, clean stops SIGTERM. Nodes join with a join token from node 1.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,8 @@ use http::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Resp, WAIT, eventually, free_port, read_admin_token, register_token, send_to, token_for,
+    Resp, WAIT, eventually, free_port, read_admin_token, register_peer_token, register_token,
+    send_to, token_for, token_for_join_token,
 };
 use crate::http_node::{HttpNode, converge_http, wait_agreed_leader, wait_voter_ids};
 
@@ -100,12 +102,64 @@ pub fn cairn_bin() -> &'static Path {
     })
 }
 
+/// Runs the `cairn` CLI with `args` (a client command) to completion, with
+/// the admin token the harness sends to the `--url` node (as `CAIRN_TOKEN`).
+pub async fn cairn_cli(args: Vec<String>) -> Result<Output> {
+    let bin = cairn_bin();
+    let token = args
+        .iter()
+        .position(|a| a == "--url")
+        .and_then(|at| args.get(at + 1))
+        .and_then(|url| token_for(url));
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(bin);
+        cmd.args(&args)
+            .env("NO_COLOR", "1")
+            .env_remove("CAIRN_URL")
+            .env_remove("CAIRN_CACERT")
+            .env_remove("CAIRN_TOKEN");
+        if let Some(token) = token {
+            cmd.env("CAIRN_TOKEN", token);
+        }
+        cmd.stdin(Stdio::null()).output()
+    })
+    .await?
+    .context("running the cairn cli")
+}
+
+/// Runs `cmd` with its stderr appended to `log` until it exits; fails (and
+/// kills it) if it still runs after `timeout`.
+pub async fn run_to_exit(mut cmd: Command, log: &Path, timeout: Duration) -> Result<ExitStatus> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut child = cmd.stderr(file).spawn()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{cmd:?} still runs after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One `cairn serve` process (or its spec, while stopped).
 pub struct ProcNode {
     pub id: u64,
     /// Address it listens on and advertises (loopback, or a namespace's).
     pub host: String,
     pub port: u16,
+    /// Its peer listener's port (same host).
+    pub peer_port: u16,
+    /// The CA its TLS certificate is signed by, when it serves TLS (then
+    /// requests go to `https://`, verified against it).
+    pub tls_ca: Option<PathBuf>,
     /// Words run in front of the binary, e.g. `ip netns exec NS`.
     pub wrapper: Vec<String>,
     pub data_dir: PathBuf,
@@ -116,12 +170,31 @@ pub struct ProcNode {
 }
 
 impl ProcNode {
-    /// Spawns node `id` on a fresh loopback port under `dir/node<id>` and waits until it answers `/healthz`.
+    /// Spawns node `id` on fresh loopback ports under `dir/node<id>` and waits until it answers `/healthz`.
     pub async fn start(id: u64, dir: &Path, args: Vec<String>) -> Result<ProcNode> {
         Self::start_in(id, dir, "127.0.0.1", free_port(), Vec::new(), args).await
     }
 
-    /// Like [`ProcNode::start`], listening on `host:port` and run through `wrapper`.
+    /// Like [`ProcNode::start`], serving TLS: `args` carry `--tls-cert`/`--tls-key`
+    /// (and `--cacert`); requests are verified against `ca`.
+    pub async fn start_tls(id: u64, dir: &Path, args: Vec<String>, ca: &Path) -> Result<ProcNode> {
+        let mut node = Self::spec(
+            id,
+            dir,
+            "127.0.0.1",
+            free_port(),
+            free_port(),
+            Vec::new(),
+            args,
+        )?;
+        node.tls_ca = Some(ca.to_path_buf());
+        node.client = http_client::client_with_ca(Some(ca))?;
+        node.spawn().await?;
+        Ok(node)
+    }
+
+    /// Like [`ProcNode::start`], listening on `host:port` (peer port: the next
+    /// one when `host` is not loopback, a free one otherwise) and run through `wrapper`.
     pub async fn start_in(
         id: u64,
         dir: &Path,
@@ -130,29 +203,105 @@ impl ProcNode {
         wrapper: Vec<String>,
         args: Vec<String>,
     ) -> Result<ProcNode> {
+        let peer_port = if host == "127.0.0.1" {
+            free_port()
+        } else {
+            port + 1
+        };
+        let mut node = Self::spec(id, dir, host, port, peer_port, wrapper, args)?;
+        node.spawn().await?;
+        Ok(node)
+    }
+
+    /// The node's description, not started.
+    pub fn spec(
+        id: u64,
+        dir: &Path,
+        host: &str,
+        port: u16,
+        peer_port: u16,
+        wrapper: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<ProcNode> {
         let data_dir = dir.join(format!("node{id}"));
         std::fs::create_dir_all(&data_dir)?;
-        let mut node = ProcNode {
+        Ok(ProcNode {
             id,
             host: host.to_string(),
             port,
+            peer_port,
+            tls_ca: None,
             wrapper,
             data_dir,
             args,
             child: None,
             client: http_client::new_client(),
-        };
-        node.spawn().await?;
-        Ok(node)
+        })
     }
 
-    /// `host:port` of this node.
-    pub fn addr(&self) -> String {
+    /// `host:port` the client API listens on.
+    pub fn listen_addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
 
+    /// `host:port` the peer listener listens on.
+    pub fn peer_listen_addr(&self) -> String {
+        format!("{}:{}", self.host, self.peer_port)
+    }
+
+    /// Base URL of this node's client API (`https://` when it serves TLS).
+    pub fn addr(&self) -> String {
+        match self.tls_ca {
+            Some(_) => format!("https://{}", self.listen_addr()),
+            None => self.listen_addr(),
+        }
+    }
+
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr())
+        match self.tls_ca {
+            Some(_) => self.addr(),
+            None => format!("http://{}", self.addr()),
+        }
+    }
+
+    /// A new join token for this node's cluster (`POST /v1/cluster/join-token`).
+    pub async fn join_token(&self) -> Result<String> {
+        let r = self
+            .req(Method::POST, "/v1/cluster/join-token", Bytes::new())
+            .await?
+            .expect(200)?
+            .json();
+        r["token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no token in {r}"))
+    }
+
+    /// The command line of `cairn serve` for this node (its ports, data dir and args).
+    pub fn command(&self) -> Command {
+        let bin = cairn_bin();
+        let (program, wrapper_args) = match self.wrapper.split_first() {
+            Some((first, rest)) => (Path::new(first.as_str()), rest),
+            None => (bin, &[][..]),
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(wrapper_args);
+        if !self.wrapper.is_empty() {
+            cmd.arg(bin);
+        }
+        let (addr, peer) = (self.listen_addr(), self.peer_listen_addr());
+        cmd.arg("serve")
+            .args(["--id", &self.id.to_string()])
+            .args(["--listen", &addr, "--advertise", &addr])
+            .args(["--peer-listen", &peer, "--peer-advertise", &peer])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
     }
 
     pub fn is_running(&self) -> bool {
@@ -190,6 +339,15 @@ impl ProcNode {
     async fn spawn(&mut self) -> Result<()> {
         let join_token = self.join_url().and_then(token_for);
         self.spawn_process(join_token.as_deref()).await?;
+        // A node that joined with a join token writes no admin.token: it is
+        // sent the admin token of the cluster the join token names.
+        if let Some(at) = self.args.iter().position(|a| a == "--join-token") {
+            if let Some(token) = self.args.get(at + 1).and_then(|t| token_for_join_token(t)) {
+                register_token(&self.addr(), &token);
+                register_peer_token(&self.peer_listen_addr(), &token);
+            }
+            return Ok(());
+        }
         let token = match join_token {
             Some(t) => t,
             None => {
@@ -206,6 +364,7 @@ impl ProcNode {
             }
         };
         register_token(&self.addr(), &token);
+        register_peer_token(&self.peer_listen_addr(), &token);
         Ok(())
     }
 
@@ -217,32 +376,12 @@ impl ProcNode {
                 .create(true)
                 .append(true)
                 .open(self.log_path())?;
-            let addr = self.addr();
-            let (program, wrapper_args) = match self.wrapper.split_first() {
-                Some((first, rest)) => (Path::new(first.as_str()), rest),
-                None => (bin, &[][..]),
-            };
-            let mut cmd = Command::new(program);
-            cmd.args(wrapper_args)
-                .env_remove("CAIRN_TOKEN")
-                .env_remove("CAIRN_DATA_DIR");
+            let mut cmd = self.command();
+            cmd.env_remove("CAIRN_TOKEN").env_remove("CAIRN_DATA_DIR");
             if let Some(token) = join_token {
                 cmd.env("CAIRN_TOKEN", token);
             }
-            if !self.wrapper.is_empty() {
-                cmd.arg(bin);
-            }
             let child = cmd
-                .arg("serve")
-                .args(["--id", &self.id.to_string()])
-                .args(["--listen", &addr, "--advertise", &addr])
-                .arg("--data-dir")
-                .arg(&self.data_dir)
-                .args(&self.args)
-                .env("RUST_LOG", "info")
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("spawning {}", bin.display()))?;
@@ -277,6 +416,14 @@ impl ProcNode {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         unreachable!()
+    }
+
+    /// Runs `cairn serve` for this node expecting it to exit by itself (a node
+    /// that must refuse to start); returns its exit status and its log.
+    /// Fails if it is still running after `timeout`.
+    pub async fn run_until_exit(&self, timeout: Duration) -> Result<(ExitStatus, String)> {
+        let status = run_to_exit(self.command(), &self.log_path(), timeout).await?;
+        Ok((status, self.log()))
     }
 
     /// SIGKILL (a crash); reaps the process.
@@ -365,7 +512,8 @@ pub struct ProcCluster {
 }
 
 impl ProcCluster {
-    /// Starts `n` processes with `args`: node 1 initialises, the others join through node 1 one at a time.
+    /// Starts `n` processes with `args`: node 1 initialises, the others join one at a time
+    /// with a join token from node 1.
     pub async fn start(n: u64, args: &[&str]) -> Result<ProcCluster> {
         let dir = tempfile::tempdir()?;
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -383,10 +531,16 @@ impl ProcCluster {
         Ok(cluster)
     }
 
-    /// Starts node `id` with `--join <node 1>` and waits until every running node sees it as a voter.
+    /// Starts node `id` with a join token from node 1 and waits until every running node sees it as a voter.
     pub async fn add(&mut self, id: u64, mut args: Vec<String>) -> Result<()> {
-        args.extend(["--join".to_string(), self.nodes[0].url()]);
+        args.extend([
+            "--join-token".to_string(),
+            self.nodes[0].join_token().await?,
+        ]);
         let node = ProcNode::start(id, self.dir.path(), args).await?;
+        if let Some(admin) = token_for(&self.nodes[0].addr()) {
+            register_token(&node.addr(), &admin);
+        }
         self.nodes.push(node);
         let voters = self.nodes.len();
         self.wait_voters(voters).await

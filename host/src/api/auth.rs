@@ -70,11 +70,10 @@ pub fn permits(role: Role, plugins: Option<&[String]>, action: Action<'_>) -> bo
 
 /// The action a route and method need; `None` for the routes anyone may call
 /// (`/healthz`, `/readyz`, the status page `/`, which holds no data and sends
-/// the token it is given on its own requests) and for `/raft/…`, which is no
-/// client route.
+/// the token it is given on its own requests).
 pub(crate) fn required_action<'a>(route: &Route<'a>, method: &Method) -> Option<Action<'a>> {
     let action = match *route {
-        Route::Healthz | Route::Readyz | Route::Dashboard | Route::Raft(_) => return None,
+        Route::Healthz | Route::Readyz | Route::Dashboard => return None,
         Route::Metrics | Route::Cluster | Route::StateHash | Route::Plugins => Action::Inspect,
         Route::Plugin(name) if *method == Method::GET => Action::ViewPlugin(name),
         Route::Plugin(name) => Action::Deploy(name),
@@ -86,7 +85,8 @@ pub(crate) fn required_action<'a>(route: &Route<'a>, method: &Method) -> Option<
         | Route::Member(_)
         | Route::Tokens
         | Route::Token(_)
-        | Route::Backup => Action::Admin,
+        | Route::Backup
+        | Route::JoinToken => Action::Admin,
     };
     Some(action)
 }

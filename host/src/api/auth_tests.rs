@@ -8,8 +8,8 @@ use http::{Method, StatusCode};
 
 use super::*;
 use crate::api::server::{RequestHead, route};
+use crate::api::test_support::{StubService, TestNode, start_node, start_node_with};
 use crate::http_client;
-use crate::raft::test_support::{StubService, TestNode, start_node, start_node_with};
 
 /// TEST-ONLY tokens the stub knows.
 pub(crate) const STUB_ADMIN_TOKEN: &str = "stub-admin";
@@ -134,7 +134,9 @@ fn every_route_needs_the_right_action() {
     let cases: Vec<(Method, &str, Option<Action<'static>>)> = vec![
         (Method::GET, "/healthz", None),
         (Method::GET, "/readyz", None),
-        (Method::POST, "/raft/append", None),
+        (Method::GET, "/", None),
+        (Method::POST, "/v1/cluster/join-token", Some(Action::Admin)),
+        (Method::GET, "/v1/backup", Some(Action::Admin)),
         (Method::GET, "/metrics", Some(Action::Inspect)),
         (Method::GET, "/v1/cluster", Some(Action::Inspect)),
         (Method::GET, "/v1/state-hash", Some(Action::Inspect)),
@@ -284,13 +286,13 @@ async fn requests_without_a_valid_token_are_refused_before_the_body_is_read() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    // Open: health, readiness; and /raft is not a client route (its own 400, not 401).
+    // Open: health, readiness; and /raft is not served on the client port at all.
     let resp = call(&node, Method::GET, "/healthz", Bytes::new(), None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let resp = call(&node, Method::GET, "/readyz", Bytes::new(), None).await;
     assert_eq!(code(&resp), "not-ready");
     let resp = call(&node, Method::POST, "/raft/vote", "junk", None).await;
-    assert_eq!(code(&resp), "bad-raft-body");
+    assert_eq!(code(&resp), "not-found");
     node.stop().await;
 }
 

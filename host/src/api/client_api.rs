@@ -10,7 +10,8 @@
 //! | POST | `/v1/plugins/{name}/apply` | 200 plugin output, `cairn-log-index` |
 //! | POST | `/v1/plugins/{name}/query?consistency=linearizable\|stale&min_index=N` | 200 plugin output, `cairn-applied-index` |
 //! | GET | `/v1/cluster` | 200 cluster status |
-//! | POST | `/v1/cluster/members` `{"id","addr"}` | 200 cluster status |
+//! | POST | `/v1/cluster/members` `{"id","addr","peer_addr"}` | 200 cluster status |
+//! | POST | `/v1/cluster/join-token` `{"ttl_secs"}` (optional) | 200 `{"token","expires_at_unix_secs","peers"}` |
 //! | DELETE | `/v1/cluster/members/{id}` | 200 cluster status |
 //! | GET | `/v1/cluster/settings` | 200 the cluster settings |
 //! | PATCH | `/v1/cluster/settings` `{field: value, "limits": {…}}` | 200 the settings after the change |
@@ -27,7 +28,8 @@ use http_body_util::Full;
 use crate::api::error::{ApiError, json_response};
 use crate::api::server::{RequestHead, Route};
 use crate::api::service::{
-    AddMemberRequest, ClusterService, Consistency, Deadline, DeployOptions, PluginList,
+    AddMemberRequest, ClusterService, Consistency, Deadline, DeployOptions, JoinTokenRequest,
+    PluginList,
 };
 use crate::state::CommandResult;
 
@@ -42,7 +44,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Longest accepted idempotency key; keys live in replicated state forever-ish.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
-/// Handles every non-raft route (the router has already checked the method).
+/// Handles every route but `/healthz` (the router has already checked the method).
 pub(crate) async fn handle<S: ClusterService>(
     service: &S,
     route: Route<'_>,
@@ -153,13 +155,31 @@ pub(crate) async fn handle<S: ClusterService>(
             let req: AddMemberRequest = serde_json::from_slice(&body).map_err(|e| {
                 ApiError::bad_request(
                     "bad-json",
-                    format!("expected {{\"id\":N,\"addr\":\"host:port\"}}: {e}"),
+                    format!(
+                        "expected {{\"id\":N,\"addr\":\"host:port\",\"peer_addr\":\"host:port\"}}: {e}"
+                    ),
                 )
             })?;
             check_new_member(&req)?;
             Ok(json_response(
                 StatusCode::OK,
-                &service.add_member(req.id, req.addr, deadline).await?,
+                &service
+                    .add_member(req.id, req.addr, req.peer_addr, deadline)
+                    .await?,
+            ))
+        }
+        (Route::JoinToken, _) => {
+            // An empty body asks for the default lifetime.
+            let req: JoinTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                JoinTokenRequest::default()
+            } else {
+                serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::bad_request("bad-json", format!("expected {{\"ttl_secs\":N}}: {e}"))
+                })?
+            };
+            Ok(json_response(
+                StatusCode::OK,
+                &service.join_token(req.ttl_secs).await?,
             ))
         }
         (Route::Member(id), _) => {
@@ -219,10 +239,10 @@ pub(crate) async fn handle<S: ClusterService>(
         (Route::Tokens | Route::Token(_), _) => {
             crate::api::auth::handle(service, route, head, body, deadline).await
         }
-        // The page, healthz, raft and event streams are answered by the server before reaching here.
-        (Route::Dashboard | Route::Healthz | Route::Raft(_) | Route::PluginEvents(_), _) => Err(
-            ApiError::Internal("route dispatched to the client api".into()),
-        ),
+        // The page, healthz and event streams are answered by the server before reaching here.
+        (Route::Dashboard | Route::Healthz | Route::PluginEvents(_), _) => Err(ApiError::Internal(
+            "route dispatched to the client api".into(),
+        )),
     }
 }
 
@@ -310,13 +330,15 @@ fn check_new_member(req: &AddMemberRequest) -> Result<(), ApiError> {
             "member ids start at 1",
         ));
     }
-    let bad = |why: &str| {
-        ApiError::bad_request(
-            "bad-member-addr",
-            format!("member address {:?} {why}", req.addr),
-        )
-    };
-    let uri = crate::http_client::url(&req.addr, "/").map_err(|_| bad("is not host:port"))?;
+    check_member_addr("member address", &req.addr)?;
+    check_member_addr("peer address", &req.peer_addr)
+}
+
+/// `addr` must be `host:port` (optionally with an `http(s)://` scheme).
+fn check_member_addr(what: &str, addr: &str) -> Result<(), ApiError> {
+    let bad =
+        |why: &str| ApiError::bad_request("bad-member-addr", format!("{what} {addr:?} {why}"));
+    let uri = crate::http_client::url(addr, "/").map_err(|_| bad("is not host:port"))?;
     let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
     if authority.host().is_empty() || authority.as_str().contains('@') {
         return Err(bad("is not host:port"));
@@ -438,6 +460,7 @@ mod tests {
         let member = |id, addr: &str| AddMemberRequest {
             id,
             addr: addr.into(),
+            peer_addr: "127.0.0.1:7171".into(),
         };
         for addr in [
             "127.0.0.1:7071",

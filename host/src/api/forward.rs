@@ -18,9 +18,8 @@ use http_body_util::Full;
 
 use crate::api::error::{ApiError, ErrorEnvelope};
 use crate::api::server::RequestHead;
-use crate::api::service::Deadline;
+use crate::api::service::{Deadline, NodeId};
 use crate::http_client::{self, HttpClient};
-use crate::raft::types::NodeId;
 
 /// Set on a forwarded request to the forwarding node's id.
 pub const FORWARDED_BY_HEADER: &str = "cairn-forwarded-by";

@@ -1,4 +1,6 @@
-//! The HTTP API: hyper server, router, client API handlers, Raft RPC endpoints, error mapping, status page.
+//! The HTTP API of the client port: hyper server, router, client API
+//! handlers, error mapping, status page. It knows only the [`ClusterService`]
+//! trait it defines (which `node` implements), nothing of Raft.
 
 pub mod auth;
 mod client_api;
@@ -6,9 +8,10 @@ mod dashboard;
 pub mod error;
 pub mod events;
 mod forward;
-pub mod raft_rpc;
 pub mod server;
 pub mod service;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 pub use auth::AuthService;
 pub use client_api::{

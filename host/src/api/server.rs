@@ -2,19 +2,20 @@
 //! a small router, capped and timed body reads, per-request deadlines, and
 //! forwarding to the leader with safe resends.
 //!
-//! One port serves everything: `/raft/…` (binary frames to [`RaftRpcHandler`]),
-//! `/v1/…` (JSON to [`ClusterService`]), `/healthz`, `/readyz` and the status
-//! page at `/`. Every error
-//! is a JSON `{"error":{"code","message"}}` body. Client routes are
-//! authenticated before their body is read (`api/auth.rs`). Every answer is a whole body
-//! except the event streams (`GET /v1/plugins/{name}/events`, see `api::events`),
-//! so only [`Api::handle`] deals in the streaming [`ResponseBody`].
+//! This is the client port: `/v1/…` (JSON to [`ClusterService`]), `/metrics`,
+//! `/healthz`, `/readyz` and the status page at `/`; over TLS when the node has
+//! a certificate. The Raft RPCs are served on the peer port only (`/raft/…` is
+//! a `404` here). Every error is a JSON `{"error":{"code","message"}}` body.
+//! Client routes are authenticated before their body is read (`api/auth.rs`).
+//! Every answer is a whole body except the event streams
+//! (`GET /v1/plugins/{name}/events`, see `api::events`), so only [`Api::handle`]
+//! deals in the streaming [`ResponseBody`].
 //!
-//! Nothing a client does can hold the node: headers must arrive within
-//! `header_read_timeout_ms`, the body within `body_read_timeout_ms`, the answer
-//! is due within `request_timeout_ms` (`deploy_timeout_ms` for uploads), and at
-//! most `max_connections` connections are served at once. `/raft/…` keeps the
-//! Raft timeouts (a snapshot chunk may take up to `install_snapshot_timeout_ms`).
+//! Nothing a client does can hold the node: headers (and the TLS handshake)
+//! must arrive within `header_read_timeout_ms`, the body within
+//! `body_read_timeout_ms`, the answer is due within `request_timeout_ms`
+//! (`deploy_timeout_ms` for uploads), and at most `max_connections`
+//! connections are served at once.
 
 use std::convert::Infallible;
 use std::io;
@@ -23,15 +24,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Body;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::api::auth;
 use crate::api::client_api::{self, IDEMPOTENCY_KEY_HEADER};
@@ -39,12 +42,9 @@ use crate::api::dashboard;
 use crate::api::error::{ApiError, ErrorEnvelope, json_response};
 use crate::api::events::{self, EventStreamBody, StreamLimits};
 use crate::api::forward::{self, FORWARDED_BY_HEADER, Forwarded};
-use crate::api::raft_rpc::{RaftEndpoint, RaftRpcHandler};
-use crate::api::service::{ClusterService, Deadline};
+use crate::api::service::{ClusterService, Deadline, NodeId};
 use crate::config::Config;
 use crate::http_client::HttpClient;
-use crate::raft::network::{RAFT_CONTENT_TYPE, RAFT_FROM_HEADER};
-use crate::raft::types::NodeId;
 
 /// The limits the HTTP layer enforces, taken from [`Config`].
 #[derive(Clone, Debug)]
@@ -64,8 +64,6 @@ pub struct ApiLimits {
     pub join_timeout: Duration,
     /// A request body must have fully arrived within this time.
     pub body_read_timeout: Duration,
-    /// A `/raft/snapshot` chunk may take this long to arrive (the sender's budget).
-    pub install_snapshot_timeout: Duration,
     /// Connections served at once; more are refused with `503 overloaded`.
     pub max_connections: u64,
     /// `Retry-After` of a `503 overloaded`.
@@ -95,7 +93,6 @@ impl ApiLimits {
             backup_timeout: Duration::from_millis(config.backup_timeout_ms),
             join_timeout: Duration::from_millis(config.join_timeout_ms),
             body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
-            install_snapshot_timeout: config.install_snapshot_timeout(),
             max_connections: config.max_connections,
             overload_retry_after_secs: config.overload_retry_after_secs,
             shutdown_grace: config.shutdown_grace(),
@@ -151,9 +148,8 @@ impl Drop for ConnectionSlot {
 }
 
 /// Everything a request handler needs; shared by all connections.
-pub struct Api<S, R> {
+pub struct Api<S> {
     service: S,
-    raft: R,
     client: HttpClient,
     limits: ApiLimits,
     connections: Arc<ConnectionStats>,
@@ -162,6 +158,7 @@ pub struct Api<S, R> {
     /// Turns `true` at shutdown: event streams end instead of holding their
     /// connections open for the whole grace period.
     streams_closing: watch::Sender<bool>,
+    tls: Option<TlsAcceptor>,
 }
 
 /// The body of every answer: whole, or an event stream.
@@ -174,7 +171,6 @@ pub(crate) enum Route<'a> {
     Dashboard,
     Healthz,
     Readyz,
-    Raft(RaftEndpoint),
     Plugins,
     Plugin(&'a str),
     PluginApply(&'a str),
@@ -182,6 +178,7 @@ pub(crate) enum Route<'a> {
     PluginEvents(&'a str),
     Cluster,
     Members,
+    JoinToken,
     Member(&'a str),
     Settings,
     StateHash,
@@ -208,7 +205,7 @@ impl Route<'_> {
             Route::Member(_) | Route::Token(_) => "DELETE",
             Route::Tokens => "GET, POST",
             Route::Settings => "GET, PATCH",
-            Route::Raft(_) | Route::PluginApply(_) | Route::PluginQuery(_) | Route::Members => {
+            Route::PluginApply(_) | Route::PluginQuery(_) | Route::Members | Route::JoinToken => {
                 "POST"
             }
         }
@@ -223,7 +220,6 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
         ["healthz"] => Route::Healthz,
         ["readyz"] => Route::Readyz,
         ["metrics"] => Route::Metrics,
-        ["raft", endpoint] => Route::Raft(RaftEndpoint::from_segment(endpoint)?),
         ["v1", "plugins"] => Route::Plugins,
         ["v1", "plugins", name] => Route::Plugin(name),
         ["v1", "plugins", name, "apply"] => Route::PluginApply(name),
@@ -232,6 +228,7 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "cluster"] => Route::Cluster,
         ["v1", "cluster", "members"] => Route::Members,
         ["v1", "cluster", "members", id] => Route::Member(id),
+        ["v1", "cluster", "join-token"] => Route::JoinToken,
         ["v1", "cluster", "settings"] => Route::Settings,
         ["v1", "state-hash"] => Route::StateHash,
         ["v1", "tokens"] => Route::Tokens,
@@ -249,21 +246,27 @@ pub(crate) struct RequestHead {
     pub headers: HeaderMap,
 }
 
-impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
+impl<S: ClusterService> Api<S> {
     /// Builds the handler state.
-    pub fn new(service: S, raft: R, client: HttpClient, limits: ApiLimits) -> Self {
+    pub fn new(service: S, client: HttpClient, limits: ApiLimits) -> Self {
         let streams = usize::try_from(limits.max_event_streams)
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
         Self {
             service,
-            raft,
             client,
             limits,
             connections: Arc::default(),
             event_streams: Arc::new(Semaphore::new(streams)),
             streams_closing: watch::channel(false).0,
+            tls: None,
         }
+    }
+
+    /// Serves TLS with `acceptor` (the handshake is bounded by `header_read_timeout`).
+    pub fn with_tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
     }
 
     /// Counts connections into `stats` (shared with whoever renders metrics).
@@ -280,11 +283,6 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
     /// The service behind `/v1/…`.
     pub fn service(&self) -> &S {
         &self.service
-    }
-
-    /// The handler behind `/raft/…`.
-    pub fn raft(&self) -> &R {
-        &self.raft
     }
 
     /// Answers one request. Never fails: every error becomes a JSON error response.
@@ -372,19 +370,13 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
                 allowed: route.allowed(),
             });
         }
-        if let Route::Raft(endpoint) = route {
-            return self.raft_rpc(endpoint, head, body).await;
-        }
         // Who is asking and may they: decided before the body is read (api/auth.rs).
         auth::check(&self.service, &route, head)?;
         let limit = match route {
             Route::Plugin(_) if head.method == Method::PUT => self.service.max_upload_bytes(),
             _ => self.limits.max_body_bytes,
         };
-        let read_timeout = match route {
-            Route::Raft(RaftEndpoint::Snapshot) => self.limits.install_snapshot_timeout,
-            _ => self.limits.body_read_timeout,
-        };
+        let read_timeout = self.limits.body_read_timeout;
         let read = read_body(body, &head.headers, limit, self.limits.max_drain_bytes);
         let body = tokio::time::timeout(read_timeout, read)
             .await
@@ -400,16 +392,6 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
                     StatusCode::OK,
                     &serde_json::json!({"status": "ok"}),
                 ))
-            }
-            // Raft RPCs carry their own deadlines (the sender's rpc and snapshot timeouts).
-            Route::Raft(endpoint) => {
-                let reply = self.raft.handle(endpoint, body).await?;
-                let mut resp = Response::new(Full::new(Bytes::from(reply)));
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(RAFT_CONTENT_TYPE),
-                );
-                Ok(resp)
             }
             _ => {
                 let budget = match route {
@@ -527,44 +509,6 @@ fn deadline_passed(route: &Route<'_>, method: &Method, budget: Duration) -> ApiE
     })
 }
 
-impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
-    /// `/raft/…`: the body cap is the endpoint's derived one (not this node's
-    /// client cap), and every refusal goes to the handler to be logged and counted.
-    async fn raft_rpc<B>(
-        &self,
-        endpoint: RaftEndpoint,
-        head: &RequestHead,
-        body: B,
-    ) -> Result<Response<Full<Bytes>>, ApiError>
-    where
-        B: Body<Data = Bytes>,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let limit = endpoint.max_body_bytes();
-        let reply = match read_body(body, &head.headers, limit, self.limits.max_drain_bytes).await {
-            Ok(body) => self
-                .raft
-                .handle(endpoint, body)
-                .await
-                .map_err(ApiError::from),
-            Err(e) => Err(e),
-        };
-        let reply = reply.inspect_err(|e| {
-            let from = head
-                .headers
-                .get(RAFT_FROM_HEADER)
-                .and_then(|v| v.to_str().ok());
-            self.raft.refused(endpoint, from, e);
-        })?;
-        let mut resp = Response::new(Full::new(Bytes::from(reply)));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(RAFT_CONTENT_TYPE),
-        );
-        Ok(resp)
-    }
-}
-
 fn method_allowed(route: &Route<'_>, method: &Method) -> bool {
     route.allowed().split(", ").any(|m| m == method.as_str())
 }
@@ -649,17 +593,16 @@ fn refuse(stream: tokio::net::TcpStream, refusal: &[u8], stats: &ConnectionStats
 
 /// Serves `api` on `listener` until `shutdown` turns `true`, then stops accepting,
 /// lets in-flight requests finish (bounded by `shutdown_grace`) and returns.
-pub async fn serve<S, R>(
+pub async fn serve<S>(
     listener: TcpListener,
-    api: Arc<Api<S, R>>,
+    api: Arc<Api<S>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()>
 where
     S: ClusterService,
-    R: RaftRpcHandler,
 {
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, "http server listening");
+    tracing::info!(addr = %local, tls = api.tls.is_some(), "http server listening");
     let mut connections = JoinSet::new();
     let cap = usize::try_from(api.limits.max_connections)
         .unwrap_or(usize::MAX)
@@ -675,6 +618,8 @@ where
                         let slot = ConnectionSlot::new(permit, api.connections.clone());
                         connections.spawn(serve_connection(stream, peer, api.clone(), shutdown.clone(), slot));
                     }
+                    // A TLS client cannot read a plain answer: just close.
+                    Err(_) if api.tls.is_some() => refuse(stream, b"", &api.connections),
                     Err(_) => refuse(stream, &refusal, &api.connections),
                 },
                 Err(e) => {
@@ -705,15 +650,34 @@ where
     Ok(())
 }
 
-async fn serve_connection<S, R>(
+async fn serve_connection<S>(
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
-    api: Arc<Api<S, R>>,
-    mut shutdown: watch::Receiver<bool>,
+    api: Arc<Api<S>>,
+    shutdown: watch::Receiver<bool>,
     _slot: ConnectionSlot,
 ) where
     S: ClusterService,
-    R: RaftRpcHandler,
+{
+    match api.tls.clone() {
+        None => serve_http(stream, peer, api, shutdown).await,
+        Some(acceptor) => {
+            match crate::tls::accept(&acceptor, stream, api.limits.header_read_timeout).await {
+                Ok(tls) => serve_http(tls, peer, api, shutdown).await,
+                Err(e) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
+            }
+        }
+    }
+}
+
+async fn serve_http<I, S>(
+    stream: I,
+    peer: std::net::SocketAddr,
+    api: Arc<Api<S>>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: ClusterService,
 {
     let header_read_timeout = api.limits.header_read_timeout;
     let service = service_fn(move |req| {

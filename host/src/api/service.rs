@@ -1,7 +1,7 @@
 //! `ClusterService`: what the client API needs from a node, and the JSON shapes it answers with.
 //!
 //! The HTTP layer depends on this trait, not on Raft (rqlite's split): `node`
-//! implements it over openraft and the state machine, and tests can implement it
+//! implements it over Raft and the state machine, and tests can implement it
 //! with a stub. Methods return [`ApiError`]; returning
 //! [`ApiError::ForwardToLeader`] makes the HTTP layer proxy the original request.
 
@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::auth::AuthService;
 use crate::api::error::ApiError;
-use crate::raft::types::NodeId;
 use crate::state::{ClusterSettings, CommandResult, Event, EventId, PluginInfo};
+
+/// A node's id, as the API names members.
+pub type NodeId = u64;
 
 /// When a request must be answered by. The HTTP layer gives up at this
 /// instant; the service bounds its own waits (for a leader, for an index)
@@ -129,8 +131,10 @@ pub enum MemberRole {
 pub struct Member {
     /// Node id.
     pub id: NodeId,
-    /// Advertised `host:port`.
+    /// Its client API address (`host:port`, or `https://host:port`).
     pub addr: String,
+    /// Its peer listener address, where the others send Raft RPCs.
+    pub peer_addr: String,
     /// Voter or learner.
     pub role: MemberRole,
     /// Last log index the leader knows this member holds. Only the leader
@@ -173,8 +177,32 @@ pub struct ClusterStatus {
 pub struct AddMemberRequest {
     /// New node's id.
     pub id: NodeId,
-    /// New node's advertised `host:port`.
+    /// New node's advertised client address.
     pub addr: String,
+    /// New node's advertised peer address. The node must already hold the
+    /// cluster secret (a node started with `--join-token` joins by itself).
+    /// Missing: refused as `bad-member-addr`.
+    #[serde(default)]
+    pub peer_addr: String,
+}
+
+/// Body of `POST /v1/cluster/join-token` (may be empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    /// Lifetime of the token; the node's default when absent.
+    pub ttl_secs: Option<u64>,
+}
+
+/// `200` body of `POST /v1/cluster/join-token`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokenResponse {
+    /// The token for `cairn serve --join-token`; shown once, stored nowhere.
+    pub token: String,
+    /// When it stops being accepted.
+    pub expires_at_unix_secs: u64,
+    /// The members' peer addresses it names (leader first).
+    pub peers: Vec<String>,
 }
 
 /// `200` body of `GET /v1/state-hash`.
@@ -288,8 +316,15 @@ pub trait ClusterService: AuthService + Clone + Send + Sync + 'static {
         &self,
         id: NodeId,
         addr: String,
+        peer_addr: String,
         deadline: Deadline,
     ) -> impl Future<Output = Result<ClusterStatus, ApiError>> + Send;
+
+    /// Makes a join token valid for `ttl_secs` (the node's default when `None`).
+    fn join_token(
+        &self,
+        ttl_secs: Option<u64>,
+    ) -> impl Future<Output = Result<JoinTokenResponse, ApiError>> + Send;
 
     /// Removes a member from the configuration.
     fn remove_member(

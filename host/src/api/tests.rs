@@ -1,4 +1,4 @@
-//! HTTP-level tests of the server: limits, routing, JSON errors, raft body validation, forwarding.
+//! HTTP-level tests of the client port: limits, routing, JSON errors, forwarding.
 
 use std::time::Duration;
 
@@ -9,9 +9,9 @@ use http_body_util::Full;
 use crate::api::auth::tests::STUB_ADMIN_TOKEN;
 use crate::api::error::ErrorEnvelope;
 use crate::api::service::Consistency;
+use crate::api::test_support::{StubService, TestNode, start_node, start_node_with};
 use crate::config::Config;
 use crate::http_client;
-use crate::raft::test_support::{StubService, TestNode, start_node, start_node_with};
 
 const KIB: u64 = 1024;
 
@@ -100,38 +100,17 @@ async fn oversize_bodies_get_413_with_a_json_error() {
     let resp = node.api.handle(req).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    // A raft frame is not held to this node's client cap (its cap is derived
-    // from what any cluster can commit): 80 KiB reaches the decoder.
-    let from = [(crate::raft::network::RAFT_FROM_HEADER, "7")];
+    // The Raft RPCs are not served here at all (the peer port has its own caps).
     let resp = call(
         &node,
         Method::POST,
         "/raft/append",
         vec![0u8; 80 * KIB as usize],
-        &from,
+        &[],
     )
     .await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&resp), "bad-raft-body");
-    // Above the derived cap it is refused from the announced length alone.
-    let req = Request::post("/raft/append")
-        .header(
-            http::header::CONTENT_LENGTH,
-            crate::config::PEER_RPC_MAX_BODY_BYTES + 1,
-        )
-        .header(from[0].0, from[0].1)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = node.api.handle(req).await;
-    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    // Both refusals are counted by endpoint and reason.
-    assert_eq!(
-        node.api.raft().stats().refused(),
-        [
-            (("append".into(), "bad-raft-body".into()), 1),
-            (("append".into(), "body-too-large".into()), 1)
-        ]
-    );
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&resp), "not-found");
     node.stop().await;
 }
 
@@ -153,8 +132,16 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(resp.headers()["allow"], "GET");
     assert_eq!(error_code(&resp), "method-not-allowed");
-    let resp = call(&node, Method::GET, "/raft/vote", Bytes::new(), &[]).await;
-    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // The client port knows no Raft route, whatever the method.
+    for (method, path) in [
+        (Method::GET, "/raft/vote"),
+        (Method::POST, "/raft/append"),
+        (Method::POST, "/raft/snapshot"),
+        (Method::POST, "/raft/join-secret"),
+    ] {
+        let resp = call(&node, method, path, Bytes::new(), &[]).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+    }
 
     let resp = call(&node, Method::GET, "/healthz", Bytes::new(), &[]).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -179,68 +166,6 @@ async fn the_status_page_is_served_at_the_root_and_only_talks_to_this_node() {
     let resp = call(&node, Method::POST, "/", Bytes::new(), &[]).await;
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(&resp), "method-not-allowed");
-    node.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_raft_bodies_are_400_and_the_node_keeps_working() {
-    let node = start_node(1, |_| {}).await;
-    let members: std::collections::BTreeMap<u64, openraft::BasicNode> = [(
-        1,
-        openraft::BasicNode {
-            addr: node.addr.clone(),
-        },
-    )]
-    .into();
-    node.raft.initialize(members).await.unwrap();
-    node.raft
-        .wait(Some(Duration::from_secs(10)))
-        .current_leader(1, "leader")
-        .await
-        .unwrap();
-
-    let garbage: Vec<Vec<u8>> = vec![
-        vec![],
-        b"hello".to_vec(),
-        b"CRN\x01\xff\xff\xff\xff".to_vec(),
-        b"CRN\x07\x00\x00\x00\x00".to_vec(),
-        [b"CRN\x01\x10\x00\x00\x00".as_slice(), &[0xff; 16]].concat(),
-    ];
-    for path in [
-        "/raft/append",
-        "/raft/vote",
-        "/raft/pre-vote",
-        "/raft/snapshot",
-    ] {
-        for body in &garbage {
-            let resp = call(&node, Method::POST, path, body.clone(), &[]).await;
-            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path} {body:?}");
-            assert_eq!(error_code(&resp), "bad-raft-body");
-        }
-    }
-    // A well-formed chunk (from a peer: a frame naming this node itself is refused
-    // outright) that does not continue any upload is a conflict, not a crash.
-    let header = crate::raft::network::SnapshotChunkHeader {
-        vote: openraft::Vote::new_committed(1, 2),
-        transfer_id: 9,
-        offset: 64,
-        done: false,
-        meta: None,
-    };
-    let frame = crate::raft::codec::encode_with_tail(&header, b"data").unwrap();
-    let resp = call(&node, Method::POST, "/raft/snapshot", frame, &[]).await;
-    assert_eq!(resp.status(), StatusCode::CONFLICT);
-    assert_eq!(error_code(&resp), "snapshot-out-of-order");
-
-    // Raft is unharmed: it still commits.
-    node.raft
-        .client_write(crate::state::Command::Remove {
-            name: "after".into(),
-        })
-        .await
-        .expect("still commits");
-    let resp = call(&node, Method::GET, "/healthz", Bytes::new(), &[]).await;
-    assert_eq!(resp.status(), StatusCode::OK);
     node.stop().await;
 }
 

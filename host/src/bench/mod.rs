@@ -147,12 +147,14 @@ struct Report<'a> {
     results: &'a [Summary],
 }
 
-/// Runs `cairn bench` against `urls` and prints one line per workload (or JSON).
+/// Runs `cairn bench` against `urls` with `http` (which trusts the cluster's
+/// CA when it serves TLS) and prints one line per workload (or JSON).
 pub async fn run(
     args: &BenchArgs,
     urls: &[String],
     json: bool,
     token: Option<&str>,
+    http: &HttpClient,
 ) -> Result<(), BenchError> {
     let urls: Vec<String> = urls
         .iter()
@@ -164,12 +166,11 @@ pub async fn run(
     if urls.is_empty() {
         return Err(BenchError::NoUrls);
     }
-    let http = http_client::new_client();
     let auth = Auth::new(token)?;
-    ensure_plugin(&http, &urls, &auth).await?;
+    ensure_plugin(http, &urls, &auth).await?;
     let mut results = Vec::new();
     for workload in args.workload.expand() {
-        let summary = run_workload(&http, &urls, workload, args, &auth).await?;
+        let summary = run_workload(http, &urls, workload, args, &auth).await?;
         if !json {
             println!("{}", summary.line());
         }

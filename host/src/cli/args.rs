@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::state::{ClusterSettings, ENTRY_OVERHEAD_BYTES, Role};
 
 /// Cairn: a Raft-replicated log running WebAssembly plugins as state machines.
@@ -28,8 +28,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// Bearer token for client commands (default: the admin.token file in
-    /// --data-dir, if readable); for `serve --join`, the admin token the join
-    /// request is sent with.
+    /// --data-dir, if readable).
     #[arg(long, global = true, env = "CAIRN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// The node's data dir: where `serve` keeps its log and state; where
@@ -41,15 +40,21 @@ pub struct Cli {
         default_value = "./cairn-data"
     )]
     pub data_dir: PathBuf,
+    /// PEM CA certificate(s) to trust for https:// nodes (client commands),
+    /// and, for `serve`, for the node's own connections to https:// members.
+    #[arg(long, global = true, env = "CAIRN_CACERT")]
+    pub cacert: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Commands,
 }
 
 /// Subcommands.
+// Parsed once per process: the size of the `serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Commands {
-    /// Run a node (alone, or joining a cluster with --join).
+    /// Run a node (alone, or joining a cluster with --join-token).
     Serve(ServeArgs),
     /// Deploy (or upgrade) plugin NAME from a .wasm component file; without
     /// FILE, NAME must be one of the built-in examples (counter, kv, bank).
@@ -134,6 +139,13 @@ pub enum Commands {
         /// Where to write the backup.
         file: PathBuf,
     },
+    /// Print a join token: `cairn serve --join-token TOKEN` on a new node
+    /// joins this cluster with it, until it expires.
+    JoinToken {
+        /// Lifetime of the token (default: the node's, 3600).
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+    },
     /// Load-test a running cluster with the `kv` plugin (deployed if absent).
     Bench(crate::bench::BenchArgs),
 }
@@ -165,12 +177,16 @@ pub enum PluginsCommand {
 /// `cairn members …`
 #[derive(Debug, Subcommand)]
 pub enum MembersCommand {
-    /// Add node ID at ADDR (learner, caught up, then voter).
+    /// Add node ID with client address ADDR and peer address PEER_ADDR
+    /// (learner, caught up, then voter). The node must already hold the
+    /// cluster secret; a node started with --join-token adds itself.
     Add {
         /// Node id.
         id: u64,
-        /// Its advertised host:port.
+        /// Its advertised client address (host:port or https://host:port).
         addr: String,
+        /// Its advertised peer address.
+        peer_addr: String,
     },
     /// Remove node ID.
     Remove {
@@ -222,19 +238,39 @@ pub struct ServeArgs {
     /// This node's id.
     #[arg(long, default_value_t = 1)]
     pub id: u64,
-    /// Address to bind.
+    /// Address the client API binds.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
-    /// host:port peers and clients use to reach this node (default: --listen).
+    /// host:port other nodes forward clients to (default: --listen; https:// is
+    /// added when the node serves TLS).
     #[arg(long)]
     pub advertise: Option<String>,
-    /// URL of a cluster member to ask to add this node (needs an admin
-    /// token: --token or CAIRN_TOKEN).
+    /// Address the peer listener (Raft RPCs, joins) binds (default: the
+    /// --listen address with the next port, e.g. 127.0.0.1:7071).
     #[arg(long)]
+    pub peer_listen: Option<SocketAddr>,
+    /// host:port other nodes send Raft RPCs to (default: the --advertise host
+    /// with the --peer-listen port).
+    #[arg(long)]
+    pub peer_advertise: Option<String>,
+    /// A member's peer address to ask first when joining (the join token names the members too).
+    #[arg(long, requires = "join_token")]
     pub join: Option<String>,
+    /// Join the cluster this token (from `cairn join-token`) belongs to.
+    #[arg(long, env = "CAIRN_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// PEM certificate chain: serve the client and peer ports over TLS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (warned about at every start).
+    #[arg(long)]
+    pub insecure: bool,
     /// Start a NEW single-node cluster from this backup (`cairn backup`);
-    /// the data dir must be empty. Others join it with --join.
-    #[arg(long, conflicts_with = "join")]
+    /// the data dir (global --data-dir) must be empty. Others join it with --join-token.
+    #[arg(long, conflicts_with_all = ["join", "join_token"])]
     pub restore: Option<PathBuf>,
     /// Leader heartbeat interval.
     #[arg(long, default_value_t = Config::default().heartbeat_interval_ms)]
@@ -297,21 +333,49 @@ pub struct ServeArgs {
     pub apply_reserved_instances: u32,
 }
 
+/// The host part of an advertised address (`host:port`, maybe with a scheme).
+fn host_of(addr: &str) -> &str {
+    let rest = addr.split_once("://").map_or(addr, |(_, rest)| rest);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    rest.rsplit_once(':').map_or(rest, |(host, _)| host)
+}
+
 impl ServeArgs {
     /// The node configuration these flags describe, with the global
-    /// `--data-dir` and `--token` (defaults for everything else).
-    pub fn to_config(&self, data_dir: &Path, token: Option<&str>) -> anyhow::Result<Config> {
+    /// `--data-dir` (defaults for everything else); `cacert` is the CA the
+    /// node trusts for `https://` members.
+    pub fn to_config(&self, data_dir: &Path, cacert: Option<PathBuf>) -> anyhow::Result<Config> {
+        let tls = self.tls_cert.is_some();
+        let advertise = self
+            .advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string());
+        let peer_listen = match self.peer_listen {
+            Some(addr) => addr,
+            None => crate::config::default_peer_listen(self.listen)
+                .context("--listen has no next port for the peer listener; give --peer-listen")?,
+        };
+        let peer_advertise = self
+            .peer_advertise
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", host_of(&advertise), peer_listen.port()));
         let config = Config {
             node_id: self.id,
             listen_addr: self.listen,
-            advertise_addr: self
-                .advertise
-                .clone()
-                .unwrap_or_else(|| self.listen.to_string()),
+            advertise_addr: crate::config::advertised(&advertise, tls),
+            peer_listen_addr: peer_listen,
+            peer_advertise_addr: crate::config::advertised(&peer_advertise, tls),
             data_dir: data_dir.to_path_buf(),
-            join_url: self.join.clone(),
-            join_token: token.map(Secret::new),
             restore_from: self.restore.clone(),
+            join_url: self
+                .join
+                .as_deref()
+                .map(|u| crate::config::advertised(u, tls)),
+            join_token: self.join_token.clone().map(crate::config::Secret::new),
+            tls_cert_path: self.tls_cert.clone(),
+            tls_key_path: self.tls_key.clone(),
+            ca_cert_path: cacert,
+            insecure: self.insecure,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             election_timeout_min_ms: self.election_timeout_min_ms,
             election_timeout_max_ms: self.election_timeout_max_ms,

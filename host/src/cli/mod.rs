@@ -14,7 +14,9 @@ use tokio::sync::watch;
 
 use crate::api::auth::{CreatedToken, RevokedToken, TokenList};
 use crate::api::error::ErrorEnvelope;
-use crate::api::service::{ClusterStatus, DeployResponse, PluginList, RemoveResponse, StateHash};
+use crate::api::service::{
+    ClusterStatus, DeployResponse, JoinTokenResponse, PluginList, RemoveResponse, StateHash,
+};
 use crate::api::{
     APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER, STATE_HASH_HEADER,
 };
@@ -72,13 +74,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Serve(args) => serve(args, &cli).await,
         Commands::Bench(args) => {
             let token = client_token(&cli);
-            Ok(crate::bench::run(args, &cli.url, cli.json, token.as_deref()).await?)
+            let http = http_client::client_with_ca(cli.cacert.as_deref())?;
+            Ok(crate::bench::run(args, &cli.url, cli.json, token.as_deref(), &http).await?)
         }
         _ => {
             let [url] = cli.url.as_slice() else {
                 bail!("this command talks to one node; give a single --url");
             };
-            Client::new(url, cli.json, client_token(&cli), &cli.data_dir)
+            let http = http_client::client_with_ca(cli.cacert.as_deref())?;
+            Client::new(url, cli.json, client_token(&cli), &cli.data_dir, http)
                 .run(&cli.command)
                 .await
         }
@@ -86,9 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &ServeArgs, cli: &Cli) -> anyhow::Result<()> {
-    // Only an explicit token: a data dir's admin.token belongs to the cluster
-    // that node initialised, not to the one it may be asked to join.
-    let config = args.to_config(&cli.data_dir, cli.token.as_deref())?;
+    let config = args.to_config(&cli.data_dir, cli.cacert.clone())?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -230,11 +232,17 @@ struct Reply {
 }
 
 impl Client {
-    fn new(base: &str, json: bool, token: Option<String>, data_dir: &std::path::Path) -> Self {
+    fn new(
+        base: &str,
+        json: bool,
+        token: Option<String>,
+        data_dir: &std::path::Path,
+        http: HttpClient,
+    ) -> Self {
         Self {
             base: base.to_string(),
             json,
-            http: http_client::new_client(),
+            http,
             token,
             token_file: data_dir.join(crate::node::ADMIN_TOKEN_FILE),
         }
@@ -374,9 +382,14 @@ impl Client {
             }
             Commands::Members { action } => {
                 let reply = match action {
-                    MembersCommand::Add { id, addr } => {
-                        let body =
-                            serde_json::to_vec(&serde_json::json!({"id": id, "addr": addr}))?;
+                    MembersCommand::Add {
+                        id,
+                        addr,
+                        peer_addr,
+                    } => {
+                        let body = serde_json::to_vec(
+                            &serde_json::json!({"id": id, "addr": addr, "peer_addr": peer_addr}),
+                        )?;
                         self.call(Method::POST, "/v1/cluster/members", Bytes::from(body), &[])
                             .await?
                     }
@@ -432,6 +445,22 @@ impl Client {
                 .await
             }
             Commands::Backup { file } => self.backup(file).await,
+            Commands::JoinToken { ttl_secs } => {
+                let body = match ttl_secs {
+                    Some(ttl) => serde_json::to_vec(&serde_json::json!({ "ttl_secs": ttl }))?,
+                    None => Vec::new(),
+                };
+                let reply = self
+                    .call(
+                        Method::POST,
+                        "/v1/cluster/join-token",
+                        Bytes::from(body),
+                        &[],
+                    )
+                    .await?;
+                let token: JoinTokenResponse = parse(&reply.body)?;
+                self.print(&reply.body, || token.token.clone())
+            }
             Commands::StateHash => {
                 let (hash, raw): (StateHash, _) = self.get("/v1/state-hash").await?;
                 self.print(&raw, || {
@@ -672,7 +701,10 @@ fn format_status(s: &ClusterStatus) -> String {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        out.push_str(&format!("\n  {:<4} {:<8} {}", m.id, role, m.addr));
+        out.push_str(&format!(
+            "\n  {:<4} {:<8} {} (peer {})",
+            m.id, role, m.addr, m.peer_addr
+        ));
     }
     out
 }

@@ -30,20 +30,28 @@ fn parses_issue_examples() {
         "--id",
         "2",
         "--listen",
-        "127.0.0.1:7071",
+        "127.0.0.1:7072",
         "--join",
-        "http://127.0.0.1:7070",
+        "127.0.0.1:7071",
+        "--join-token",
+        "cairn-join-1.5.0011223344556677.00.127.0.0.1:7071",
     ])
     .unwrap();
     let Commands::Serve(args) = &cli.command else {
         panic!("not serve")
     };
-    let cfg = args.to_config(&cli.data_dir, cli.token.as_deref()).unwrap();
+    let cfg = args.to_config(&cli.data_dir, None).unwrap();
     assert_eq!(
         (cfg.node_id, cfg.advertise_addr.as_str()),
-        (2, "127.0.0.1:7071")
+        (2, "127.0.0.1:7072")
     );
-    assert_eq!(cfg.join_url.as_deref(), Some("http://127.0.0.1:7070"));
+    // The peer port defaults to the next one, advertised on the same host.
+    assert_eq!(cfg.peer_listen_addr, "127.0.0.1:7073".parse().unwrap());
+    assert_eq!(cfg.peer_advertise_addr, "127.0.0.1:7073");
+    assert_eq!(cfg.join_url.as_deref(), Some("127.0.0.1:7071"));
+    assert!(cfg.join_token.is_some());
+    // --join alone is refused: joining needs a token.
+    assert!(Cli::try_parse_from(["cairn", "serve", "--join", "127.0.0.1:7071"]).is_err());
 
     let cli = Cli::try_parse_from([
         "cairn",
@@ -65,7 +73,23 @@ fn parses_issue_examples() {
             ..
         }
     ));
-    assert!(Cli::try_parse_from(["cairn", "members", "add", "4", "127.0.0.1:7073"]).is_ok());
+    assert!(
+        Cli::try_parse_from([
+            "cairn",
+            "members",
+            "add",
+            "4",
+            "127.0.0.1:7073",
+            "127.0.0.1:7074"
+        ])
+        .is_ok()
+    );
+    assert!(Cli::try_parse_from(["cairn", "members", "add", "4", "127.0.0.1:7073"]).is_err());
+    let cli = Cli::try_parse_from(["cairn", "join-token", "--ttl-secs", "60"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Commands::JoinToken { ttl_secs: Some(60) }
+    ));
     assert!(Cli::try_parse_from(["cairn", "members", "remove", "x"]).is_err());
 }
 
@@ -89,7 +113,7 @@ fn serve_flags_set_deadlines_and_caps() {
     let Commands::Serve(args) = cli.command else {
         panic!("not serve")
     };
-    let cfg = args.to_config(&cli.data_dir, cli.token.as_deref()).unwrap();
+    let cfg = args.to_config(&cli.data_dir, None).unwrap();
     assert_eq!(
         (
             cfg.request_timeout_ms,
@@ -105,7 +129,7 @@ fn serve_flags_set_deadlines_and_caps() {
     let Commands::Serve(args) = cli.command else {
         panic!("not serve")
     };
-    assert!(args.to_config(&cli.data_dir, cli.token.as_deref()).is_err());
+    assert!(args.to_config(&cli.data_dir, None).is_err());
 }
 
 #[test]
@@ -164,7 +188,7 @@ fn disk_alarm_flags_reach_the_config() {
         let Commands::Serve(args) = &cli.command else {
             panic!("not serve")
         };
-        args.to_config(&cli.data_dir, cli.token.as_deref())
+        args.to_config(&cli.data_dir, None)
     };
     let cfg = serve(&[]).unwrap();
     assert_eq!(
@@ -229,106 +253,63 @@ fn the_token_comes_from_the_flag_else_the_data_dir() {
         client_token(&parse(&["--token", "cairn_t9_def"])).as_deref(),
         Some("cairn_t9_def")
     );
-    // `serve` takes the join token only from the flag, and the data dir from the global flag.
-    let cli = Cli::try_parse_from([
-        "cairn",
-        "serve",
-        "--data-dir",
-        data_dir,
-        "--join",
-        "http://127.0.0.1:1",
-        "--token",
-        "x",
-    ])
-    .unwrap();
+    // `serve` takes the data dir from the global flag.
+    let cli = Cli::try_parse_from(["cairn", "serve", "--data-dir", data_dir]).unwrap();
     let Commands::Serve(args) = &cli.command else {
         panic!("not serve")
     };
-    let cfg = args.to_config(&cli.data_dir, cli.token.as_deref()).unwrap();
+    let cfg = args.to_config(&cli.data_dir, None).unwrap();
     assert_eq!(cfg.data_dir, dir.path());
-    assert_eq!(
-        cfg.join_token.map(|t| t.expose().to_string()).as_deref(),
-        Some("x")
-    );
 }
 
 #[test]
-fn parses_backup_restore_and_etcdctl_style_commands() {
-    let cli = Cli::try_parse_from(["cairn", "backup", "/tmp/b.cairn"]).unwrap();
-    assert!(
-        matches!(cli.command, Commands::Backup { ref file } if file.to_str() == Some("/tmp/b.cairn"))
-    );
-    let cli = Cli::try_parse_from(["cairn", "plugins", "remove", "kv"]).unwrap();
-    assert!(matches!(
-        cli.command,
-        Commands::Plugins { action: Some(PluginsCommand::Remove { ref name }) } if name == "kv"
-    ));
-    let cli = Cli::try_parse_from(["cairn", "apply", "bank", "{}", "--events"]).unwrap();
-    assert!(matches!(cli.command, Commands::Apply { events: true, .. }));
-    let cli = Cli::try_parse_from(["cairn", "apply", "bank", "{}"]).unwrap();
-    assert!(matches!(cli.command, Commands::Apply { events: false, .. }));
-    let cli = Cli::try_parse_from([
+fn serve_flags_set_the_peer_listener_tls_and_insecure() {
+    let parse = |args: &[&str]| {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Commands::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        serve.to_config(&cli.data_dir, cli.cacert)
+    };
+    let cfg = parse(&[
         "cairn",
         "serve",
-        "--restore",
-        "b.cairn",
-        "--data-dir",
-        "d",
-        "--log-format",
-        "json",
+        "--listen",
+        "127.0.0.1:9000",
+        "--advertise",
+        "n1.example:9000",
+        "--peer-listen",
+        "127.0.0.1:9500",
+        "--tls-cert",
+        "c.pem",
+        "--tls-key",
+        "k.pem",
+        "--cacert",
+        "ca.pem",
     ])
     .unwrap();
-    let Commands::Serve(args) = cli.command else {
-        panic!("not serve")
-    };
-    assert_eq!(args.log_format, LogFormat::Json);
-    let config = args.to_config(&cli.data_dir, cli.token.as_deref()).unwrap();
+    // With TLS, advertised addresses are https.
+    assert_eq!(cfg.advertise_addr, "https://n1.example:9000");
+    assert_eq!(cfg.peer_advertise_addr, "https://n1.example:9500");
     assert_eq!(
-        config.restore_from.as_deref(),
-        Some(std::path::Path::new("b.cairn"))
+        cfg.ca_cert_path.as_deref(),
+        Some(std::path::Path::new("ca.pem"))
     );
-    // A restore starts a new cluster; joining another at the same time is refused.
-    assert!(
-        Cli::try_parse_from(["cairn", "serve", "--restore", "b", "--join", "http://x:1"]).is_err()
-    );
-    assert!(Cli::try_parse_from(["cairn", "serve", "--log-format", "xml"]).is_err());
-}
-
-#[test]
-fn apply_path_asks_for_events_only_when_told() {
-    assert_eq!(apply_path("bank", false), "/v1/plugins/bank/apply");
-    assert_eq!(
-        apply_path("bank", true),
-        "/v1/plugins/bank/apply?events=true"
-    );
-}
-
-#[test]
-fn json_output_keeps_the_servers_key_order_and_names_the_index() {
-    let reply = Reply {
-        body: Bytes::from_static(br#"{"z":1,"a":{"y":2,"b":3}}"#),
-        log_index: None,
-        applied_index: Some(42),
-    };
-    assert_eq!(
-        json_output(&reply),
-        r#"{"applied_index":42,"output":{"z":1,"a":{"y":2,"b":3}}}"#
-    );
-    let reply = Reply {
-        body: Bytes::from_static(b"not json"),
-        log_index: Some(7),
-        applied_index: None,
-    };
-    assert_eq!(
-        json_output(&reply),
-        r#"{"log_index":7,"output":"not json"}"#
-    );
-}
-
-#[test]
-fn backup_temp_file_sits_next_to_the_target() {
-    assert_eq!(
-        temp_path(std::path::Path::new("/a/b/x.cairn")),
-        std::path::PathBuf::from("/a/b/x.cairn.tmp")
-    );
+    // Plain HTTP off loopback is refused, unless --insecure.
+    let err = parse(&["cairn", "serve", "--listen", "0.0.0.0:9000"]).unwrap_err();
+    assert!(format!("{err:#}").contains("--insecure"), "{err:#}");
+    let cfg = parse(&[
+        "cairn",
+        "serve",
+        "--listen",
+        "0.0.0.0:9000",
+        "--advertise",
+        "10.0.0.5:9000",
+        "--insecure",
+    ])
+    .unwrap();
+    assert_eq!(cfg.peer_listen_addr, "0.0.0.0:9001".parse().unwrap());
+    assert_eq!(cfg.peer_advertise_addr, "10.0.0.5:9001");
+    // A key without a certificate is a usage error.
+    assert!(Cli::try_parse_from(["cairn", "serve", "--tls-key", "k.pem"]).is_err());
 }

@@ -373,6 +373,16 @@ fn render_peers(reg: &mut Registry, peers: &PeerRpcStats) {
         errors,
     );
     reg.register(
+        "cairn_peer_connections_open",
+        "Connections open on the peer port.",
+        gauge(peers.connections_open()),
+    );
+    reg.register(
+        "cairn_peer_connections_refused",
+        "Peer-port connections closed at once because peer_max_connections were open.",
+        counter(peers.connections_refused()),
+    );
+    reg.register(
         "cairn_peer_append_splits",
         "Append-entries batches cut to fit max_append_bytes (the rest followed in the next request).",
         counter(peers.appends_split()),

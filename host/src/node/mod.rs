@@ -1,9 +1,11 @@
-//! Node wiring: builds the log store, state machine, network, Raft and HTTP
-//! server in one function; `service` implements the client API over them.
+//! Node wiring: builds the log store, state machine, network, Raft, the
+//! client and peer listeners in one function; `service` implements the client
+//! API over them, `join` the cluster secret and joining.
 
 mod bootstrap;
 mod disk;
 mod health;
+mod join;
 mod metrics;
 mod service;
 mod settings;
@@ -17,21 +19,21 @@ pub use service::NodeService;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
-use bytes::Bytes;
-use openraft::BasicNode;
+use openraft::storage::{RaftLogReader, RaftLogStorage};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::api::raft_rpc::RaftRpc;
 use crate::api::{Api, ApiLimits};
 use crate::config::Config;
-use crate::http_client::{HttpClient, new_client};
 use crate::raft::log_store::{LogStore, LogStoreConfig};
 use crate::raft::network::NetworkFactory;
+use crate::raft::peer_auth::SecretError;
+use crate::raft::peer_listener::{PeerLimits, PeerServer};
+use crate::raft::peer_server::RaftRpc;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::types::Raft;
+use crate::raft::types::{Node, Raft};
 use crate::runtime::Runtime;
 
 /// Why a node could not start, stop or join.
@@ -73,6 +75,22 @@ pub enum NodeError {
         /// The last failure.
         reason: String,
     },
+    /// The cluster secret could not be made, read or stored.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The data dir has a log but no cluster secret.
+    #[error(
+        "{} is missing: this data dir holds a cluster's log but not its secret, \
+         so this node cannot talk to its peers (restore the file, or start from an empty data dir)",
+        path.display()
+    )]
+    MissingSecret {
+        /// Where it should be.
+        path: std::path::PathBuf,
+    },
+    /// The TLS files could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> NodeError {
@@ -83,23 +101,48 @@ fn raft_err(e: impl std::fmt::Display) -> NodeError {
     NodeError::Raft(e.to_string())
 }
 
-/// A started node: its address and the handles to stop it.
+/// A started node: its addresses and the handles to stop it.
 pub struct RunningNode {
-    /// The address the HTTP server is bound to.
+    /// The address the client API is bound to.
     pub addr: std::net::SocketAddr,
+    /// The address the peer listener is bound to.
+    pub peer_addr: std::net::SocketAddr,
     /// The client-API service (for embedding and tests).
     pub service: NodeService,
     shutdown_tx: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+    peer_server: JoinHandle<std::io::Result<()>>,
     /// Background watchers (disk space, Raft's running state); aborted at stop.
-    watchers: Vec<tokio::task::JoinHandle<()>>,
+    watchers: Vec<JoinHandle<()>>,
+    /// Asking the cluster to add this node, while that runs.
+    joining: Option<JoinHandle<Result<(), NodeError>>>,
 }
 
 impl RunningNode {
+    /// Whether this node is still asking a cluster to add it.
+    pub fn is_joining(&self) -> bool {
+        self.joining.is_some()
+    }
+
+    /// Resolves once this node's join has ended: `Ok` when it joined (or was
+    /// not joining), the failure otherwise.
+    pub async fn joined(&mut self) -> Result<(), NodeError> {
+        let Some(task) = self.joining.as_mut() else {
+            return Ok(());
+        };
+        let result = task.await.map_err(raft_err).and_then(|r| r);
+        self.joining = None;
+        result
+    }
+
     /// Stops serving, shuts Raft down and waits for both; the data dir is left resumable.
     pub async fn stop(self) -> Result<(), NodeError> {
         let _ = self.shutdown_tx.send(true);
+        if let Some(join) = &self.joining {
+            join.abort();
+        }
         let served = self.server.await;
+        let peers_served = self.peer_server.await;
         for w in &self.watchers {
             w.abort();
         }
@@ -109,14 +152,19 @@ impl RunningNode {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.service.inner.raft.shutdown().await.map_err(raft_err)?;
         served.map_err(raft_err)?.map_err(io("serving http"))?;
+        peers_served
+            .map_err(raft_err)?
+            .map_err(io("serving the peer port"))?;
         Ok(())
     }
 }
 
-/// Runs a node until `shutdown` turns `true` (the `cairn serve` entry point).
+/// Runs a node until `shutdown` turns `true` (the `cairn serve` entry point),
+/// or until its join fails: then it stops and returns the failure.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), NodeError> {
     let (id, data_dir) = (config.node_id, config.data_dir.clone());
-    let node = start(config).await?;
+    let scheme = if config.serves_tls() { "https" } else { "http" };
+    let mut node = start(config).await?;
     let examples: Vec<&str> = crate::plugins::EXAMPLES
         .iter()
         .map(|(name, _)| *name)
@@ -124,17 +172,42 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     tracing::info!(
         id,
         data_dir = %data_dir.display(),
-        "serving on http://{}; built-in example plugins {examples:?} deploy with `cairn deploy counter`",
+        peer_port = %node.peer_addr,
+        "serving on {scheme}://{}; built-in example plugins {examples:?} deploy with `cairn deploy counter`",
         node.addr
     );
+    if node.is_joining() {
+        tokio::select! {
+            joined = node.joined() => if let Err(e) = joined {
+                tracing::error!(error = %e, "joining the cluster failed; stopping");
+                let _ = node.stop().await;
+                return Err(e);
+            },
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+    }
     let _ = shutdown.wait_for(|stop| *stop).await;
     tracing::info!("shutting down");
     node.stop().await
 }
 
+/// Whether the log has never held anything (no vote, no entry, nothing purged).
+async fn log_is_fresh(store: &LogStore) -> Result<bool, NodeError> {
+    let mut store = store.clone();
+    let state = store.get_log_state().await.map_err(raft_err)?;
+    let vote = store.read_vote().await.map_err(raft_err)?;
+    Ok(state.last_log_id.is_none() && state.last_purged_log_id.is_none() && vote.is_none())
+}
+
 /// Builds and starts every part of a node; returns once it serves HTTP.
 pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     config.validate()?;
+    if config.insecure {
+        tracing::warn!(
+            "--insecure: the client and peer ports serve plain HTTP; anyone on the network \
+             can read the traffic (peer requests are still authenticated)"
+        );
+    }
     if let Some(file) = &config.restore_from {
         let (file, config) = (file.clone(), config.clone());
         tokio::task::spawn_blocking(move || restore(&file, &config))
@@ -142,6 +215,13 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
             .map_err(raft_err)??;
     }
     std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
+    let tls = match (&config.tls_cert_path, &config.tls_key_path) {
+        (Some(cert), Some(key)) => {
+            Some(crate::tls::acceptor(crate::tls::server_config(cert, key)?))
+        }
+        _ => None,
+    };
+    let client = crate::http_client::client_with_ca(config.ca_cert_path.as_deref())?;
     let mut runtime_config = config.runtime.clone();
     runtime_config
         .compiled_cache_dir
@@ -158,10 +238,12 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         .await
         .map_err(raft_err)?
         .map_err(io("opening the state machine"))?;
-    let client = new_client();
+    let fresh = log_is_fresh(&log_store).await?;
+    let secret = join::cluster_secret(&config, &client, fresh).await?;
     let mut counters = metrics::Counters::default();
     counters.log_flush_seconds = log_store.flush_seconds();
-    let network = NetworkFactory::new(&config, client.clone()).with_stats(counters.peers.clone());
+    let network =
+        NetworkFactory::new(&config, client.clone(), &secret).with_stats(counters.peers.clone());
     let raft_config = Arc::new(config.openraft_config()?);
     let raft = Raft::new(config.node_id, raft_config, network, log_store, sm.clone())
         .await
@@ -173,6 +255,12 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     let addr = listener
         .local_addr()
         .map_err(io("reading the bound address"))?;
+    let peer_listener = TcpListener::bind(config.peer_listen_addr)
+        .await
+        .map_err(io("binding the peer listen address"))?;
+    let peer_addr = peer_listener
+        .local_addr()
+        .map_err(io("reading the bound peer address"))?;
     let disk = Arc::new(disk::DiskWatch::new(&config));
     let stopping = Arc::new(AtomicBool::new(false));
     let inner = Arc::new(Inner {
@@ -187,21 +275,38 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         query_slots: Arc::new(tokio::sync::Semaphore::new(
             config.query_instances() as usize
         )),
+        secret: secret.clone(),
     });
     let connections = inner.counters.http.clone();
     let service = NodeService { inner };
-    let rpc = RaftRpc::new(raft.clone(), &config).with_stats(service.inner.counters.peers.clone());
-    let api = Arc::new(
-        Api::new(
-            service.clone(),
-            rpc,
-            client.clone(),
-            ApiLimits::from_config(&config),
-        )
-        .with_connection_stats(connections),
+    let mut peers = PeerServer::new(
+        RaftRpc::new(raft.clone(), &config),
+        join::Joins(service.clone()),
+        secret.clone(),
+        PeerLimits::from_config(&config),
+        service.inner.counters.peers.clone(),
     );
+    let mut api = Api::new(
+        service.clone(),
+        client.clone(),
+        ApiLimits::from_config(&config),
+    )
+    .with_connection_stats(connections);
+    if let Some(tls) = tls {
+        peers = peers.with_tls(tls.clone());
+        api = api.with_tls(tls);
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::api::serve(listener, api, shutdown_rx.clone()));
+    let server = tokio::spawn(crate::api::serve(
+        listener,
+        Arc::new(api),
+        shutdown_rx.clone(),
+    ));
+    let peer_server = tokio::spawn(crate::raft::peer_listener::serve(
+        peer_listener,
+        Arc::new(peers),
+        shutdown_rx.clone(),
+    ));
     tokio::spawn(settings::keep(
         raft.clone(),
         service.inner.sm.clone(),
@@ -209,33 +314,32 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         shutdown_rx.clone(),
     ));
 
+    let mut joining = None;
     if !raft.is_initialized().await.map_err(raft_err)? {
-        match &config.join_url {
+        match &config.join_token {
             None => {
                 let mut members = BTreeMap::new();
                 members.insert(
                     config.node_id,
-                    BasicNode {
-                        addr: config.advertise_addr.clone(),
-                    },
+                    Node::new(&config.advertise_addr, &config.peer_advertise_addr),
                 );
                 raft.initialize(members).await.map_err(raft_err)?;
                 tracing::info!(id = config.node_id, "initialised a new single-node cluster");
                 settings::write_initial(&raft, &config.cluster).await;
                 bootstrap::write_initial(&raft, &service.inner.sm, &config.data_dir).await;
             }
-            Some(url) => {
-                let url = url.clone();
+            Some(_) => {
                 let config = config.clone();
-                // Joining needs this node's server up (the leader replicates to
-                // it while adding it), so ask in the background.
-                tokio::spawn(async move {
-                    if let Err(e) = join(&client, &url, &config).await {
-                        tracing::error!(error = %e, %url, "joining the cluster failed");
-                    }
-                });
+                // Joining needs this node's peer listener up (the leader
+                // replicates to it while adding it), so ask in the background;
+                // `run` stops the node if it fails.
+                joining = Some(tokio::spawn(async move {
+                    join::request_membership(&client, &config, &secret).await
+                }));
             }
         }
+    } else if config.join_token.is_some() {
+        tracing::info!("already a member; --join-token is not needed any more");
     }
     if config.join_url.is_none() {
         // Finishes a bootstrap that failed or crashed half-way; returns at
@@ -253,10 +357,13 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     ];
     Ok(RunningNode {
         addr,
+        peer_addr,
         service,
         shutdown_tx,
         server,
+        peer_server,
         watchers,
+        joining,
     })
 }
 
@@ -268,7 +375,7 @@ fn restore(file: &std::path::Path, config: &Config) -> Result<(), NodeError> {
         file: file.display().to_string(),
         reason,
     };
-    if config.join_url.is_some() {
+    if config.join_url.is_some() || config.join_token.is_some() {
         return Err(fail(
             "--restore starts a new cluster; it cannot be combined with --join".into(),
         ));
@@ -294,7 +401,10 @@ fn restore(file: &std::path::Path, config: &Config) -> Result<(), NodeError> {
         .seed(
             &config.data_dir.join("snapshots"),
             config.node_id,
-            config.advertise_addr.clone(),
+            crate::raft::types::Node::new(
+                config.advertise_addr.clone(),
+                config.peer_advertise_addr.clone(),
+            ),
         )
         .map_err(io("writing the restored snapshot"))?;
     tracing::info!(
@@ -303,63 +413,4 @@ fn restore(file: &std::path::Path, config: &Config) -> Result<(), NodeError> {
         "restored a backup; this node starts a new single-node cluster from it"
     );
     Ok(())
-}
-
-/// A join answer is a small JSON cluster status.
-const JOIN_MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// Asks the cluster at `url` to add this node, retrying while it has no leader.
-async fn join(client: &HttpClient, url: &str, config: &Config) -> Result<(), NodeError> {
-    let (id, advertise) = (config.node_id, &config.advertise_addr);
-    let join_err = |reason: String| NodeError::Join {
-        url: url.to_string(),
-        reason,
-    };
-    let body = serde_json::json!({"id": id, "addr": advertise})
-        .to_string()
-        .into_bytes();
-    let mut last = String::new();
-    for attempt in 1..=config.join_max_attempts {
-        let uri = crate::http_client::url(url, "/v1/cluster/members")
-            .map_err(|e| join_err(e.to_string()))?;
-        let mut req = crate::http_client::request(
-            http::Method::POST,
-            uri,
-            Some("application/json"),
-            Bytes::from(body.clone()),
-        );
-        if let Some(token) = &config.join_token {
-            crate::http_client::set_bearer(&mut req, token.expose())
-                .map_err(|e| join_err(e.to_string()))?;
-        }
-        let timeout = Duration::from_millis(config.join_timeout_ms);
-        match crate::http_client::send(client, req, timeout, JOIN_MAX_RESPONSE_BYTES).await {
-            Ok(resp) if resp.status().is_success() => {
-                tracing::info!(%url, "joined the cluster");
-                return Ok(());
-            }
-            // Not a passing condition: retrying with the same token cannot help.
-            Ok(resp)
-                if resp.status() == http::StatusCode::UNAUTHORIZED
-                    || resp.status() == http::StatusCode::FORBIDDEN =>
-            {
-                return Err(join_err(format!(
-                    "status {}: {}; joining needs an admin token (--token or CAIRN_TOKEN)",
-                    resp.status(),
-                    String::from_utf8_lossy(resp.body())
-                )));
-            }
-            Ok(resp) => {
-                last = format!(
-                    "status {}: {}",
-                    resp.status(),
-                    String::from_utf8_lossy(resp.body())
-                )
-            }
-            Err(e) => last = e.to_string(),
-        }
-        tracing::warn!(attempt, error = %last, "join attempt failed; retrying");
-        tokio::time::sleep(Duration::from_millis(config.join_retry_interval_ms)).await;
-    }
-    Err(join_err(last))
 }

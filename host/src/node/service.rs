@@ -15,17 +15,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
-use openraft::{BasicNode, ChangeMembers, Instant as _, ReadPolicy, ServerState};
+use openraft::{ChangeMembers, Instant as _, ReadPolicy, ServerState};
 use tokio::sync::Semaphore;
 
 use crate::api::error::ApiError;
 use crate::api::service::{
     Applied, Backup, ClusterService, ClusterStatus, Consistency, Deadline, DeployOptions,
-    DeployResponse, EventBatch, Member, MemberRole, QueryOutput, RemoveResponse, StateHash,
+    DeployResponse, EventBatch, JoinTokenResponse, Member, MemberRole, QueryOutput, RemoveResponse,
+    StateHash,
 };
 use crate::config::Config;
+use crate::raft::join::JoinToken;
+use crate::raft::peer_auth::ClusterSecret;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::types::{NodeId, Raft, TypeConfig};
+use crate::raft::types::{Node, NodeId, Raft, TypeConfig};
 use crate::runtime::Runtime;
 use crate::state::{
     ClusterSettings, Command, CommandResult, IDEMPOTENCY_KEY_REUSED, PluginInfo, Prior, QueryError,
@@ -50,6 +53,8 @@ pub(super) struct Inner {
     pub(super) disk: Arc<super::disk::DiskWatch>,
     /// Set when the node asks Raft to shut down, so that stop is not reported as a failure.
     pub(super) stopping: Arc<AtomicBool>,
+    /// The cluster secret (join tokens are derived from it).
+    pub(super) secret: ClusterSecret,
 }
 
 /// Why a leader-only Raft call did not run on this node.
@@ -116,6 +121,38 @@ impl NodeService {
     /// A consistent copy of this node's applied state.
     pub fn state(&self) -> crate::state::State {
         self.inner.sm.applied().state
+    }
+
+    /// The peer addresses of the members: the leader first, then the voters, then the learners.
+    pub(super) fn member_peer_addrs(&self) -> Vec<String> {
+        let m = self.inner.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut nodes: Vec<(u8, NodeId, String)> = membership
+            .nodes()
+            .map(|(id, node)| {
+                let rank = if Some(*id) == m.current_leader {
+                    0
+                } else if voters.contains(id) {
+                    1
+                } else {
+                    2
+                };
+                (rank, *id, node.peer_addr.clone())
+            })
+            .collect();
+        nodes.sort();
+        nodes.into_iter().map(|(_, _, addr)| addr).collect()
+    }
+
+    /// The leader's peer address, if this node knows the leader.
+    pub(super) fn leader_peer_addr(&self) -> Option<String> {
+        let m = self.inner.raft.metrics().borrow_watched().clone();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.peer_addr.clone())
     }
 
     fn stopping(&self) -> bool {
@@ -280,7 +317,7 @@ impl NodeService {
 
     async fn change_membership(
         &self,
-        change: ChangeMembers<NodeId, BasicNode>,
+        change: ChangeMembers<NodeId, Node>,
         deadline: Deadline,
     ) -> Result<(), ApiError> {
         self.on_leader(deadline, || async {
@@ -468,6 +505,7 @@ impl ClusterService for NodeService {
                 Member {
                     id: *id,
                     addr: node.addr.clone(),
+                    peer_addr: node.peer_addr.clone(),
                     role: if voters.contains(id) {
                         MemberRole::Voter
                     } else {
@@ -502,13 +540,22 @@ impl ClusterService for NodeService {
         &self,
         id: NodeId,
         addr: String,
+        peer_addr: String,
         deadline: Deadline,
     ) -> Result<ClusterStatus, ApiError> {
         self.admit_write()?;
+        for (what, value) in [("addr", &addr), ("peer_addr", &peer_addr)] {
+            if crate::http_client::url(value, "/").is_err() {
+                return Err(ApiError::bad_request(
+                    "bad-member-addr",
+                    format!("{what} {value:?} is not host:port or an http(s) URL"),
+                ));
+            }
+        }
         let raft = &self.inner.raft;
         let added = self
             .on_leader(deadline, || async {
-                let node = BasicNode { addr: addr.clone() };
+                let node = Node::new(addr.clone(), peer_addr.clone());
                 raft.add_learner(id, node, true)
                     .await
                     .map_err(|e| write_refusal(e, false, self.stopping()))
@@ -538,6 +585,35 @@ impl ClusterService for NodeService {
         self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), deadline)
             .await?;
         self.cluster_status().await
+    }
+
+    async fn join_token(&self, ttl_secs: Option<u64>) -> Result<JoinTokenResponse, ApiError> {
+        let config = &self.inner.config;
+        let ttl = ttl_secs.unwrap_or(config.join_token_ttl_secs);
+        if ttl == 0 || ttl > config.max_join_token_ttl_secs {
+            return Err(ApiError::bad_request(
+                "bad-ttl",
+                format!(
+                    "ttl_secs must be 1..={} (max_join_token_ttl_secs)",
+                    config.max_join_token_ttl_secs
+                ),
+            ));
+        }
+        // This node can hand out the secret and point at the leader, so it is
+        // named even before its metrics show the membership (right after init).
+        let mut peers = self.member_peer_addrs();
+        if !peers.contains(&config.peer_advertise_addr) {
+            peers.push(config.peer_advertise_addr.clone());
+        }
+        let expires = now_ms() / 1000 + ttl;
+        let token = JoinToken::issue(&self.inner.secret, peers.clone(), expires)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        tracing::info!(token = %token.id, expires_unix_secs = expires, "issued a join token");
+        Ok(JoinTokenResponse {
+            token: token.encode(),
+            expires_at_unix_secs: expires,
+            peers,
+        })
     }
 
     async fn remove_member(

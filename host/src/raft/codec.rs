@@ -22,7 +22,8 @@ use crate::state::Command;
 pub const MAGIC: [u8; 3] = *b"CRN";
 /// The only format version this build reads and writes. Version 2: log
 /// entries carry deploys by sha256 (`DeployCode`) and limit changes.
-pub const VERSION: u8 = 2;
+/// Version 3: a member is recorded with its client and peer addresses.
+pub const VERSION: u8 = 3;
 /// Magic + version + header length.
 pub const PREFIX_BYTES: usize = MAGIC.len() + 1 + 4;
 

@@ -26,7 +26,7 @@ use crate::state::Command;
 type RaftLogId = openraft::alias::LogIdOf<TypeConfig>;
 type RaftVote = openraft::alias::VoteOf<TypeConfig>;
 type RaftEntry = openraft::alias::EntryOf<TypeConfig>;
-type RaftMembership = Membership<u64, openraft::BasicNode>;
+type RaftMembership = Membership<u64, crate::raft::types::Node>;
 type RaftPayload = openraft::alias::EntryPayloadOf<TypeConfig>;
 
 /// Few cases per property: the strategies are cheap but the suite runs on a loaded
@@ -134,7 +134,7 @@ fn membership() -> impl Strategy<Value = RaftMembership> {
         btree_map(0u64..8, text(), 1..4).prop_map(|nodes| {
             nodes
                 .into_iter()
-                .map(|(id, addr)| (id, openraft::BasicNode { addr }))
+                .map(|(id, addr)| (id, crate::raft::types::Node::new(addr.clone(), addr)))
                 .collect::<std::collections::BTreeMap<_, _>>()
                 .into()
         }),

@@ -1,6 +1,8 @@
 //! Raft network client: openraft's `RaftNetworkV2` over HTTP/1 to the peers' `/raft/…` routes.
 //!
-//! Bodies are [`codec`] frames. A snapshot goes out in chunks (the child
+//! Bodies are [`codec`] frames. Every request is signed with the cluster
+//! secret and every `200` reply must carry a valid signature over the
+//! request's nonce (`peer_auth`), so neither side acts on forged traffic. A snapshot goes out in chunks (the child
 //! module `snapshot`). The pooled client opens a second connection when the first is
 //! busy, so a long snapshot upload does not stall heartbeats behind it.
 //!
@@ -38,6 +40,7 @@ use serde::de::DeserializeOwned;
 use crate::config::Config;
 use crate::http_client::{self, ClientError, HttpClient};
 use crate::raft::codec::{self, CodecError};
+use crate::raft::peer_auth::{self, AuthError, ClusterSecret, MacKey};
 pub use crate::raft::peer_stats::PeerRpcStats;
 
 mod snapshot;
@@ -54,9 +57,9 @@ pub const PRE_VOTE_PATH: &str = "/raft/pre-vote";
 pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
 /// Content type of every `/raft/…` request and success response.
 pub const RAFT_CONTENT_TYPE: &str = "application/x-cairn-raft";
-/// Request header naming the sending node's id, so a receiver that refuses a
-/// request can say whose it was even when it cannot decode the body.
-pub const RAFT_FROM_HEADER: &str = "cairn-raft-from";
+/// Request header naming the sending node's id (covered by the MAC), so a
+/// receiver that refuses a request can say whose it was.
+pub const RAFT_FROM_HEADER: &str = peer_auth::AUTH_FROM_HEADER;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -74,6 +77,8 @@ enum PeerError {
     Codec(#[from] CodecError),
     #[error("snapshot protocol: {0}")]
     Protocol(String),
+    #[error("peer reply is not authentic: {0}")]
+    Unauthentic(AuthError),
 }
 
 /// How a [`PeerError`] should be reported to openraft.
@@ -93,7 +98,7 @@ impl PeerError {
                 "unreachable"
             }
             PeerError::Client(_) => "network",
-            PeerError::Codec(_) | PeerError::Protocol(_) => "bad-reply",
+            PeerError::Codec(_) | PeerError::Protocol(_) | PeerError::Unauthentic(_) => "bad-reply",
         }
     }
 
@@ -116,6 +121,7 @@ impl PeerError {
 pub struct NetworkFactory<D> {
     node_id: NodeId,
     client: HttpClient,
+    key: MacKey,
     rpc_timeout: Duration,
     rpc_timeout_per_mib: Duration,
     max_append_bytes: u64,
@@ -126,8 +132,9 @@ pub struct NetworkFactory<D> {
 }
 
 impl<D> NetworkFactory<D> {
-    /// A factory for node `config.node_id`, sharing `client`'s connection pool.
-    pub fn new(config: &Config, client: HttpClient) -> Self {
+    /// A factory for node `config.node_id`, sharing `client`'s connection pool
+    /// and signing with the cluster `secret`.
+    pub fn new(config: &Config, client: HttpClient, secret: &ClusterSecret) -> Self {
         // Transfer ids only need to differ between transfers of this process and its
         // restarts; wall-clock nanos as the seed is enough (this is not replicated state).
         let seed = std::time::SystemTime::now()
@@ -137,6 +144,7 @@ impl<D> NetworkFactory<D> {
         Self {
             node_id: config.node_id,
             client,
+            key: secret.peer_key(),
             rpc_timeout: config.rpc_timeout(),
             rpc_timeout_per_mib: config.rpc_timeout_per_mib(),
             max_append_bytes: config.max_append_bytes,
@@ -163,8 +171,9 @@ impl<D: SnapshotSource> RaftNetworkFactory<TypeConfig> for NetworkFactory<D> {
         PeerClient {
             node_id: self.node_id,
             target,
-            addr: node.addr.clone(),
+            addr: node.peer_addr.clone(),
             client: self.client.clone(),
+            key: self.key.clone(),
             rpc_timeout: self.rpc_timeout,
             rpc_timeout_per_mib: self.rpc_timeout_per_mib,
             max_append_bytes: self.max_append_bytes,
@@ -180,8 +189,10 @@ impl<D: SnapshotSource> RaftNetworkFactory<TypeConfig> for NetworkFactory<D> {
 pub struct PeerClient<D> {
     node_id: NodeId,
     target: NodeId,
+    /// The peer's listener (its `peer_addr`).
     addr: String,
     client: HttpClient,
+    key: MacKey,
     rpc_timeout: Duration,
     rpc_timeout_per_mib: Duration,
     max_append_bytes: u64,
@@ -213,7 +224,7 @@ fn fitting_prefix(sizes: impl IntoIterator<Item = u64>, target_bytes: u64) -> us
 }
 
 impl<D> PeerClient<D> {
-    /// POSTs one frame and decodes the frame that comes back.
+    /// POSTs one signed frame, checks the reply's signature and decodes it.
     async fn call<Resp: DeserializeOwned>(
         &self,
         path: &str,
@@ -221,12 +232,26 @@ impl<D> PeerClient<D> {
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
         let uri = http_client::url(&self.addr, path)?;
+        let signed = peer_auth::sign_request(
+            &self.key,
+            "POST",
+            path,
+            &self.node_id.to_string(),
+            &body,
+            peer_auth::now_ms(),
+        )
+        .map_err(PeerError::Unauthentic)?;
         let mut req = http_client::request(
             Method::POST,
             uri,
             Some(RAFT_CONTENT_TYPE),
             Bytes::from(body),
         );
+        for (name, value) in &signed.headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                req.headers_mut().insert(*name, value);
+            }
+        }
         req.headers_mut()
             .insert(RAFT_FROM_HEADER, HeaderValue::from(self.node_id));
         let started = std::time::Instant::now();
@@ -242,6 +267,8 @@ impl<D> PeerClient<D> {
                 message,
             });
         }
+        peer_auth::verify_reply(&self.key, &signed.nonce, 200, resp.headers(), resp.body())
+            .map_err(PeerError::Unauthentic)?;
         Ok(codec::decode(resp.body())?)
     }
 
@@ -392,6 +419,7 @@ mod tests {
 
     use super::{NetworkFactory, PeerRpcStats, fitting_prefix, refusal_gate};
     use crate::config::Config;
+    use crate::raft::peer_auth::ClusterSecret;
     use crate::raft::types::{Node, TypeConfig};
 
     /// A peer that answers every request with `413` and closes the connection.
@@ -421,10 +449,11 @@ mod tests {
         let mut factory = NetworkFactory::<Cursor<Vec<u8>>>::new(
             &Config::default(),
             crate::http_client::new_client(),
+            &ClusterSecret::generate().unwrap(),
         )
         .with_stats(stats.clone());
         let addr = refusing_peer().await;
-        let mut peer = factory.new_client(9, &Node { addr }).await;
+        let mut peer = factory.new_client(9, &Node::new("", addr)).await;
         for _ in 0..3 {
             let req = VoteRequest::<TypeConfig> {
                 vote: Vote::new(1, 1),

@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use openraft::BasicNode;
 use openraft::async_runtime::WatchReceiver;
 
 use crate::config::Config;
 use crate::raft::test_support::{TestEnv, TestNode};
-use crate::raft::types::Raft;
+use crate::raft::types::{Node, Raft};
 use crate::state::{Command, CommandResult};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,18 +19,8 @@ const BIG_WAIT: Duration = Duration::from_secs(600);
 /// Fixed command timestamps: the state must not depend on the test's clock.
 const T0: u64 = 1_700_000_000_000;
 
-fn members(nodes: &[&TestNode]) -> BTreeMap<u64, BasicNode> {
-    nodes
-        .iter()
-        .map(|n| {
-            (
-                n.id,
-                BasicNode {
-                    addr: n.addr.clone(),
-                },
-            )
-        })
-        .collect()
+fn members(nodes: &[&TestNode]) -> BTreeMap<u64, Node> {
+    nodes.iter().map(|n| (n.id, n.member())).collect()
 }
 
 async fn wait_applied(node: &TestNode, index: u64, timeout: Option<Duration>) {
@@ -155,9 +144,7 @@ async fn snapshot_and_purge(leader: &TestNode, index: u64, timeout: Option<Durat
 /// `add_learner` only waits until the learner is within `replication_lag_threshold`
 /// entries, which an empty learner already is.
 async fn add_learner(leader: &TestNode, learner: &TestNode, timeout: Duration) {
-    let node = BasicNode {
-        addr: learner.addr.clone(),
-    };
+    let node = learner.member();
     let resp = tokio::time::timeout(timeout, leader.raft.add_learner(learner.id, node, true))
         .await
         .expect("add_learner in time")
@@ -262,10 +249,10 @@ async fn append_batches_over_the_byte_target_are_split_and_all_arrive() {
     wait_applied(&learner, last, WAIT).await;
     assert_eq!(fingerprint(&learner), fingerprint(&leader));
     assert_eq!(learner.state().kv("kv").len(), 22);
-    let stats = leader.api.raft().stats();
+    let stats = leader.peer.stats();
     assert!(stats.appends_split() > 0, "no batch was split");
     assert!(stats.errors().is_empty(), "{:?}", stats.errors());
-    assert!(learner.api.raft().stats().refused().is_empty());
+    assert!(learner.peer.stats().refused().is_empty());
 
     learner.stop().await;
     leader.stop().await;
@@ -300,8 +287,8 @@ async fn lagging_learner_receives_a_snapshot_in_many_chunks() {
 
     assert_eq!(fingerprint(&learner), fingerprint(&leader));
     assert_eq!(learner.state().kv("kv").len(), 40);
-    assert_eq!(learner.api.raft().snapshots_installed(), 1);
-    let chunks = learner.api.raft().snapshot_chunks_received();
+    assert_eq!(learner.peer.rpc().snapshots_installed(), 1);
+    let chunks = learner.peer.rpc().snapshot_chunks_received();
     assert!(
         chunks > snapshot_bytes / CHUNK,
         "{chunks} chunks for {snapshot_bytes} bytes"
@@ -317,7 +304,7 @@ async fn lagging_learner_receives_a_snapshot_in_many_chunks() {
     let next = put(&leader.raft, "after", serde_json::json!("snapshot")).await;
     wait_applied(&learner, next, WAIT).await;
     assert_eq!(fingerprint(&learner), fingerprint(&leader));
-    assert_eq!(learner.api.raft().snapshots_installed(), 1);
+    assert_eq!(learner.peer.rpc().snapshots_installed(), 1);
     assert_eq!(
         learner
             .raft
@@ -380,8 +367,8 @@ async fn a_large_snapshot_installs_over_the_network() {
 
     assert_eq!(fingerprint(&learner), fingerprint(&leader));
     assert_eq!(learner.state().kv("kv").len() as u64, mb);
-    assert_eq!(learner.api.raft().snapshots_installed(), 1);
-    let chunks = learner.api.raft().snapshot_chunks_received();
+    assert_eq!(learner.peer.rpc().snapshots_installed(), 1);
+    let chunks = learner.peer.rpc().snapshot_chunks_received();
     assert!(
         chunks > snapshot_bytes / chunk,
         "{chunks} chunks of at most {chunk} bytes for {snapshot_bytes} bytes"
@@ -417,7 +404,7 @@ async fn a_node_restarted_from_snapshot_and_log_tail_has_the_same_state() {
     }
     snapshot_and_purge(&leader, snapshot_index, WAIT).await;
     add_learner(&leader, &learner, TIMEOUT).await;
-    assert_eq!(learner.api.raft().snapshots_installed(), 1);
+    assert_eq!(learner.peer.rpc().snapshots_installed(), 1);
     // ... and continues as a log tail: new keys and overwrites of snapshotted ones.
     let mut last_index = 0;
     for i in 10..30 {

@@ -1,6 +1,6 @@
 //! Counters and log throttling for peer RPCs, shared by the sending side
-//! (`raft::network`) and the receiving side (`api::raft_rpc`) and rendered by
-//! the node's `/metrics`.
+//! (`raft::network`) and the receiving side (`raft::peer_listener`) and
+//! rendered by the node's `/metrics`.
 //!
 //! A refused peer RPC is retried by openraft for as long as the refusal lasts,
 //! so it must be visible (a warning and a counter) without flooding the log:
@@ -39,6 +39,10 @@ pub struct PeerRpcStats {
     errors: Mutex<BTreeMap<(NodeId, &'static str), u64>>,
     /// Sender: append-entries batches cut to fit `max_append_bytes`.
     appends_split: AtomicU64,
+    /// Receiver: peer connections open now.
+    connections_open: AtomicU64,
+    /// Receiver: peer connections closed at once because `peer_max_connections` were open.
+    connections_refused: AtomicU64,
     gates: Mutex<HashMap<String, Gate>>,
 }
 
@@ -51,8 +55,19 @@ impl Default for PeerRpcStats {
             refused: Mutex::default(),
             errors: Mutex::default(),
             appends_split: AtomicU64::default(),
+            connections_open: AtomicU64::default(),
+            connections_refused: AtomicU64::default(),
             gates: Mutex::default(),
         }
+    }
+}
+
+/// Keeps the open peer connections gauge right however a connection ends.
+pub struct OpenConnection<'a>(&'a AtomicU64);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -139,6 +154,27 @@ impl PeerRpcStats {
     /// Failed RPCs by `(peer, reason)`, in a stable order.
     pub fn errors(&self) -> Vec<((NodeId, &'static str), u64)> {
         lock(&self.errors).iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Counts a peer connection as open until the returned guard drops.
+    pub fn connection_opened(&self) -> OpenConnection<'_> {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(&self.connections_open)
+    }
+
+    /// Counts a peer connection refused for lack of a slot.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Peer connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// Peer connections refused so far.
+    pub fn connections_refused(&self) -> u64 {
+        self.connections_refused.load(Ordering::Relaxed)
     }
 
     /// Append-entries batches split so far.

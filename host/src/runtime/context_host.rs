@@ -8,10 +8,10 @@ use chacha20::rand_core::{Rng, SeedableRng};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, WasmList, WasmStr};
 
+use super::Event;
 use super::metering::charge;
 use super::store::{CallMode, CallState};
 use super::wasi::seed;
-use crate::state::Event;
 
 /// The interface's name in the component model (package, interface, version).
 const INTERFACE: &str = "cairn:plugin/context@0.1.0";

@@ -10,7 +10,7 @@
 
 use wasmtime::{PoolConcurrencyLimitError, Trap};
 
-use crate::state::ErrorBody;
+use super::ErrorBody;
 
 /// Why a component was refused at deploy time.
 #[derive(Debug, thiserror::Error)]

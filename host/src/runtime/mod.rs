@@ -13,6 +13,7 @@ mod engine;
 mod error;
 mod kv_host;
 mod metering;
+mod output;
 mod store;
 mod wasi;
 
@@ -27,6 +28,7 @@ use bindings::PluginPre;
 pub use call::{CallOutcome, CallStats, commit};
 pub use config::{EngineParams, Limits, RuntimeConfig};
 pub use error::{CallError, HostFault, ValidateError};
+pub use output::{ErrorBody, Event, Output};
 pub use store::CallMode;
 use store::CallState;
 

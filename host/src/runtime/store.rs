@@ -6,8 +6,8 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::Event;
 use super::Kv;
-use crate::state::Event;
 
 /// A call's pending writes: `Some` = set, `None` = delete.
 pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;

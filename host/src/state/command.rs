@@ -171,49 +171,9 @@ pub struct PluginInfo {
     pub size_bytes: u64,
 }
 
-/// A failure with a stable machine-readable code and a human message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// Stable code, e.g. `plugin-not-found`, `out-of-fuel`.
-    pub code: String,
-    /// Human-readable explanation.
-    pub message: String,
-}
-
-impl ErrorBody {
-    /// Builds an error body.
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ErrorBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-/// An event emitted by a successful `apply`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    /// Topic chosen by the plugin.
-    pub topic: String,
-    /// Payload bytes (`serde_bytes`: one slice copy, same bincode encoding).
-    #[serde(with = "serde_bytes")]
-    pub payload: Vec<u8>,
-}
-
-/// The successful output of a plugin call.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Output {
-    /// Bytes returned by the plugin.
-    pub output: Vec<u8>,
-    /// Events emitted during the call (always empty for queries).
-    pub events: Vec<Event>,
-}
+// The call's output and error types belong to the runtime that produces them;
+// the replicated state stores them as they are.
+pub use crate::runtime::{ErrorBody, Event, Output};
 
 /// The result of applying one command; identical on every node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

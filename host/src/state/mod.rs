@@ -437,6 +437,8 @@ impl State {
 }
 
 #[cfg(test)]
+mod determinism_tests;
+#[cfg(test)]
 mod events_tests;
 #[cfg(test)]
 mod settings_tests;

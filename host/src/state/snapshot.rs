@@ -19,8 +19,9 @@ const MAGIC: &[u8; 8] = b"CAIRNSNP";
 /// The snapshot format this build writes and reads.
 /// Version 2 added the cluster settings record; version 3 the request
 /// fingerprint of each idempotency record; version 4 the token table;
-/// version 5 the event logs.
-pub const FORMAT_VERSION: u32 = 5;
+/// version 5 the event logs; version 6 changed the Raft layer's metadata
+/// (members carry a client and a peer address).
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]

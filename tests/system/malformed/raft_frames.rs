@@ -19,7 +19,7 @@ use serde_json::json;
 use cairn_host::state::Command;
 
 use super::{Fixture, Probe, damaged, run_cases};
-use crate::harness::{Cluster, Node};
+use crate::harness::{Cluster, Node, Resp};
 
 /// The node still has a working Raft: a write commits and is applied.
 async fn still_writes(node: &Node, key: &str) -> anyhow::Result<()> {
@@ -84,9 +84,7 @@ async fn an_uninstallable_snapshot_upload_is_refused_and_raft_keeps_running() ->
             meta: Some(meta.clone()),
         };
         let frame = codec::encode_with_tail(&header, &data)?;
-        let r = node
-            .req(Method::POST, "/raft/snapshot", &[], Bytes::from(frame))
-            .await?;
+        let r = send_raft(node, "/raft/snapshot", frame).await?;
         assert_eq!(
             (r.status, r.code().as_deref()),
             (400, Some("invalid-snapshot")),
@@ -97,6 +95,13 @@ async fn an_uninstallable_snapshot_upload_is_refused_and_raft_keeps_running() ->
     assert_eq!(node.state_hash().1, before.1);
     still_writes(node, "after").await?;
     cluster.stop_all().await
+}
+
+/// Sends a Raft frame to `node`'s peer port, signed with its cluster's secret.
+async fn send_raft(node: &Node, path: &str, body: impl Into<Vec<u8>>) -> anyhow::Result<Resp> {
+    crate::malformed::send(node.addr(), &Probe::new(Method::POST, path, body))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn log_id(term: u64, node_id: u64, index: u64) -> openraft::LogId<LeaderId<u64, u64>> {
@@ -180,9 +185,7 @@ async fn impossible_raft_frames_are_refused_and_raft_keeps_running() -> anyhow::
         ),
     ];
     for (what, req) in &appends {
-        let r = node
-            .req(Method::POST, "/raft/append", &[], codec::encode(req)?)
-            .await?;
+        let r = send_raft(node, "/raft/append", codec::encode(req)?).await?;
         assert_eq!(
             (r.status, r.code().as_deref()),
             (400, Some("impossible-raft-rpc")),
@@ -205,14 +208,12 @@ async fn impossible_raft_frames_are_refused_and_raft_keeps_running() -> anyhow::
     let data = snapshot
         .map(|s| s.snapshot.into_inner())
         .unwrap_or_default();
-    let r = node
-        .req(
-            Method::POST,
-            "/raft/snapshot",
-            &[],
-            codec::encode_with_tail(&header, &data)?,
-        )
-        .await?;
+    let r = send_raft(
+        node,
+        "/raft/snapshot",
+        codec::encode_with_tail(&header, &data)?,
+    )
+    .await?;
     assert_eq!(
         (r.status, r.code().as_deref()),
         (400, Some("impossible-raft-rpc")),
@@ -418,7 +419,7 @@ impl ForgedAppend {
                 entries[last].payload = EntryPayload::Membership(Default::default());
             }
             Flaw::VoterWithoutNode => {
-                let nodes: BTreeMap<u64, openraft::BasicNode> = BTreeMap::new();
+                let nodes: BTreeMap<u64, cairn_host::raft::types::Node> = BTreeMap::new();
                 let m = openraft::Membership::new(vec![BTreeSet::from([1])], nodes);
                 entries[last].payload = EntryPayload::Membership(m.unwrap_or_default());
             }

@@ -28,9 +28,10 @@ pub(super) type RaftPayload = openraft::type_config::alias::EntryPayloadOf<TypeC
 pub(super) const STORE_FORMAT_VERSION: u32 = 1;
 
 /// Payload envelope version: one version byte, then bincode 2 (standard config, serde)
-/// of openraft's `EntryPayload<Command, u64, BasicNode>`. Version 2 changed the deploy
-/// command (code inline or by sha256, an idempotency key); version 1 logs are refused.
-pub(super) const PAYLOAD_FORMAT: u8 = 2;
+/// of openraft's `EntryPayload<Command, u64, Node>`. Version 2 changed the deploy
+/// command (code inline or by sha256, an idempotency key); version 3 the
+/// membership record (a member has a client and a peer address). Older logs are refused.
+pub(super) const PAYLOAD_FORMAT: u8 = 3;
 
 /// A log id as raft-log stores it: `(term, leader node id, index)`, 24 bytes big-endian.
 ///
@@ -264,8 +265,8 @@ mod tests {
         assert_eq!(PAYLOAD_FORMAT, bytes[0]);
         assert_eq!(payload, decode_payload(&bytes).unwrap());
 
-        // Version 1 (an older build's deploys) and unknown versions are refused.
-        for version in [1, PAYLOAD_FORMAT + 1] {
+        // Older versions (other deploys, members with one address) and unknown ones are refused.
+        for version in [1, 2, PAYLOAD_FORMAT + 1] {
             let mut other = bytes.clone();
             other[0] = version;
             assert_eq!(

@@ -15,6 +15,7 @@ fn snapshot_with_addr_claiming(len: u64) -> Vec<u8> {
         1, 1, // nodes: one entry, node 1
     ];
     meta.extend_from_slice(&string_claiming(len, b"kv")); // its address
+    meta.push(0); // its peer address: ""
     meta.push(0); // snapshot_id: ""
     snapshot::encode(&State::new(), &meta)
 }

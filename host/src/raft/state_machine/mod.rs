@@ -336,14 +336,19 @@ impl ValidBackup {
     /// (term 1) and continues the log at `N + 1`. The state itself, including
     /// its applied index, is written unchanged, so its hash stays the backup's;
     /// nodes that join receive this snapshot like any other.
-    pub fn seed(self, snapshot_dir: &Path, node_id: u64, addr: String) -> io::Result<()> {
+    pub fn seed(
+        self,
+        snapshot_dir: &Path,
+        node_id: u64,
+        node: crate::raft::types::Node,
+    ) -> io::Result<()> {
         use openraft::vote::RaftLeaderId;
         std::fs::create_dir_all(snapshot_dir)?;
         let leader = openraft::alias::LeaderIdOf::<TypeConfig>::new(Default::default(), node_id);
         let log_id = LogIdOf::<TypeConfig>::new(leader.to_committed(), self.state.applied_index());
         let membership = openraft::Membership::new(
             vec![std::collections::BTreeSet::from([node_id])],
-            std::collections::BTreeMap::from([(node_id, openraft::BasicNode { addr })]),
+            std::collections::BTreeMap::from([(node_id, node)]),
         )
         .map_err(io_err)?;
         let meta = Meta {

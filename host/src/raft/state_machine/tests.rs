@@ -32,7 +32,7 @@ fn blank(index: u64) -> EntryResponder<TypeConfig> {
 }
 
 fn membership(index: u64) -> EntryResponder<TypeConfig> {
-    let m = openraft::Membership::<u64, openraft::BasicNode>::new_with_defaults(
+    let m = openraft::Membership::<u64, crate::raft::types::Node>::new_with_defaults(
         vec![BTreeSet::from([1])],
         [1],
     );
@@ -255,7 +255,13 @@ async fn a_backup_seeds_a_one_node_snapshot_with_the_same_state() {
     let backup = ValidBackup::check(&image.bytes).unwrap();
     assert_eq!(backup.state_hash(), image.state_hash);
     let seeded = dir.path().join("b");
-    backup.seed(&seeded, 9, "127.0.0.1:9".into()).unwrap();
+    backup
+        .seed(
+            &seeded,
+            9,
+            crate::raft::types::Node::new("127.0.0.1:9", "127.0.0.1:10"),
+        )
+        .unwrap();
     let restored = StateMachine::open(&seeded, rt).unwrap();
     let applied = restored.applied();
     assert_eq!(applied.state.hash_hex(), image.state_hash);

@@ -1,9 +1,8 @@
 //! Runtime tests against real components: every failure kind, rollback and
-//! validation here; budgets, faults, determinism and the first-party plugins
-//! in submodules.
+//! validation here; budgets, faults and the first-party plugins in submodules
+//! (whole-command determinism is tested in `state`, which drives the runtime).
 
 mod budgets;
-mod determinism;
 mod faults;
 mod plugins;
 

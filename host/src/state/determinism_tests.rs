@@ -1,13 +1,20 @@
 //! Determinism: two runtimes, and a fresh process, compute the same results
 //! (codes and messages) and state from the same commands, misbehaving
-//! fixtures — bombs, budgets, runaway recursion — included.
+//! fixtures — bombs, budgets, runaway recursion — included. (Here in `state`,
+//! not `runtime`, because it drives whole commands through `State`.)
 
 use serde_json::{Value, json};
 
-use super::{FUEL, runtime};
 use crate::plugins::built;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeConfig};
 use crate::state::{Command, CommandResult, State};
+
+/// Fuel of every deploy: enough for the well-behaved calls, not for the loop.
+const FUEL: u64 = 50_000_000;
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig::default()).expect("runtime builds")
+}
 
 /// The command sequence of the determinism tests: every fixture, failures included.
 fn commands() -> Vec<Command> {
@@ -127,7 +134,7 @@ fn nondet_fixture_is_stable_across_processes() {
         .args([
             "--exact",
             "--ignored",
-            "runtime::tests::determinism::nondet_child",
+            "state::determinism_tests::nondet_child",
             "--nocapture",
             "--test-threads=1",
         ])

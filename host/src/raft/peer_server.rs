@@ -1,4 +1,6 @@
-//! Server side of the Raft RPCs: decode a frame, hand it to openraft, encode the reply.
+//! Server side of the Raft RPCs: decode a frame, hand it to openraft, encode
+//! the reply. The peer listener (`peer_listener`) authenticates each request
+//! and reads its body before it gets here; the sending side is `network`.
 //!
 //! Snapshot chunks are assembled in memory, one upload at a time, keyed by the
 //! leader's vote and the sender's transfer id. A new transfer (offset 0)
@@ -7,27 +9,25 @@
 //! never pin unbounded memory.
 //!
 //! Body caps are derived, not configured (see `config::PEER_RPC_MAX_BODY_BYTES`):
-//! a follower accepts any entry the cluster can commit. Every refused request
-//! is counted by endpoint and reason and logged as a warning (throttled).
+//! a follower accepts any entry the cluster can commit. The listener counts
+//! every refused request by endpoint and reason and logs it (throttled).
 
 use std::future::Future;
 use std::io;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::StatusCode;
 use openraft::alias::VoteOf;
 use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
 use openraft::storage::RaftStateMachine;
 
-use crate::api::error::ApiError;
 use crate::config::{Config, PEER_RPC_MAX_BODY_BYTES, SNAPSHOT_RPC_MAX_BODY_BYTES};
 use crate::raft::codec::{self, CodecError};
-use crate::raft::network::{
-    PeerRpcStats, SnapshotChunkHeader, SnapshotChunkReply, SnapshotFromBytes,
-};
+use crate::raft::network::{SnapshotChunkHeader, SnapshotChunkReply, SnapshotFromBytes};
 use crate::raft::peer_checks::{self, ImpossibleFrame};
 use crate::raft::types::{NodeId, TypeConfig};
 
@@ -112,27 +112,37 @@ pub enum RaftRpcError {
     InvalidSnapshot(String),
 }
 
-impl From<RaftRpcError> for ApiError {
-    fn from(e: RaftRpcError) -> Self {
-        let message = e.to_string();
-        match e {
-            RaftRpcError::Decode(_) => ApiError::bad_request("bad-raft-body", message),
-            RaftRpcError::Impossible(_) => ApiError::bad_request("impossible-raft-rpc", message),
-            RaftRpcError::InvalidSnapshot(_) => ApiError::bad_request("invalid-snapshot", message),
-            RaftRpcError::Encode(_) => ApiError::Internal(message),
-            RaftRpcError::Raft(_) => ApiError::Unavailable(message),
-            RaftRpcError::SnapshotOutOfOrder { .. } => ApiError::Conflict {
-                code: "snapshot-out-of-order".into(),
-                message,
-            },
-            RaftRpcError::SnapshotTooLarge { limit_bytes } => {
-                ApiError::BodyTooLarge { limit_bytes }
-            }
+impl RaftRpcError {
+    /// The stable error code the peer is answered with (and the refusal is counted under).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RaftRpcError::Decode(_) => "bad-raft-body",
+            RaftRpcError::Impossible(_) => "impossible-raft-rpc",
+            RaftRpcError::InvalidSnapshot(_) => "invalid-snapshot",
+            RaftRpcError::Encode(_) => "internal",
+            RaftRpcError::Raft(_) => "unavailable",
+            RaftRpcError::SnapshotOutOfOrder { .. } => "snapshot-out-of-order",
+            RaftRpcError::SnapshotTooLarge { .. } => "body-too-large",
+        }
+    }
+
+    /// The HTTP status of the answer. `503` tells the sender this node's Raft
+    /// is not serving (it backs off); the rest are the request's fault.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RaftRpcError::Decode(_)
+            | RaftRpcError::Impossible(_)
+            | RaftRpcError::InvalidSnapshot(_) => StatusCode::BAD_REQUEST,
+            RaftRpcError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RaftRpcError::Raft(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RaftRpcError::SnapshotOutOfOrder { .. } => StatusCode::CONFLICT,
+            RaftRpcError::SnapshotTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }
 
-/// What the HTTP layer calls for `/raft/…`; object of the router, independent of the state machine type.
+/// What the peer listener calls for an authenticated `/raft/…` request;
+/// independent of the state machine type.
 pub trait RaftRpcHandler: Send + Sync + 'static {
     /// Handles one request body; returns the reply frame.
     fn handle(
@@ -140,10 +150,6 @@ pub trait RaftRpcHandler: Send + Sync + 'static {
         endpoint: RaftEndpoint,
         body: Bytes,
     ) -> impl Future<Output = Result<Vec<u8>, RaftRpcError>> + Send;
-
-    /// Reports a request this node refused (before or while handling it);
-    /// `from` is the sender's node id as it announced it, if it did.
-    fn refused(&self, endpoint: RaftEndpoint, from: Option<&str>, error: &ApiError);
 }
 
 /// A partially received snapshot.
@@ -166,7 +172,6 @@ pub struct RaftRpc<SM: RaftStateMachine<TypeConfig>> {
     stale_upload_after: Duration,
     chunks_received: AtomicU64,
     snapshots_installed: AtomicU64,
-    stats: Arc<PeerRpcStats>,
 }
 
 impl<SM> RaftRpc<SM>
@@ -184,19 +189,7 @@ where
             stale_upload_after: config.install_snapshot_timeout(),
             chunks_received: AtomicU64::new(0),
             snapshots_installed: AtomicU64::new(0),
-            stats: Arc::default(),
         }
-    }
-
-    /// Counts into `stats` (shared with the node's metrics and network).
-    pub fn with_stats(mut self, stats: Arc<PeerRpcStats>) -> Self {
-        self.stats = stats;
-        self
-    }
-
-    /// The peer RPC counters this handler reports to.
-    pub fn stats(&self) -> &PeerRpcStats {
-        &self.stats
     }
 
     /// Snapshot chunks accepted since start (for tests and metrics).
@@ -395,22 +388,6 @@ where
             RaftEndpoint::Vote => self.vote(&body, false).await,
             RaftEndpoint::PreVote => self.vote(&body, true).await,
             RaftEndpoint::Snapshot => self.snapshot_chunk(body).await,
-        }
-    }
-
-    fn refused(&self, endpoint: RaftEndpoint, from: Option<&str>, error: &ApiError) {
-        let from = from.unwrap_or("unknown");
-        self.stats.record_refused(endpoint.name(), error.code());
-        let gate = format!("refuse:{}:{}:{from}", endpoint.name(), error.code());
-        if let Some(suppressed) = self.stats.should_log(&gate) {
-            tracing::warn!(
-                peer = from,
-                endpoint = endpoint.name(),
-                reason = error.code(),
-                error = %error,
-                suppressed_since_last = suppressed,
-                "refused a raft rpc from a peer"
-            );
         }
     }
 }
