@@ -7,6 +7,7 @@ mod process;
 
 mod bad_input;
 mod code_once;
+mod compile_off_apply;
 mod disk_alarm;
 mod election_wait;
 mod events;
@@ -21,8 +22,10 @@ mod linearizability;
 mod malformed;
 mod membership;
 mod metrics;
+mod migrate;
 mod partition;
 mod query_admission;
+mod scaffold;
 mod settings;
 mod single_node;
 mod snapshot_rejoin;

@@ -9,6 +9,7 @@
 //! | DELETE | `/v1/plugins/{name}` | 200 `{"name","log_index"}` |
 //! | POST | `/v1/plugins/{name}/apply` | 200 plugin output, `cairn-log-index` |
 //! | POST | `/v1/plugins/{name}/query?consistency=linearizable\|stale&min_index=N` | 200 plugin output, `cairn-applied-index` |
+//! | POST | `/v1/plugins/{name}/dry-run?fuel_per_call=N&memory_limit_bytes=M` body: the component; header `cairn-sample-queries: [<query JSON>, …]` | 200 dry-run report (nothing committed) |
 //! | GET | `/v1/cluster` | 200 cluster status |
 //! | POST | `/v1/cluster/members` `{"id","addr"}` | 200 cluster status |
 //! | DELETE | `/v1/cluster/members/{id}` | 200 cluster status |
@@ -34,6 +35,11 @@ pub const LOG_INDEX_HEADER: &str = "cairn-log-index";
 pub const APPLIED_INDEX_HEADER: &str = "cairn-applied-index";
 /// Request header making a write safe to retry.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Request header of a dry run: a JSON array of sample queries, each sent as
+/// a query's input to the running version and to the candidate.
+pub const SAMPLE_QUERIES_HEADER: &str = "cairn-sample-queries";
+/// Most sample queries one dry run runs.
+pub const MAX_SAMPLE_QUERIES: usize = 64;
 /// Longest accepted idempotency key; keys live in replicated state forever-ish.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
@@ -106,6 +112,14 @@ pub(crate) async fn handle<S: ClusterService>(
             StatusCode::OK,
             &service.get_plugin(name.to_string()).await?,
         )),
+        (Route::PluginDryRun(name), _) => {
+            let options = deploy_params(head.uri.query())?;
+            let queries = sample_queries(head)?;
+            let report = service
+                .dry_run(name.to_string(), body, options, queries)
+                .await?;
+            Ok(json_response(StatusCode::OK, &report))
+        }
         (Route::PluginApply(name), _) => {
             let with_events = apply_params(head.uri.query())?;
             let key = idempotency_key(head)?;
@@ -306,6 +320,28 @@ fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// The sample queries of a dry run: header [`SAMPLE_QUERIES_HEADER`], a JSON
+/// array of at most [`MAX_SAMPLE_QUERIES`] values (absent: none).
+fn sample_queries(head: &RequestHead) -> Result<Vec<serde_json::Value>, ApiError> {
+    let Some(value) = head.headers.get(SAMPLE_QUERIES_HEADER) else {
+        return Ok(Vec::new());
+    };
+    let bad = |why: &str| {
+        ApiError::bad_request(
+            "bad-sample-queries",
+            format!(
+                "{SAMPLE_QUERIES_HEADER} must be a JSON array of at most {MAX_SAMPLE_QUERIES} queries: {why}"
+            ),
+        )
+    };
+    let queries: Vec<serde_json::Value> =
+        serde_json::from_slice(value.as_bytes()).map_err(|_| bad("not a JSON array"))?;
+    if queries.len() > MAX_SAMPLE_QUERIES {
+        return Err(bad("too many"));
+    }
+    Ok(queries)
 }
 
 /// Parses `fuel_per_call=N` and `memory_limit_bytes=N` of a deploy; anything

@@ -7,7 +7,9 @@ pub mod raft_rpc;
 pub mod server;
 pub mod service;
 
-pub use client_api::{APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER};
+pub use client_api::{
+    APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER, SAMPLE_QUERIES_HEADER,
+};
 pub use error::ApiError;
 pub use forward::FORWARDED_BY_HEADER;
 pub use server::{Api, ApiLimits, serve};

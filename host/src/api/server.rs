@@ -150,6 +150,7 @@ pub(crate) enum Route<'a> {
     Plugin(&'a str),
     PluginApply(&'a str),
     PluginQuery(&'a str),
+    PluginDryRun(&'a str),
     Cluster,
     Members,
     Member(&'a str),
@@ -171,9 +172,11 @@ impl Route<'_> {
             Route::Plugin(_) => "GET, PUT, PATCH, DELETE",
             Route::Member(_) => "DELETE",
             Route::Settings => "GET, PATCH",
-            Route::Raft(_) | Route::PluginApply(_) | Route::PluginQuery(_) | Route::Members => {
-                "POST"
-            }
+            Route::Raft(_)
+            | Route::PluginApply(_)
+            | Route::PluginQuery(_)
+            | Route::PluginDryRun(_)
+            | Route::Members => "POST",
         }
     }
 }
@@ -190,6 +193,7 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "plugins", name] => Route::Plugin(name),
         ["v1", "plugins", name, "apply"] => Route::PluginApply(name),
         ["v1", "plugins", name, "query"] => Route::PluginQuery(name),
+        ["v1", "plugins", name, "dry-run"] => Route::PluginDryRun(name),
         ["v1", "cluster"] => Route::Cluster,
         ["v1", "cluster", "members"] => Route::Members,
         ["v1", "cluster", "members", id] => Route::Member(id),
@@ -291,6 +295,7 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
         }
         let limit = match route {
             Route::Plugin(_) if head.method == Method::PUT => self.service.max_upload_bytes(),
+            Route::PluginDryRun(_) => self.service.max_upload_bytes(),
             _ => self.limits.max_body_bytes,
         };
         let read_timeout = match route {
@@ -324,6 +329,7 @@ impl<S: ClusterService, R: RaftRpcHandler> Api<S, R> {
             _ => {
                 let budget = match route {
                     Route::Plugin(_) if head.method == Method::PUT => self.limits.deploy_timeout,
+                    Route::PluginDryRun(_) => self.limits.deploy_timeout,
                     Route::Members => self.limits.join_timeout,
                     _ => self.limits.request_timeout,
                 };

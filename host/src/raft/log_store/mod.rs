@@ -46,6 +46,12 @@ use crate::raft::types::TypeConfig;
 
 type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 
+/// Told of every command as it is appended (before it commits), so work the
+/// command will need can start early: a follower starts compiling a deployed
+/// component when the entry arrives, not when it applies. It must return at
+/// once (it runs on the append path) and decide nothing.
+pub type AppendHook = Arc<dyn Fn(&crate::state::Command) + Send + Sync>;
+
 /// The durable Raft log of one node. Cloning is cheap (an `Arc`); all clones share one
 /// WAL, and the WAL is closed (pending writes fsynced) when the last clone is dropped.
 #[derive(Clone)]
@@ -62,6 +68,8 @@ struct Inner {
     wal: RwLock<RaftLog<WalTypes>>,
     /// Stop a range read once it has gathered this many payload bytes.
     read_batch_max_bytes: u64,
+    /// See [`AppendHook`]; set once by the node after opening.
+    on_append: std::sync::OnceLock<AppendHook>,
 }
 
 impl fmt::Debug for LogStore {
@@ -99,8 +107,14 @@ impl LogStore {
                 dir: dir.to_path_buf(),
                 wal: RwLock::new(wal),
                 read_batch_max_bytes: cfg.read_batch_max_bytes,
+                on_append: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Installs the [`AppendHook`]; a second call is ignored.
+    pub fn set_append_hook(&self, hook: AppendHook) {
+        let _ = self.inner.on_append.set(hook);
     }
 
     fn read_wal(&self) -> io::Result<RwLockReadGuard<'_, RaftLog<WalTypes>>> {
@@ -341,6 +355,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let batch = entries
             .into_iter()
             .map(|e| {
+                if let (Some(hook), openraft::EntryPayload::Normal(cmd)) =
+                    (self.inner.on_append.get(), &e.payload)
+                {
+                    hook(cmd);
+                }
                 Ok((
                     WalLogId::from(&e.log_id),
                     codec::encode_payload(&e.payload)?,
