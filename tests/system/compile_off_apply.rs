@@ -30,8 +30,9 @@ const DEPLOY_CLIENT_TIMEOUT: Duration = Duration::from_secs(150);
 /// The assertion is generous (shared CI machines are noisy); the printed
 /// ratio is the measurement, and the target is 2×.
 const P99_RATIO_BOUND: f64 = 8.0;
-/// Below this, p99 differences are scheduling noise, not a stall.
-const P99_FLOOR: Duration = Duration::from_millis(150);
+/// Below this, a p99 is not a stall: the default 60 MiB entry itself (not its
+/// compile) costs a few hundred ms to write, fsync and replicate here.
+const P99_FLOOR: Duration = Duration::from_millis(1_500);
 
 fn p99(mut samples: Vec<Duration>) -> Duration {
     samples.sort();

@@ -316,34 +316,32 @@ fn compile(
     sha: &[u8; 32],
     wasm: &[u8],
 ) -> Result<Arc<Compiled>, ValidateError> {
-    {
-        let sha = *sha;
-        check_shape(wasm, usize::MAX)?;
-        let started = std::time::Instant::now();
-        let cached = disk.and_then(|d| d.load(&set.engine, &sha));
-        let from_disk = cached.is_some();
-        let component = match cached {
-            Some(c) => c,
-            None => Component::new(&set.engine, wasm)
-                .map_err(|e| ValidateError::Invalid(format!("{e:#}")))?,
-        };
-        let instance_pre = set
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
-        // The newest world first; a component without `migrate` may be 0.1.0.
-        let compiled = match v2::PluginPre::new(instance_pre.clone()) {
-            Ok(pre) => Compiled::V2(pre),
-            Err(newest) => v1::PluginPre::new(instance_pre)
-                .map(Compiled::V1)
-                .map_err(|_| ValidateError::WrongWorld(format!("{newest:#}")))?,
-        };
-        if let (Some(disk), false) = (disk, from_disk) {
-            disk.store(&sha, &component);
-        }
-        tracing::debug!(sha = %hex::encode(sha), from_disk, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
-        Ok(Arc::new(compiled))
+    let sha = *sha;
+    check_shape(wasm, usize::MAX)?;
+    let started = std::time::Instant::now();
+    let cached = disk.and_then(|d| d.load(&set.engine, &sha));
+    let from_disk = cached.is_some();
+    let component = match cached {
+        Some(c) => c,
+        None => Component::new(&set.engine, wasm)
+            .map_err(|e| ValidateError::Invalid(format!("{e:#}")))?,
+    };
+    let instance_pre = set
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
+    // The newest world first; a component without `migrate` may be 0.1.0.
+    let compiled = match v2::PluginPre::new(instance_pre.clone()) {
+        Ok(pre) => Compiled::V2(pre),
+        Err(newest) => v1::PluginPre::new(instance_pre)
+            .map(Compiled::V1)
+            .map_err(|_| ValidateError::WrongWorld(format!("{newest:#}")))?,
+    };
+    if let (Some(disk), false) = (disk, from_disk) {
+        disk.store(&sha, &component);
     }
+    tracing::debug!(sha = %hex::encode(sha), from_disk, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
+    Ok(Arc::new(compiled))
 }
 
 #[cfg(test)]
