@@ -117,17 +117,15 @@ async fn a_big_deploy_does_not_stall_other_plugins() -> anyhow::Result<()> {
     let (index, put_answered) = deploy.await??;
     let callable = {
         let mut writes = Vec::new();
-        let q = probe.clone();
-        let nodes: Vec<&Node> = cluster.running().collect();
         let params = format!("consistency=stale&min_index={index}");
-        let mut pending: Vec<&Node> = nodes.clone();
+        let mut pending: Vec<&Node> = cluster.running().collect();
         let until = Instant::now() + CALLABLE_BOUND;
         while !pending.is_empty() && Instant::now() < until {
             writes.push(write(leader, i).await?);
             i += 1;
             let mut still = Vec::new();
             for n in pending {
-                let r = n.query("big", &params, &q).await?;
+                let r = n.query("big", &params, &probe).await?;
                 if r.status != 200 {
                     still.push(n);
                 }
