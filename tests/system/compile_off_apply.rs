@@ -30,9 +30,11 @@ const DEPLOY_CLIENT_TIMEOUT: Duration = Duration::from_secs(150);
 /// The assertion is generous (shared CI machines are noisy); the printed
 /// ratio is the measurement, and the target is 2×.
 const P99_RATIO_BOUND: f64 = 8.0;
-/// Below this, a p99 is not a stall: the default 60 MiB entry itself (not its
-/// compile) costs a few hundred ms to write, fsync and replicate here.
-const P99_FLOOR: Duration = Duration::from_millis(1_500);
+/// Below this, a p99 is not a compile stall: the default 60 MiB entry itself
+/// (not its compile) takes from a few hundred ms to seconds to write, fsync
+/// and replicate, the more so with the whole suite running at once; the same
+/// bound as `large_plugin`'s longest gap between writes.
+const P99_FLOOR: Duration = Duration::from_secs(6);
 
 fn p99(mut samples: Vec<Duration>) -> Duration {
     samples.sort();

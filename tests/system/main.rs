@@ -25,6 +25,7 @@ mod metrics;
 mod migrate;
 mod partition;
 mod query_admission;
+mod query_time;
 mod scaffold;
 mod settings;
 mod single_node;
