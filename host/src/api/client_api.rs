@@ -468,6 +468,34 @@ mod tests {
     }
 
     #[test]
+    fn parses_sample_queries() {
+        let head = |value: Option<&str>| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(v) = value {
+                headers.insert(SAMPLE_QUERIES_HEADER, HeaderValue::from_str(v).unwrap());
+            }
+            RequestHead {
+                method: Method::POST,
+                uri: "/v1/plugins/a/dry-run".parse().unwrap(),
+                headers,
+            }
+        };
+        assert!(sample_queries(&head(None)).unwrap().is_empty());
+        assert_eq!(
+            sample_queries(&head(Some(r#"[{"get":{}}, 1]"#))).unwrap(),
+            vec![serde_json::json!({"get": {}}), serde_json::json!(1)]
+        );
+        let too_many = serde_json::json!(vec![0; MAX_SAMPLE_QUERIES + 1]).to_string();
+        for bad in [r#"{"get":{}}"#, "not json", too_many.as_str()] {
+            assert_eq!(
+                sample_queries(&head(Some(bad))).unwrap_err().code(),
+                "bad-sample-queries",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn parses_deploy_parameters() {
         assert_eq!(deploy_params(None).unwrap(), DeployOptions::default());
         assert_eq!(
