@@ -72,6 +72,19 @@ async fn migrate_transforms_data_and_a_failing_migrate_rejects_the_upgrade() -> 
         json!({"ok": {"value": 5, "migrated_from": 1}}),
         "{report}"
     );
+    // The same through the CLI.
+    let (url, path) = (leader.url(), cairn_host::plugins::built_path("counter-v2"));
+    let cli = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(crate::process::cairn_bin())
+            .args(["--url", &url, "--json", "deploy", "a"])
+            .arg(path)
+            .args(["--dry-run", "--sample-query", r#"{"get":{}}"#])
+            .output()
+    })
+    .await??;
+    assert!(cli.status.success(), "{cli:?}");
+    let printed: Value = serde_json::from_slice(&cli.stdout)?;
+    assert_eq!(printed["queries"], report["queries"]);
     let failing = dry_run(leader, "b", &v2, &json!([])).await?;
     assert_eq!(failing["outcome"], "failed", "{failing}");
     assert_eq!(failing["error"]["code"], "migrate-failed", "{failing}");
