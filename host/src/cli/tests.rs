@@ -332,3 +332,31 @@ fn backup_temp_file_sits_next_to_the_target() {
         std::path::PathBuf::from("/a/b/x.cairn.tmp")
     );
 }
+
+#[test]
+fn new_and_dry_run_flags_parse() {
+    let cli = Cli::try_parse_from(["cairn", "new", "hello", "--lang", "rust", "--dir", "/tmp/x"])
+        .unwrap();
+    assert!(matches!(
+        cli.command,
+        Commands::New { ref name, ref lang, dir: Some(_) } if name == "hello" && lang == "rust"
+    ));
+    let cli = Cli::try_parse_from([
+        "cairn",
+        "deploy",
+        "c",
+        "c.wasm",
+        "--dry-run",
+        "--sample-query",
+        r#"{"get":{}}"#,
+    ])
+    .unwrap();
+    assert!(matches!(
+        cli.command,
+        Commands::Deploy { dry_run: true, ref sample_queries, .. } if sample_queries.len() == 1
+    ));
+    // Sample queries only mean something in a dry run.
+    assert!(
+        Cli::try_parse_from(["cairn", "deploy", "c", "c.wasm", "--sample-query", "{}"]).is_err()
+    );
+}

@@ -28,11 +28,12 @@ use crate::api::raft_rpc::RaftRpc;
 use crate::api::{Api, ApiLimits};
 use crate::config::Config;
 use crate::http_client::{HttpClient, new_client};
-use crate::raft::log_store::{LogStore, LogStoreConfig};
+use crate::raft::log_store::{AppendHook, LogStore, LogStoreConfig};
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::Raft;
-use crate::runtime::Runtime;
+use crate::runtime::{Code, Runtime};
+use crate::state::{Command, DeployCode};
 
 /// Why a node could not start, stop or join.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +133,31 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     node.stop().await
 }
 
+/// The log store's [`AppendHook`]: a deploy entry starts compiling its
+/// component as soon as it is appended (on a follower, when the leader's
+/// append arrives), in the background and for the engine today's settings
+/// call for; the entry's apply then finds it compiled or compiling.
+fn compile_on_append(runtime: Arc<Runtime>, sm: StateMachine) -> AppendHook {
+    Arc::new(move |cmd: &Command| {
+        let Command::Deploy {
+            code: DeployCode::Inline(wasm),
+            ..
+        } = cmd
+        else {
+            return;
+        };
+        let params = sm.applied().state.settings().engine_params();
+        let (runtime, wasm) = (runtime.clone(), wasm.clone());
+        // Hashing a big component takes a while: not on the append path.
+        let spawned = std::thread::Builder::new()
+            .name("cairn-compile".into())
+            .spawn(move || runtime.compile_in_background(&Code::new(wasm), params));
+        if let Err(e) = spawned {
+            tracing::warn!(%e, "cannot start a compile thread; the deploy's apply starts it");
+        }
+    })
+}
+
 /// Builds and starts every part of a node; returns once it serves HTTP.
 pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     config.validate()?;
@@ -158,6 +184,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         .await
         .map_err(raft_err)?
         .map_err(io("opening the state machine"))?;
+    log_store.set_append_hook(compile_on_append(runtime.clone(), sm.clone()));
     let client = new_client();
     let mut counters = metrics::Counters::default();
     counters.log_flush_seconds = log_store.flush_seconds();
