@@ -34,6 +34,14 @@ export function float(value) {
 }
 
 const U64_MAX = (1n << 64n) - 1n;
+const EXACT_TIMES_10 = 900719925474099; // below this, sig * 10 + 9 is still exact in a double
+
+/** `sig * 10 + d` for a u64 significand held as a number while exact, as a bigint beyond; `null` if it would exceed u64. */
+function mulAdd(sig, d) {
+  if (typeof sig === "number" && sig < EXACT_TIMES_10) return sig * 10 + d;
+  const v = BigInt(sig) * 10n + BigInt(d);
+  return v > U64_MAX ? null : v;
+}
 const I64_MIN = -(1n << 63n);
 const MAX_DEPTH = 128; // serde_json's recursion limit
 const POW10 = Array.from({ length: 309 }, (_, i) => Number(`1e${i}`));
@@ -50,8 +58,24 @@ export function duplicateKeys(object) {
 // ---------------------------------------------------------------------------
 // UTF-8 (QuickJS in the component has no TextEncoder/TextDecoder)
 
+const ASCII = /^[\x00-\x7f]*$/;
+const CHUNK = 4096; // code units per String.fromCharCode.apply call
+
+function fromUnits(units, start, end) {
+  let out = "";
+  for (let i = start; i < end; i += CHUNK) {
+    out += String.fromCharCode.apply(null, units.subarray ? units.subarray(i, Math.min(end, i + CHUNK)) : units.slice(i, Math.min(end, i + CHUNK)));
+  }
+  return out;
+}
+
 /** Encodes a string as UTF-8; lone surrogates are a `bad-output` error (Rust strings cannot hold them). */
 export function utf8Encode(text) {
+  if (ASCII.test(text)) {
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    return bytes;
+  }
   const out = [];
   for (let i = 0; i < text.length; i++) {
     let c = text.charCodeAt(i);
@@ -73,7 +97,10 @@ export function utf8Encode(text) {
 
 /** Decodes UTF-8 strictly (as Rust's `str::from_utf8`); `null` if invalid. */
 export function utf8Decode(bytes, start = 0, end = bytes.length) {
-  let out = "";
+  // ASCII (the common case) is converted and checked by native code.
+  const latin1 = fromUnits(bytes, start, end);
+  if (ASCII.test(latin1)) return latin1;
+  const units = [];
   let i = start;
   while (i < end) {
     const b = bytes[i];
@@ -101,10 +128,11 @@ export function utf8Decode(bytes, start = 0, end = bytes.length) {
     // Overlong forms, surrogates and code points above U+10FFFF are invalid.
     if ((n === 2 && cp < 0x800) || (n === 3 && cp < 0x10000) || cp > 0x10ffff) return null;
     if (cp >= 0xd800 && cp <= 0xdfff) return null;
-    out += String.fromCodePoint(cp);
+    if (cp >= 0x10000) units.push(0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + ((cp - 0x10000) & 0x3ff));
+    else units.push(cp);
     i += n + 1;
   }
-  return out;
+  return fromUnits(units, 0, units.length);
 }
 
 // ---------------------------------------------------------------------------
@@ -118,6 +146,8 @@ class ParseError extends Error {}
  */
 export function parse(input) {
   const bytes = typeof input === "string" ? utf8Encode(input) : input;
+  const fast = parseFast(bytes);
+  if (fast !== NOT_FAST) return fast;
   const p = new Parser(bytes);
   p.ws();
   const value = p.value();
@@ -129,6 +159,38 @@ export function parse(input) {
 /** Whether `e` came from `parse` (malformed JSON). */
 export function isParseError(e) {
   return e instanceof ParseError;
+}
+
+// The fast path. In the interpreter every JS operation costs hundreds of Wasm
+// instructions (fuel), so a byte-by-byte parser in JS costs ~10k fuel per byte
+// of input; the engine's own `JSON.parse` (C) costs next to nothing. Its
+// result is exactly serde_json's whenever the text has no number that could
+// be a float or beyond 15 digits, no `-0`, no surrogate escape, no key that
+// appears twice anywhere (a struct field given twice is an error for serde)
+// and fewer than 127 brackets (serde's nesting limit) — checked here with
+// native regular expressions. Anything else, valid or not, takes `Parser`.
+const NOT_FAST = Symbol("not fast");
+const STRING = /"(?:[^"\\]|\\.)*"/g;
+const KEY = /"(?:[^"\\]|\\.)*"(?=\s*:)/g;
+const INEXACT_NUMBER = /[.eE]|\d{16}|-0(?!\d)/;
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+const OPENERS = /[^[{]+/g;
+
+function parseFast(bytes) {
+  const text = utf8Decode(bytes);
+  if (text === null || SURROGATE_ESCAPE.test(text)) return NOT_FAST;
+  const bare = text.replace(STRING, '""');
+  if (INEXACT_NUMBER.test(bare) || bare.replace(OPENERS, "").length >= MAX_DEPTH - 1) return NOT_FAST;
+  const keys = text.match(KEY);
+  // Two spellings of one key (`"a"`, `"\u0061"`) would hide a duplicate: escaped keys go slow.
+  if (keys !== null && keys.length > 1 && (new Set(keys).size !== keys.length || keys.join("").includes("\\"))) {
+    return NOT_FAST;
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return NOT_FAST; // let `Parser` explain the error in serde_json's terms
+  }
 }
 
 class Parser {
@@ -260,7 +322,16 @@ class Parser {
         out += s;
       }
     };
+    const b = this.b;
     for (;;) {
+      // Skip the plain bytes of a run in one tight loop.
+      let j = this.i;
+      while (j < b.length) {
+        const x = b[j];
+        if (x === 0x22 || x === 0x5c || x < 0x20) break;
+        j++;
+      }
+      this.i = j;
       const c = this.peek();
       if (c === -1) this.fail("EOF while parsing a string");
       if (c === 0x22) {
@@ -337,22 +408,24 @@ class Parser {
     const first = this.digit();
     if (first < 0) this.fail(this.peek() === -1 ? "EOF while parsing a value" : "invalid number");
     this.i++;
-    let sig = BigInt(first);
+    let sig = first;
     if (first === 0) {
       if (this.digit() >= 0) this.fail("invalid number");
     } else {
       for (let d = this.digit(); d >= 0; d = this.digit()) {
-        if (sig * 10n + BigInt(d) > U64_MAX) return this.float(positive, this.longInteger(positive, sig));
+        const next = mulAdd(sig, d);
+        if (next === null) return this.float(positive, this.longInteger(positive, sig));
         this.i++;
-        sig = sig * 10n + BigInt(d);
+        sig = next;
       }
     }
     const c = this.peek();
     if (c === 0x2e) return this.float(positive, this.decimal(positive, sig, 0));
     if (c === 0x65 || c === 0x45) return this.float(positive, this.exponent(positive, sig, 0));
-    if (positive) return sig <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(sig) : sig;
-    if (sig === 0n || sig > -I64_MIN) return this.float(positive, -Number(sig));
-    return sig <= BigInt(Number.MAX_SAFE_INTEGER) ? -Number(sig) : -sig;
+    if (typeof sig === "number") return positive ? sig : sig === 0 ? new Float(-0) : -sig;
+    if (sig <= BigInt(Number.MAX_SAFE_INTEGER)) return positive ? Number(sig) : -Number(sig);
+    if (positive) return sig;
+    return sig > -I64_MIN ? this.float(positive, -Number(sig)) : -sig;
   }
   float(_positive, f) {
     return Number.isInteger(f) || Object.is(f, -0) ? new Float(f) : f;
@@ -373,7 +446,8 @@ class Parser {
     this.i++; // .
     let after = 0;
     for (let d = this.digit(); d >= 0; d = this.digit()) {
-      if (sig * 10n + BigInt(d) > U64_MAX) {
+      const next = mulAdd(sig, d);
+      if (next === null) {
         // Further digits are ignored (serde_json's `parse_decimal_overflow`).
         while (this.digit() >= 0) this.i++;
         const c = this.peek();
@@ -381,7 +455,7 @@ class Parser {
         return this.fromParts(positive, sig, before + after);
       }
       this.i++;
-      sig = sig * 10n + BigInt(d);
+      sig = next;
       after--;
     }
     if (after === 0) this.fail(this.peek() === -1 ? "EOF while parsing a value" : "invalid number");
@@ -403,7 +477,7 @@ class Parser {
     for (let d = this.digit(); d >= 0; d = this.digit()) {
       this.i++;
       if (exp * 10 + d > 2147483647) {
-        if (sig !== 0n && positiveExp) this.fail("number out of range");
+        if (Number(sig) !== 0 && positiveExp) this.fail("number out of range");
         while (this.digit() >= 0) this.i++;
         return positive ? 0 : -0;
       }
@@ -414,7 +488,7 @@ class Parser {
     return this.fromParts(positive, sig, final);
   }
   fromParts(positive, sig, exponent) {
-    let f = Number(sig); // u64 -> f64, round to nearest even like `as f64`
+    let f = Number(sig); // u64 -> f64 (exact, or from a bigint rounded to nearest even like `as f64`)
     for (;;) {
       const pow = POW10[Math.abs(exponent)];
       if (pow !== undefined) {
@@ -465,7 +539,10 @@ export function formatFloat(f) {
 
 const ESCAPES = { 0x22: '\\"', 0x5c: "\\\\", 0x08: "\\b", 0x09: "\\t", 0x0a: "\\n", 0x0c: "\\f", 0x0d: "\\r" };
 
+const PLAIN = /^[^"\\\x00-\x1f\ud800-\udfff]*$/;
+
 function quote(s) {
+  if (PLAIN.test(s)) return `"${s}"`;
   let out = '"';
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
@@ -511,6 +588,7 @@ function write(v, depth) {
     case "boolean":
       return v ? "true" : "false";
     case "number":
+      if (Number.isSafeInteger(v) && !Object.is(v, -0)) return String(v);
       return isIntegerNumber(v) ? BigInt(v).toString() : formatFloat(v);
     case "bigint":
       if (v < I64_MIN || v > U64_MAX) throw new PluginError("bad-output", `integer ${v} does not fit 64 bits`);
@@ -524,10 +602,19 @@ function write(v, depth) {
   }
   if (v instanceof Float) return formatFloat(v.value);
   if (typeof v.toJSON === "function") return write(v.toJSON(), depth + 1);
-  if (Array.isArray(v)) return `[${v.map((x) => write(x, depth + 1)).join(",")}]`;
-  const keys = Object.keys(v).filter((k) => v[k] !== undefined);
-  keys.sort(compareCodePoints);
-  return `{${keys.map((k) => `${quote(k)}:${write(v[k], depth + 1)}`).join(",")}}`;
+  if (Array.isArray(v)) {
+    let out = "[";
+    for (let i = 0; i < v.length; i++) out += (i ? "," : "") + write(v[i], depth + 1);
+    return `${out}]`;
+  }
+  const keys = Object.keys(v);
+  if (keys.length > 1) keys.sort(compareCodePoints);
+  let out = "{";
+  for (const k of keys) {
+    if (v[k] === undefined) continue;
+    out += `${out.length > 1 ? "," : ""}${quote(k)}:${write(v[k], depth + 1)}`;
+  }
+  return `${out}}`;
 }
 
 /** `stringify` as UTF-8 bytes. */

@@ -60,3 +60,11 @@ test("UTF-8 round trip and strictness", () => {
   assert.equal(utf8Decode(Uint8Array.of(0xc0, 0x80)), null); // overlong
   assert.throws(() => utf8Encode("\ud800"), /lone surrogate/);
 });
+
+test("the fast path never changes the answer", () => {
+  // Each pair: text that JSON.parse would read differently from serde_json.
+  assert.equal(roundTrip('{"a":[1.0, -0, 1e2, 12345678901234567]}'), '{"a":[1.0,-0.0,100.0,12345678901234567]}');
+  assert.equal(roundTrip('{"k":"1.5","n":2}'), '{"k":"1.5","n":2}');
+  assert.throws(() => parse('"\\ud800"'));
+  assert.throws(() => parse("[".repeat(130) + "]".repeat(130)), /recursion/);
+});
