@@ -20,7 +20,7 @@ const MASK = (1n << 64n) - 1n;
  * `read-only`, events are dropped); time and randomness are deterministic.
  */
 export class MockHost {
-  /** @param {{index?: number, timestampMs?: number, seed?: bigint|number, scanCap?: number, maxKeyBytes?: number, maxValueBytes?: number}} [opts] */
+  /** `opts`: `index` (0), `timestampMs` (0), `seed` (0), `scanCap` (0: none), `maxKeyBytes`, `maxValueBytes` (0: no limit). */
   constructor(opts = {}) {
     this.kv = new globalThis.Map();
     this.events = [];
