@@ -68,7 +68,7 @@ mkdirSync(dirname(out), { recursive: true });
 const started = Date.now();
 const run = spawnSync(
   process.execPath,
-  [tool, "--wit", wit, "--world", "plugin", "--js", entry, "--module-root", moduleRoot(), "--sync", ...(process.env.CAIRN_QJS_EXTRA ? process.env.CAIRN_QJS_EXTRA.split(" ") : []), "-o", out],
+  [tool, "--wit", wit, "--world", "plugin", "--js", entry, "--module-root", moduleRoot(), "--sync", "-o", out],
   { cwd: project, stdio: ["ignore", "inherit", "inherit"] },
 );
 rmSync(entry, { force: true });

@@ -123,13 +123,19 @@ const HISTORY: &[(&str, &str)] = &[
     ("apply", r#"{"get":{"key":"a"}}"#),
     ("apply", r#"{"cas":{"key":"a","expected":1,"new":2}}"#),
     ("apply", r#"{"cas":{"key":"n","new":1.5e-7}}"#),
-    ("apply", r#"{"cas":{"key":"n","expected":1.5e-7,"new":0.1}}"#),
+    (
+        "apply",
+        r#"{"cas":{"key":"n","expected":1.5e-7,"new":0.1}}"#,
+    ),
     ("apply", r#"{"cas":{"key":"n","expected":0.10,"new":1}}"#),
     ("apply", r#"{"cas":{"key":"n","expected":1.0,"new":3}}"#),
     ("apply", r#"{"put":{"key":"é","value":[]}}"#),
     ("apply", r#"{"put":{"key":"😀","value":{}}}"#),
     ("apply", r#"{"put":{"key":"\uffff","value":true}}"#),
-    ("apply", r#"{"put":["user/1",{"z":1,"a":2,"m":{"y":null,"x":false}}]}"#),
+    (
+        "apply",
+        r#"{"put":["user/1",{"z":1,"a":2,"m":{"y":null,"x":false}}]}"#,
+    ),
     (
         "apply",
         r#"{"put":{"key":"user/2","value":12345678901234567890}}"#,
@@ -145,14 +151,20 @@ const HISTORY: &[(&str, &str)] = &[
     ("apply", r#"{"put":{"key":"a","value":1,"value":2}}"#),
     ("apply", r#"{"nope":{}}"#),
     ("apply", r#"{"put":{"key":"a""#),
-    ("apply", r#"{"put":{"key":"deep","value":[[[[1]]],{"k":[{}]}]}}"#),
+    (
+        "apply",
+        r#"{"put":{"key":"deep","value":[[[[1]]],{"k":[{}]}]}}"#,
+    ),
     ("apply", r#"{"put":{"key":"big","value":1e308}}"#),
     ("apply", r#"{"put":{"key":"tiny","value":5e-324}}"#),
     (
         "apply",
         r#"{"put":{"key":"long","value":123456789012345678901234567890}}"#,
     ),
-    ("apply", r#"{"put":{"key":"frac","value":[2.5e-5,1e-5,1e15,1e16,-1.25]}}"#),
+    (
+        "apply",
+        r#"{"put":{"key":"frac","value":[2.5e-5,1e-5,1e15,1e16,-1.25]}}"#,
+    ),
     (
         "apply",
         r#"{"put":{"key":"esc","value":"\u00e9\t\u2028\ud83d\ude00\\"}}"#,
@@ -186,7 +198,10 @@ fn same_answer(step: usize, body: &str, rust: &crate::harness::Resp, js: &crate:
     let (r, j) = (rust.json(), js.json());
     assert_eq!(r["error"]["code"], j["error"]["code"], "step {step} {body}");
     if r["error"]["code"] != "bad-input" {
-        assert_eq!(r["error"]["message"], j["error"]["message"], "step {step} {body}");
+        assert_eq!(
+            r["error"]["message"], j["error"]["message"],
+            "step {step} {body}"
+        );
     }
 }
 
@@ -214,7 +229,10 @@ async fn js_kv_matches_rust_kv_on_three_nodes() -> Result<()> {
         let mut answers = Vec::new();
         for plugin in ["rkv", "jkv"] {
             let path = format!("/v1/plugins/{plugin}/{kind}");
-            answers.push(node.req(Method::POST, &path, &[], body.as_bytes().to_vec()).await?);
+            answers.push(
+                node.req(Method::POST, &path, &[], body.as_bytes().to_vec())
+                    .await?,
+            );
         }
         same_answer(step, body, &answers[0], &answers[1]);
         errors += usize::from(answers[0].status != 200);
@@ -225,7 +243,12 @@ async fn js_kv_matches_rust_kv_on_three_nodes() -> Result<()> {
     // The JS kv wrote serde_json's spelling of what it stored.
     let got = cluster
         .node(leader)
-        .req(Method::POST, "/v1/plugins/jkv/query", &[], r#"{"get":{"key":"a"}}"#.as_bytes().to_vec())
+        .req(
+            Method::POST,
+            "/v1/plugins/jkv/query",
+            &[],
+            r#"{"get":{"key":"a"}}"#.as_bytes().to_vec(),
+        )
         .await?
         .expect(200)?;
     assert_eq!(
@@ -251,7 +274,10 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).with_context(|| format!("read {}", d.display()))? {
             let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if name == "node_modules" || name == "dist" {
                 continue;
             }
@@ -281,7 +307,11 @@ fn instantiate_and_build(project: &Path, name: &str) -> Result<Vec<u8>> {
     let vendored_files = files_under(&vendored)?;
     let sdk_files: Vec<PathBuf> = files_under(&sdk)?
         .into_iter()
-        .filter(|p| ["src", "bin", "wit", "package.json"].iter().any(|top| p.starts_with(top)))
+        .filter(|p| {
+            ["src", "bin", "wit", "package.json"]
+                .iter()
+                .any(|top| p.starts_with(top))
+        })
         .collect();
     ensure!(
         vendored_files == sdk_files,
@@ -306,13 +336,19 @@ fn instantiate_and_build(project: &Path, name: &str) -> Result<Vec<u8>> {
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&build_sh, perms)?;
     std::fs::create_dir_all(project.join("node_modules/@cairn"))?;
-    std::os::unix::fs::symlink("../../vendor/cairn-sdk", project.join("node_modules/@cairn/sdk"))?;
+    std::os::unix::fs::symlink(
+        "../../vendor/cairn-sdk",
+        project.join("node_modules/@cairn/sdk"),
+    )?;
     std::os::unix::fs::symlink(
         kv_dir.join("node_modules/componentize-qjs"),
         project.join("node_modules/componentize-qjs"),
     )?;
 
-    let stdout = run(Command::new("./build.sh").current_dir(project), "the scaffold's build.sh")?;
+    let stdout = run(
+        Command::new("./build.sh").current_dir(project),
+        "the scaffold's build.sh",
+    )?;
     let wasm = project.join(format!("dist/{name}.wasm"));
     let last = stdout.lines().last().unwrap_or_default();
     ensure!(
@@ -324,7 +360,10 @@ fn instantiate_and_build(project: &Path, name: &str) -> Result<Vec<u8>> {
         Command::new("node").arg("--test").current_dir(project),
         "the scaffold's node --test",
     )?;
-    ensure!(out.contains("# fail 0") && !out.contains("# pass 0"), "node --test:\n{out}");
+    ensure!(
+        out.contains("# fail 0") && !out.contains("# pass 0"),
+        "node --test:\n{out}"
+    );
     Ok(std::fs::read(&wasm)?)
 }
 
@@ -338,13 +377,22 @@ async fn js_scaffold_builds_tests_deploys_and_answers() -> Result<()> {
     let cluster = Cluster::start(1).await?;
     let node = cluster.node(cluster.wait_leader().await?);
     node.deploy("demo", &wasm).await?.expect(201)?;
-    let r = node.apply("demo", &serde_json::json!({"add": {"n": 5}})).await?.expect(200)?;
+    let r = node
+        .apply("demo", &serde_json::json!({"add": {"n": 5}}))
+        .await?
+        .expect(200)?;
     assert_eq!(r.json(), serde_json::json!({"total": 5}));
     let r = node
-        .apply("demo", &serde_json::json!({"add": {"n": 18446744073709551615u64}}))
+        .apply(
+            "demo",
+            &serde_json::json!({"add": {"n": 18446744073709551615u64}}),
+        )
         .await?;
     assert_eq!(r.code().as_deref(), Some("overflow"));
-    let r = node.query("demo", "", &serde_json::json!({"total": {}})).await?.expect(200)?;
+    let r = node
+        .query("demo", "", &serde_json::json!({"total": {}}))
+        .await?
+        .expect(200)?;
     assert_eq!(r.json(), serde_json::json!({"total": 5}));
     Ok(())
 }
