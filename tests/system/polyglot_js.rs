@@ -112,6 +112,40 @@ fn test_and_build_js_kv(out_dir: &Path) -> Result<Vec<u8>> {
     Ok(std::fs::read(&wasm)?)
 }
 
+/// How often a deploy of a QuickJS component is sent (with one
+/// Idempotency-Key, so a retry cannot deploy twice): compiling 1.8 MB in a
+/// debug build on a loaded machine can outlast the harness's 15 s deadline.
+const DEPLOY_ATTEMPTS: usize = 4;
+
+/// Deploys `wasm` and returns once the cluster answered it (201, or 200 for a
+/// retry that found it deployed).
+async fn deploy_patiently(
+    node: &crate::harness::Node,
+    name: &str,
+    wasm: &[u8],
+    params: &str,
+) -> Result<()> {
+    let key = format!("polyglot-js-{name}");
+    let mut last = None;
+    for _ in 0..DEPLOY_ATTEMPTS {
+        match node
+            .deploy_with(name, wasm, params, &[("idempotency-key", &key)])
+            .await
+        {
+            Ok(r) if r.status == 201 || r.status == 200 => return Ok(()),
+            Ok(r) => bail!(
+                "deploy of {name}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .expect("at least one attempt")
+        .context(format!("deploy of {name}")))
+}
+
 /// One step of the shared history: `apply` or `query`, and the exact body bytes.
 const HISTORY: &[(&str, &str)] = &[
     ("apply", r#"{"put":{"key":"a","value":1}}"#),
@@ -217,10 +251,7 @@ async fn js_kv_matches_rust_kv_on_three_nodes() -> Result<()> {
     let rust = cairn_host::plugins::example("kv").expect("kv embedded");
     let first = cluster.node(leader);
     first.deploy("rkv", rust).await?.expect(201)?;
-    first
-        .deploy_with("jkv", &js, JS_LIMITS, &[])
-        .await?
-        .expect(201)?;
+    deploy_patiently(first, "jkv", &js, JS_LIMITS).await?;
 
     let mut errors = 0;
     for (step, (kind, body)) in HISTORY.iter().enumerate() {
@@ -376,7 +407,7 @@ async fn js_scaffold_builds_tests_deploys_and_answers() -> Result<()> {
 
     let cluster = Cluster::start(1).await?;
     let node = cluster.node(cluster.wait_leader().await?);
-    node.deploy("demo", &wasm).await?.expect(201)?;
+    deploy_patiently(node, "demo", &wasm, "").await?;
     let r = node
         .apply("demo", &serde_json::json!({"add": {"n": 5}}))
         .await?
