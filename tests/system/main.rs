@@ -29,6 +29,7 @@ mod membership;
 mod metrics;
 mod migrate;
 mod partition;
+mod polyglot_js;
 mod query_admission;
 mod query_time;
 mod scaffold;

@@ -81,8 +81,73 @@ const RUST: &[Template] = &[
     file("wit/cairn.wit", include_str!("../../../../wit/cairn.wit")),
 ];
 
+/// The JavaScript project (QuickJS via componentize-qjs): the plugin, its
+/// `node --test` suite, the one-command build and a vendored copy of the JS
+/// SDK (`@cairn/sdk`, a `file:` dependency) with the WIT it builds against.
+/// That WIT is `cairn:plugin@0.1.0`, which the host still links; JS plugins
+/// need no `migrate`.
+const JS: &[Template] = &[
+    script("build.sh", include_str!("js/build.sh")),
+    file("src/plugin.js", include_str!("js/src/plugin.js")),
+    file(
+        "test/plugin.test.js",
+        include_str!("js/test/plugin.test.js"),
+    ),
+    file("package.json", include_str!("js/package.json")),
+    file("README.md", include_str!("js/README.md")),
+    file(".gitignore", include_str!("js/.gitignore")),
+    file(
+        "vendor/cairn-sdk/package.json",
+        include_str!("js/vendor/cairn-sdk/package.json"),
+    ),
+    file(
+        "vendor/cairn-sdk/bin/cairn-js-build.mjs",
+        include_str!("js/vendor/cairn-sdk/bin/cairn-js-build.mjs"),
+    ),
+    file(
+        "vendor/cairn-sdk/src/index.js",
+        include_str!("js/vendor/cairn-sdk/src/index.js"),
+    ),
+    file(
+        "vendor/cairn-sdk/src/ctx.js",
+        include_str!("js/vendor/cairn-sdk/src/ctx.js"),
+    ),
+    file(
+        "vendor/cairn-sdk/src/error.js",
+        include_str!("js/vendor/cairn-sdk/src/error.js"),
+    ),
+    file(
+        "vendor/cairn-sdk/src/json.js",
+        include_str!("js/vendor/cairn-sdk/src/json.js"),
+    ),
+    file(
+        "vendor/cairn-sdk/src/keys.js",
+        include_str!("js/vendor/cairn-sdk/src/keys.js"),
+    ),
+    file(
+        "vendor/cairn-sdk/src/mock.js",
+        include_str!("js/vendor/cairn-sdk/src/mock.js"),
+    ),
+    file(
+        "vendor/cairn-sdk/src/schema.js",
+        include_str!("js/vendor/cairn-sdk/src/schema.js"),
+    ),
+    file(
+        "vendor/cairn-sdk/src/storage.js",
+        include_str!("js/vendor/cairn-sdk/src/storage.js"),
+    ),
+    file(
+        "vendor/cairn-sdk/src/wasm.js",
+        include_str!("js/vendor/cairn-sdk/src/wasm.js"),
+    ),
+    file(
+        "vendor/cairn-sdk/wit/cairn.wit",
+        include_str!("js/vendor/cairn-sdk/wit/cairn.wit"),
+    ),
+];
+
 /// Every language `cairn new` knows, with its files; adding one is one row.
-const LANGUAGES: &[(&str, &[Template])] = &[("rust", RUST), ("python", &[]), ("js", &[])];
+const LANGUAGES: &[(&str, &[Template])] = &[("rust", RUST), ("python", &[]), ("js", JS)];
 
 /// Why a project was not written.
 #[derive(Debug, thiserror::Error)]
