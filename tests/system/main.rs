@@ -22,6 +22,7 @@ mod malformed;
 mod membership;
 mod metrics;
 mod partition;
+mod polyglot_python;
 mod query_admission;
 mod settings;
 mod single_node;
