@@ -28,7 +28,7 @@ back, reported as a trap.
 Storage is byte-for-byte the Rust SDK's (`guest-sdk/src/storage.rs`): an
 `Item` named `n` lives at key `n`, a `Map` named `n` stores key `k` at
 `n + b"\\0" + encode(k)`; values are JSON written exactly as serde_json writes
-a `serde_json::Value` (compact, object keys sorted, ryu floats). So a Python
+a `serde_json::Value` (compact, object keys sorted, its float layout). So a Python
 plugin and a Rust plugin given the same commands hold the same bytes.
 """
 

@@ -2,8 +2,8 @@
 
 Why not plain `json`: serde_json writes compact JSON with object keys sorted
 (its `Value` map is ordered), raw UTF-8 (no `\\uXXXX` for non-ASCII) and
-floats in ryu's shortest form (`1e20`, `1.5e-7`, `1.0`), while Python writes
-`1e+20` and `1.5e-07`; and serde_json refuses `NaN`, numbers out of range,
+floats in their shortest form laid out its own way (`1e+20`, `1.5e-7`,
+`1.0`, `0.00001`), while Python writes `1e+20`, `1.5e-07`, `1e-05`; and serde_json refuses `NaN`, numbers out of range,
 lone surrogates and nesting deeper than 127, turns integers outside
 [-2**63, 2**64) and `-0` into floats, and treats `1` and `1.0` as different
 values. Stored bytes feed the cluster's state hash, so "almost the same JSON"
@@ -112,7 +112,7 @@ def loads(data):
 
 
 def _float(f):
-    """Formats a finite float as ryu (serde_json) does."""
+    """Formats a float as serde_json 1.0.154 (zmij) does: fixed for decimal exponents -5..=15, else `d.ddde±N`."""
     if f != f or f in (float("inf"), float("-inf")):
         # serde_json writes non-finite floats as null.
         return "null"
@@ -120,7 +120,7 @@ def _float(f):
     sign = ""
     if r[0] == "-":
         sign, r = "-", r[1:]
-    # `repr` gives the shortest round-trip digits, as ryu does; only the
+    # `repr` gives the shortest round-trip digits, as serde_json does; only the
     # layout differs. Split into digits and a decimal exponent.
     if "e" in r:
         mant, exp = r.split("e")
@@ -147,9 +147,12 @@ def _float(f):
         return sign + digits[:kk] + "." + digits[kk:]
     if -5 < kk <= 0:
         return sign + "0." + "0" * (-kk) + digits
+    # Exponent form, sign always written: `1e+20`, `1.5e-7`.
+    exp = kk - 1
+    tail = ("e+" if exp >= 0 else "e-") + str(abs(exp))
     if length == 1:
-        return sign + digits + "e" + str(kk - 1)
-    return sign + digits[0] + "." + digits[1:] + "e" + str(kk - 1)
+        return sign + digits + tail
+    return sign + digits[0] + "." + digits[1:] + tail
 
 
 def _encode(value, out):

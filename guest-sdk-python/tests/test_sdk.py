@@ -60,7 +60,7 @@ def test_maps_iterate_in_numeric_and_byte_order_and_page():
 
 def test_values_are_serde_json_bytes():
     assert to_json({"b": 1, "a": [1.0, None, True, "é\n"]}) == '{"a":[1.0,null,true,"é\\n"],"b":1}'.encode()
-    assert to_json(1e21) == b"1e21" and to_json(-0.0) == b"-0.0" and to_json(0.3) == b"0.3"
+    assert to_json(1e21) == b"1e+21" and to_json(-0.0) == b"-0.0" and to_json(0.3) == b"0.3"
     assert to_json(123.456) == b"123.456" and to_json(1e-7) == b"1e-7"
     assert from_json(b"-0") == -0.0 and isinstance(from_json(b"18446744073709551616"), float)
     with pytest.raises(PluginError) as e:
