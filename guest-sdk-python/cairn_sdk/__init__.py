@@ -232,7 +232,7 @@ def _encode_value(value, key):
 
 def _decode_value(raw, key):
     try:
-        return _json.loads(raw)
+        return _json.loads(raw, track_duplicates=False)
     except JsonError as e:
         raise PluginError.corrupt_state(
             f"the value at key {_show(key)} does not decode: {e}"

@@ -87,8 +87,12 @@ def _check(value, depth):
             _check(v, depth + 1)
 
 
-def loads(data):
-    """Decodes UTF-8 JSON bytes (or text) as serde_json would; raises `JsonError`."""
+def loads(data, track_duplicates=True):
+    """Decodes UTF-8 JSON bytes (or text) as serde_json would; raises `JsonError`.
+
+    `track_duplicates=False` skips recording duplicate object keys (only typed
+    command bodies care): cheaper, for values the SDK itself wrote.
+    """
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
     except UnicodeDecodeError as e:
@@ -99,7 +103,7 @@ def loads(data):
             parse_int=_parse_int,
             parse_float=_parse_float,
             parse_constant=_parse_constant,
-            object_pairs_hook=_pairs,
+            object_pairs_hook=_pairs if track_duplicates else None,
         )
     except JsonError:
         raise
