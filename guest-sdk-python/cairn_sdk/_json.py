@@ -11,6 +11,7 @@ would make a Python and a Rust plugin disagree.
 """
 
 import json
+import re
 
 # Python's own string escaper with `ensure_ascii=False` escapes exactly what
 # serde_json escapes: `"`, `\\`, \b \f \n \r \t by name and other control
@@ -87,6 +88,18 @@ def _check(value, depth):
             _check(v, depth + 1)
 
 
+# Built once: a decoder per call would cost fuel on every read.
+_STRICT = json.JSONDecoder(
+    parse_int=_parse_int,
+    parse_float=_parse_float,
+    parse_constant=_parse_constant,
+    object_pairs_hook=_pairs,
+)
+_PLAIN = json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+)
+
+
 def loads(data, track_duplicates=True):
     """Decodes UTF-8 JSON bytes (or text) as serde_json would; raises `JsonError`.
 
@@ -98,13 +111,7 @@ def loads(data, track_duplicates=True):
     except UnicodeDecodeError as e:
         raise JsonError(f"invalid UTF-8: {e.reason} at byte {e.start}") from None
     try:
-        value = json.loads(
-            text,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-            parse_constant=_parse_constant,
-            object_pairs_hook=_pairs if track_duplicates else None,
-        )
+        value = (_STRICT if track_duplicates else _PLAIN).decode(text)
     except JsonError:
         raise
     except (ValueError, RecursionError) as e:
@@ -159,6 +166,22 @@ def _float(f):
     return sign + digits[0] + "." + digits[1:] + tail
 
 
+def _key_text(k):
+    if isinstance(k, str):
+        return k
+    if k is True:
+        return "true"
+    if k is False:
+        return "false"
+    if k is None:
+        return "null"
+    if isinstance(k, int):
+        return int.__repr__(k)
+    if isinstance(k, float):
+        return float.__repr__(k)
+    raise JsonError(f"object keys must be strings, not {type(k).__name__}")
+
+
 def _encode(value, out):
     if value is None:
         out.append("null")
@@ -175,15 +198,19 @@ def _encode(value, out):
     elif isinstance(value, dict):
         out.append("{")
         first = True
-        for k in sorted(value):
-            if not isinstance(k, str):
-                raise JsonError(f"object keys must be strings, not {type(k).__name__}")
+        # Sorted by the keys themselves, then non-string keys written as
+        # `json` writes them: exactly what the fast path does.
+        try:
+            items = sorted(value.items(), key=lambda kv: kv[0])
+        except TypeError:
+            raise JsonError("object keys of different types cannot be sorted") from None
+        for k, v in items:
             if not first:
                 out.append(",")
             first = False
-            out.append(_encode_str(k))
+            out.append(_encode_str(_key_text(k)))
             out.append(":")
-            _encode(value[k], out)
+            _encode(v, out)
         out.append("}")
     elif isinstance(value, (list, tuple)):
         out.append("[")
@@ -196,8 +223,24 @@ def _encode(value, out):
         raise JsonError(f"{type(value).__name__} is not a JSON value")
 
 
+# CPython's C encoder, configured as serde_json writes: compact, keys sorted,
+# raw UTF-8. Only its float layout differs, so it is used when the output
+# holds no float (a digit followed by `.`/`e`; a string holding such text
+# just takes the slow path).
+_FAST = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+)
+_MAYBE_FLOAT = re.compile(r"\d[.eE]")
+
+
 def dumps(value):
     """Encodes `value` as serde_json writes a `serde_json::Value`; returns text."""
+    try:
+        text = _FAST.encode(value)
+    except (TypeError, ValueError):
+        text = None  # NaN, non-JSON types, mixed keys: the slow path says why
+    if text is not None and _MAYBE_FLOAT.search(text) is None:
+        return text
     out = []
     _encode(value, out)
     return "".join(out)

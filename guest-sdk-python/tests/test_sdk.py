@@ -63,9 +63,15 @@ def test_values_are_serde_json_bytes():
     assert to_json(1e21) == b"1e+21" and to_json(-0.0) == b"-0.0" and to_json(0.3) == b"0.3"
     assert to_json(123.456) == b"123.456" and to_json(1e-7) == b"1e-7"
     assert from_json(b"-0") == -0.0 and isinstance(from_json(b"18446744073709551616"), float)
-    with pytest.raises(PluginError) as e:
-        to_json({1: 2})
-    assert e.value.code == "bad-output"
+    # Fast (C) and slow (float-aware) paths agree, non-string keys included.
+    assert to_json({10: 1, 9: 2}) == b'{"9":2,"10":1}'
+    assert to_json({10: 1.5, 9: 2}) == b'{"9":2,"10":1.5}'
+    assert to_json({"s": "1.5e3 in a string", "n": [1, 2]}) == b'{"n":[1,2],"s":"1.5e3 in a string"}'
+    assert to_json([float("nan"), 1]) == b"[null,1]"
+    for bad in [{1: 2, "a": 3}, object(), "\ud800"]:
+        with pytest.raises(PluginError) as e:
+            to_json(bad)
+        assert e.value.code == "bad-output"
 
 
 def test_mock_applies_at_successive_indexes_and_rolls_back_failures():
