@@ -30,6 +30,7 @@ mod metrics;
 mod migrate;
 mod partition;
 mod polyglot_js;
+mod polyglot_python;
 mod query_admission;
 mod query_time;
 mod scaffold;

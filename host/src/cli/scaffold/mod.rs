@@ -81,6 +81,41 @@ const RUST: &[Template] = &[
     file("wit/cairn.wit", include_str!("../../../../wit/cairn.wit")),
 ];
 
+/// The Python project (componentize-py 0.25.1): the plugin, its pytest
+/// suite against the SDK's `MockHost`, the one-command build, and vendored
+/// copies of the Python SDK (`cairn_sdk/`, not on PyPI) and of the WIT it
+/// builds against. That WIT is `cairn:plugin@0.1.0` (still linked by the
+/// host): the Python SDK has no `migrate` export yet.
+const PYTHON: &[Template] = &[
+    file("app.py", include_str!("python/app.py.tmpl")),
+    file("test_app.py", include_str!("python/test_app.py.tmpl")),
+    file("conftest.py", include_str!("python/conftest.py.tmpl")),
+    script("build.sh", include_str!("python/build.sh.tmpl")),
+    file("README.md", include_str!("python/README.md.tmpl")),
+    file(".gitignore", include_str!("python/gitignore.tmpl")),
+    // Verbatim (no placeholders in them): the SDK and contract of this build.
+    file(
+        "cairn_sdk/__init__.py",
+        include_str!("../../../../guest-sdk-python/cairn_sdk/__init__.py"),
+    ),
+    file(
+        "cairn_sdk/_json.py",
+        include_str!("../../../../guest-sdk-python/cairn_sdk/_json.py"),
+    ),
+    file(
+        "cairn_sdk/_wasm.py",
+        include_str!("../../../../guest-sdk-python/cairn_sdk/_wasm.py"),
+    ),
+    file(
+        "cairn_sdk/testing.py",
+        include_str!("../../../../guest-sdk-python/cairn_sdk/testing.py"),
+    ),
+    file(
+        "wit/cairn.wit",
+        include_str!("../../../../wit/v0.1.0/cairn.wit"),
+    ),
+];
+
 /// The JavaScript project (QuickJS via componentize-qjs): the plugin, its
 /// `node --test` suite, the one-command build and a vendored copy of the JS
 /// SDK (`@cairn/sdk`, a `file:` dependency) with the WIT it builds against.
@@ -147,7 +182,7 @@ const JS: &[Template] = &[
 ];
 
 /// Every language `cairn new` knows, with its files; adding one is one row.
-const LANGUAGES: &[(&str, &[Template])] = &[("rust", RUST), ("python", &[]), ("js", JS)];
+const LANGUAGES: &[(&str, &[Template])] = &[("rust", RUST), ("python", PYTHON), ("js", JS)];
 
 /// Why a project was not written.
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +302,32 @@ mod tests {
             create("my-counter", "rust", &dir),
             Err(ScaffoldError::NotEmpty(_))
         ));
+    }
+
+    #[test]
+    fn writes_python_and_js_projects_with_the_sdk_and_the_0_1_0_contract() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (lang, manifest, sdk_file) in [
+            ("python", "build.sh", "cairn_sdk/_wasm.py"),
+            ("js", "package.json", "vendor/cairn-sdk/src/wasm.js"),
+        ] {
+            let dir = tmp.path().join(lang);
+            let files = create("my-plugin", lang, &dir).unwrap();
+            assert!(dir.join(sdk_file).exists(), "{lang}: {files:?}");
+            let text = std::fs::read_to_string(dir.join(manifest)).unwrap();
+            assert!(text.contains("my-plugin"), "{lang}: {text}");
+            let wit = files
+                .iter()
+                .find(|f| f.ends_with("wit/cairn.wit"))
+                .unwrap_or_else(|| panic!("{lang}: no wit/cairn.wit in {files:?}"));
+            let wit = std::fs::read_to_string(dir.join(wit)).unwrap();
+            assert!(wit.contains("package cairn:plugin@0.1.0;"), "{lang}");
+            for f in &files {
+                let text = std::fs::read_to_string(dir.join(f)).unwrap();
+                assert!(!text.contains("{{name}}"), "{lang}: {f:?}");
+            }
+        }
+        assert!(available_languages().len() >= 3);
     }
 
     #[test]
