@@ -17,6 +17,8 @@ const PLUGINS: &[&str] = &[
     "misbehave",
     "nondet",
     "wrong-world",
+    "counter-v1",
+    "counter-v2",
 ];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm";

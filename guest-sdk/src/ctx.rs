@@ -39,8 +39,9 @@ pub(crate) trait Host {
 /// it during `query` fails with [`KvError::ReadOnly`] (and so does
 /// [`crate::MockHost`]).
 ///
-/// Everything a `Ctx` returns is identical on every node: the log index, the
-/// leader's timestamp, and randomness seeded from the log index.
+/// Everything an `apply` sees through `Ctx` is identical on every node: the
+/// log index, the leader's timestamp, and randomness seeded from the log index.
+/// A `query` sees the serving node's clock (see [`Ctx::timestamp_ms`]).
 pub struct Ctx {
     host: Rc<dyn Host>,
 }
@@ -56,8 +57,13 @@ impl Ctx {
         self.host.log_index()
     }
 
-    /// Milliseconds since the Unix epoch, stamped by the leader when it
-    /// proposed the command. Use this instead of any clock.
+    /// Milliseconds since the Unix epoch. Use this instead of any clock.
+    ///
+    /// In `apply`: the leader's stamp for the command, identical on every node
+    /// and never below the previous command's. In `query`: the serving node's
+    /// clock, never below the last applied command's stamp, so a query can
+    /// tell whether a deadline has passed without a write (queries change no
+    /// state, so this costs no determinism).
     pub fn timestamp_ms(&self) -> u64 {
         self.host.timestamp_ms()
     }

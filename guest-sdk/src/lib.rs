@@ -158,6 +158,16 @@ pub trait Plugin {
 
     /// Answers a read-only query about the current state.
     fn query(ctx: &Ctx, query: Self::Query) -> Result<Self::QueryOutput, PluginError>;
+
+    /// Transforms the data when this code replaces version `from_version` of
+    /// the plugin: called once, inside the upgrade's log entry, before any
+    /// `apply` of the new code. Returning `Err` (or panicking) rejects the
+    /// upgrade on every node: the old version keeps running, its data
+    /// untouched. Not called on a first deploy. The default migrates nothing.
+    fn migrate(ctx: &mut Ctx, from_version: u64) -> Result<(), PluginError> {
+        let _ = (ctx, from_version);
+        Ok(())
+    }
 }
 
 /// Decodes `input` as JSON for `T`, or explains why not as a `bad-input` error.
@@ -222,9 +232,15 @@ pub mod __private {
     pub fn export_query<P: Plugin>(input: Vec<u8>) -> Result<Vec<u8>, WitError> {
         crate::run_query::<P>(&host_ctx(), &input).map_err(to_wit)
     }
+
+    /// The body of the exported `migrate`.
+    pub fn export_migrate<P: Plugin>(from_version: u64) -> Result<(), WitError> {
+        P::migrate(&mut host_ctx(), from_version).map_err(to_wit)
+    }
 }
 
-/// Exports a [`Plugin`] implementation as the component's `apply` and `query`.
+/// Exports a [`Plugin`] implementation as the component's `apply`, `query`
+/// and `migrate` (world `cairn:plugin/plugin@0.2.0`).
 ///
 /// Invoke it once, at the root of the plugin crate: `export_plugin!(MyPlugin);`.
 /// On non-wasm targets it expands to nothing, so the same crate builds and
@@ -253,6 +269,12 @@ macro_rules! export_plugin {
                     $crate::__private::bindings::PluginError,
                 > {
                     $crate::__private::export_query::<$plugin>(input)
+                }
+
+                fn migrate(
+                    from_version: u64,
+                ) -> ::std::result::Result<(), $crate::__private::bindings::PluginError> {
+                    $crate::__private::export_migrate::<$plugin>(from_version)
                 }
             }
 

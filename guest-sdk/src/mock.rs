@@ -39,7 +39,10 @@ impl Event {
 ///   are discarded;
 /// - [`MockHost::query`] and [`MockHost::query_ctx`] are read-only: writes fail
 ///   with [`KvError::ReadOnly`] and events are dropped;
-/// - timestamp and randomness are deterministic and configurable.
+/// - timestamp and randomness are deterministic and configurable; the
+///   timestamp is the node's clock ([`MockHost::set_timestamp_ms`]): an apply
+///   is stamped with it but never below the previous apply's stamp, and a
+///   query sees it clamped to the last applied stamp, as on a real node.
 ///
 /// It is single-threaded (`!Send`), like a plugin instance.
 #[derive(Default)]
@@ -58,7 +61,10 @@ struct State {
     undo: RefCell<Option<Vec<Undo>>>,
     events: RefCell<Vec<Event>>,
     index: Cell<u64>,
+    /// The node's clock.
     timestamp_ms: Cell<u64>,
+    /// Stamp of the last applied command; no call sees an earlier time.
+    last_applied_ms: Cell<u64>,
     seed: Cell<u64>,
     rng: Cell<u64>,
     /// 0 means "no cap".
@@ -156,7 +162,12 @@ impl Host for View {
     }
 
     fn timestamp_ms(&self) -> u64 {
-        self.state.timestamp_ms.get()
+        // An apply runs at its stamp (recorded as `last_applied_ms` when the
+        // transaction began); a query at the clock, never below that stamp.
+        self.state
+            .timestamp_ms
+            .get()
+            .max(self.state.last_applied_ms.get())
     }
 
     fn random_bytes(&self, len: u32) -> Vec<u8> {
@@ -229,7 +240,7 @@ impl MockHost {
         self
     }
 
-    /// Sets the timestamp every call sees until changed.
+    /// Sets the node's clock (see [`MockHost::set_timestamp_ms`]).
     pub fn with_timestamp_ms(self, ms: u64) -> Self {
         self.set_timestamp_ms(ms);
         self
@@ -268,7 +279,9 @@ impl MockHost {
         self.state.reseed();
     }
 
-    /// Sets the timestamp every call sees until changed.
+    /// Sets the node's clock until changed: the next apply is stamped with it
+    /// (never below the previous apply's stamp), and queries see it, clamped
+    /// to the last applied stamp, exactly like a node serving a query.
     pub fn set_timestamp_ms(&self, ms: u64) {
         self.state.timestamp_ms.set(ms);
     }
@@ -299,6 +312,13 @@ impl MockHost {
         f: impl FnOnce(&mut Ctx) -> Result<T, PluginError>,
     ) -> Result<T, PluginError> {
         self.set_index(self.index() + 1);
+        // The leader's stamp never goes backwards (the host clamps it too).
+        let stamp = self
+            .state
+            .timestamp_ms
+            .get()
+            .max(self.state.last_applied_ms.get());
+        self.state.last_applied_ms.set(stamp);
         let mut txn = Txn::begin(&self.state);
         let mut ctx = self.ctx();
         let result = f(&mut ctx);
@@ -309,6 +329,13 @@ impl MockHost {
     /// Applies a typed command to plugin `P` (see [`MockHost::transaction`]).
     pub fn apply<P: Plugin>(&self, command: P::Command) -> Result<P::Output, PluginError> {
         self.transaction(|ctx| P::apply(ctx, command))
+    }
+
+    /// Runs `P::migrate(from_version)` as the host runs it inside an upgrade's
+    /// log entry: a transaction at the next log index (an `Err` or a panic
+    /// leaves the store as it was).
+    pub fn migrate<P: Plugin>(&self, from_version: u64) -> Result<(), PluginError> {
+        self.transaction(|ctx| P::migrate(ctx, from_version))
     }
 
     /// Runs a typed query against plugin `P`, read-only.

@@ -115,3 +115,18 @@ fn limits_are_enforced() {
     assert_eq!(ctx.set(b"k", b"123"), Err(KvError::ValueTooLarge));
     assert_eq!(ctx.set(b"k", b"12"), Ok(()));
 }
+
+#[test]
+fn queries_see_the_clock_never_below_the_last_applied_stamp() {
+    let mock = MockHost::new().with_timestamp_ms(1_000);
+    let stamp = mock.transaction(|ctx| Ok(ctx.timestamp_ms())).unwrap();
+    assert_eq!(stamp, 1_000);
+    // The clock moves on: a query sees the later time without any write.
+    mock.set_timestamp_ms(5_000);
+    assert_eq!(mock.query_ctx().timestamp_ms(), 5_000);
+    // A clock behind the last applied stamp: queries and applies see the stamp.
+    mock.set_timestamp_ms(10);
+    assert_eq!(mock.query_ctx().timestamp_ms(), 1_000);
+    let stamp = mock.transaction(|ctx| Ok(ctx.timestamp_ms())).unwrap();
+    assert_eq!(stamp, 1_000);
+}

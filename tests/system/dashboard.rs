@@ -3,7 +3,7 @@
 //! leader's page shows replication progress and request rates, and a
 //! screenshot lands in `target/dashboard.png`.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
+//! Needs Debian's `chromium` and `chromium-driver` (`tests/run.sh` installs them).
 //! Without `chromedriver` the test fails and says so: a browser test that
 //! passes without a browser would prove nothing.
 
@@ -48,7 +48,7 @@ async fn start_chromedriver() -> Result<Chromedriver> {
     let exe = on_path("chromedriver").ok_or_else(|| {
         anyhow!(
             "chromedriver is not installed: this test drives headless Chromium. \
-             Run .ci/run, or: apt-get install chromium chromium-driver"
+             Run tests/run.sh, or: apt-get install chromium chromium-driver"
         )
     })?;
     let port = free_port();

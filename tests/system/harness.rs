@@ -222,6 +222,20 @@ pub async fn send_to(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<Resp> {
+    send_within(client, addr, method, path, headers, body, REQUEST_TIMEOUT).await
+}
+
+/// [`send_to`] with its own deadline, for requests known to be slow (deploying
+/// a big component compiles it inside the request).
+pub async fn send_within(
+    client: &HttpClient,
+    addr: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Resp> {
     let bearer = match token_for(addr) {
         Some(t)
             if !headers
@@ -236,7 +250,7 @@ pub async fn send_to(
     if let Some(b) = &bearer {
         all.push(("authorization", b));
     }
-    send_without_token(client, addr, method, path, &all, body).await
+    send_exactly(client, addr, method, path, &all, body, timeout).await
 }
 
 /// Sends one request with exactly `headers` (no default token).
@@ -248,6 +262,19 @@ pub async fn send_without_token(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<Resp> {
+    send_exactly(client, addr, method, path, headers, body, REQUEST_TIMEOUT).await
+}
+
+/// One request with exactly `headers`, under `timeout`.
+async fn send_exactly(
+    client: &HttpClient,
+    addr: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Resp> {
     let uri = http_client::url(addr, path)?;
     let mut req = http_client::request(method, uri, Some("application/json"), body);
     for (k, v) in headers {
@@ -256,7 +283,7 @@ pub async fn send_without_token(
             http::HeaderValue::from_str(v)?,
         );
     }
-    let resp = http_client::send(client, req, REQUEST_TIMEOUT, 64 * 1024 * 1024).await?;
+    let resp = http_client::send(client, req, timeout, 64 * 1024 * 1024).await?;
     let (parts, body) = resp.into_parts();
     Ok(Resp {
         status: parts.status.as_u16(),
@@ -385,6 +412,26 @@ impl Node {
             path,
             headers,
             body.into(),
+        )
+        .await
+    }
+
+    /// Sends a request to this node with its own deadline.
+    pub async fn req_within(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Resp> {
+        send_within(
+            &self.client,
+            self.addr(),
+            method,
+            path,
+            &[],
+            body.into(),
+            timeout,
         )
         .await
     }

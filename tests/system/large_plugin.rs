@@ -39,7 +39,7 @@ fn leb128(mut n: usize, out: &mut Vec<u8>) {
 
 /// `component` with a custom section appended so the whole is `total` bytes
 /// (a custom section at the end of a component is valid and ignored).
-fn padded_component(component: &[u8], total: usize) -> Vec<u8> {
+pub(crate) fn padded_component(component: &[u8], total: usize) -> Vec<u8> {
     const NAME: &[u8] = b"cairn-test-padding";
     let mut head = Vec::new();
     leb128(NAME.len(), &mut head);

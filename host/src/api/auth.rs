@@ -76,7 +76,9 @@ pub(crate) fn required_action<'a>(route: &Route<'a>, method: &Method) -> Option<
         Route::Healthz | Route::Readyz | Route::Dashboard => return None,
         Route::Metrics | Route::Cluster | Route::StateHash | Route::Plugins => Action::Inspect,
         Route::Plugin(name) if *method == Method::GET => Action::ViewPlugin(name),
-        Route::Plugin(name) => Action::Deploy(name),
+        // A dry run uploads a candidate and runs it against the live state:
+        // the same right as the deploy it rehearses.
+        Route::Plugin(name) | Route::PluginDryRun(name) => Action::Deploy(name),
         Route::PluginApply(name) => Action::Apply(name),
         Route::PluginQuery(name) | Route::PluginEvents(name) => Action::Query(name),
         Route::Settings if *method == Method::GET => Action::Inspect,

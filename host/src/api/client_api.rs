@@ -9,6 +9,7 @@
 //! | DELETE | `/v1/plugins/{name}` | 200 `{"name","log_index"}` |
 //! | POST | `/v1/plugins/{name}/apply` | 200 plugin output, `cairn-log-index` |
 //! | POST | `/v1/plugins/{name}/query?consistency=linearizable\|stale&min_index=N` | 200 plugin output, `cairn-applied-index` |
+//! | POST | `/v1/plugins/{name}/dry-run?fuel_per_call=N&memory_limit_bytes=M` body: the component; header `cairn-sample-queries: [<query JSON>, …]` | 200 dry-run report (nothing committed) |
 //! | GET | `/v1/cluster` | 200 cluster status |
 //! | POST | `/v1/cluster/members` `{"id","addr","peer_addr"}` | 200 cluster status |
 //! | POST | `/v1/cluster/join-token` `{"ttl_secs"}` (optional) | 200 `{"token","expires_at_unix_secs","peers"}` |
@@ -41,6 +42,11 @@ pub const APPLIED_INDEX_HEADER: &str = "cairn-applied-index";
 pub const STATE_HASH_HEADER: &str = "cairn-state-hash";
 /// Request header making a write safe to retry.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Request header of a dry run: a JSON array of sample queries, each sent as
+/// a query's input to the running version and to the candidate.
+pub const SAMPLE_QUERIES_HEADER: &str = "cairn-sample-queries";
+/// Most sample queries one dry run runs.
+pub const MAX_SAMPLE_QUERIES: usize = 64;
 /// Longest accepted idempotency key; keys live in replicated state forever-ish.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
@@ -113,6 +119,14 @@ pub(crate) async fn handle<S: ClusterService>(
             StatusCode::OK,
             &service.get_plugin(name.to_string()).await?,
         )),
+        (Route::PluginDryRun(name), _) => {
+            let options = deploy_params(head.uri.query())?;
+            let queries = sample_queries(head)?;
+            let report = service
+                .dry_run(name.to_string(), body, options, queries)
+                .await?;
+            Ok(json_response(StatusCode::OK, &report))
+        }
         (Route::PluginApply(name), _) => {
             let with_events = apply_params(head.uri.query())?;
             let key = idempotency_key(head)?;
@@ -361,6 +375,28 @@ pub(crate) fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &s
         .map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
+/// The sample queries of a dry run: header [`SAMPLE_QUERIES_HEADER`], a JSON
+/// array of at most [`MAX_SAMPLE_QUERIES`] values (absent: none).
+fn sample_queries(head: &RequestHead) -> Result<Vec<serde_json::Value>, ApiError> {
+    let Some(value) = head.headers.get(SAMPLE_QUERIES_HEADER) else {
+        return Ok(Vec::new());
+    };
+    let bad = |why: &str| {
+        ApiError::bad_request(
+            "bad-sample-queries",
+            format!(
+                "{SAMPLE_QUERIES_HEADER} must be a JSON array of at most {MAX_SAMPLE_QUERIES} queries: {why}"
+            ),
+        )
+    };
+    let queries: Vec<serde_json::Value> =
+        serde_json::from_slice(value.as_bytes()).map_err(|_| bad("not a JSON array"))?;
+    if queries.len() > MAX_SAMPLE_QUERIES {
+        return Err(bad("too many"));
+    }
+    Ok(queries)
+}
+
 /// Parses `fuel_per_call=N` and `memory_limit_bytes=N` of a deploy; anything
 /// else is a 400.
 pub(crate) fn deploy_params(query: Option<&str>) -> Result<DeployOptions, ApiError> {
@@ -481,6 +517,34 @@ mod tests {
                 check_new_member(&member(2, addr)).unwrap_err().code(),
                 "bad-member-addr",
                 "{addr}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_sample_queries() {
+        let head = |value: Option<&str>| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(v) = value {
+                headers.insert(SAMPLE_QUERIES_HEADER, HeaderValue::from_str(v).unwrap());
+            }
+            RequestHead {
+                method: Method::POST,
+                uri: "/v1/plugins/a/dry-run".parse().unwrap(),
+                headers,
+            }
+        };
+        assert!(sample_queries(&head(None)).unwrap().is_empty());
+        assert_eq!(
+            sample_queries(&head(Some(r#"[{"get":{}}, 1]"#))).unwrap(),
+            vec![serde_json::json!({"get": {}}), serde_json::json!(1)]
+        );
+        let too_many = serde_json::json!(vec![0; MAX_SAMPLE_QUERIES + 1]).to_string();
+        for bad in [r#"{"get":{}}"#, "not json", too_many.as_str()] {
+            assert_eq!(
+                sample_queries(&head(Some(bad))).unwrap_err().code(),
+                "bad-sample-queries",
+                "{bad}"
             );
         }
     }

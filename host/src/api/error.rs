@@ -5,7 +5,8 @@
 //!
 //! | status | code | meaning |
 //! |---|---|---|
-//! | 400 | `bad-json`, `bad-query`, `not-wasm`, … | malformed request; nothing changed |
+//! | 400 | `bad-json`, `bad-query`, `bad-sample-queries`, `not-wasm`, … | malformed request; nothing changed |
+//! | 400 | `migrate-failed` | an upgrade's `migrate` failed: recorded, the old version keeps running, its data untouched |
 //! | 404 | `not-found`, `plugin-not-found` | no such route or plugin |
 //! | 405 | `method-not-allowed` | wrong method (`Allow` lists the right ones) |
 //! | 408 | `body-timeout` | the request body did not fully arrive within `body_read_timeout_ms`; nothing changed |

@@ -15,7 +15,8 @@ pub(crate) mod test_support;
 
 pub use auth::AuthService;
 pub use client_api::{
-    APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER, STATE_HASH_HEADER,
+    APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER, SAMPLE_QUERIES_HEADER,
+    STATE_HASH_HEADER,
 };
 pub use error::ApiError;
 pub use events::LAST_EVENT_ID_HEADER;

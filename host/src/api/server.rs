@@ -176,6 +176,7 @@ pub(crate) enum Route<'a> {
     PluginApply(&'a str),
     PluginQuery(&'a str),
     PluginEvents(&'a str),
+    PluginDryRun(&'a str),
     Cluster,
     Members,
     JoinToken,
@@ -205,9 +206,11 @@ impl Route<'_> {
             Route::Member(_) | Route::Token(_) => "DELETE",
             Route::Tokens => "GET, POST",
             Route::Settings => "GET, PATCH",
-            Route::PluginApply(_) | Route::PluginQuery(_) | Route::Members | Route::JoinToken => {
-                "POST"
-            }
+            Route::PluginApply(_)
+            | Route::PluginQuery(_)
+            | Route::PluginDryRun(_)
+            | Route::Members
+            | Route::JoinToken => "POST",
         }
     }
 }
@@ -225,6 +228,7 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "plugins", name, "apply"] => Route::PluginApply(name),
         ["v1", "plugins", name, "query"] => Route::PluginQuery(name),
         ["v1", "plugins", name, "events"] => Route::PluginEvents(name),
+        ["v1", "plugins", name, "dry-run"] => Route::PluginDryRun(name),
         ["v1", "cluster"] => Route::Cluster,
         ["v1", "cluster", "members"] => Route::Members,
         ["v1", "cluster", "members", id] => Route::Member(id),
@@ -374,6 +378,7 @@ impl<S: ClusterService> Api<S> {
         auth::check(&self.service, &route, head)?;
         let limit = match route {
             Route::Plugin(_) if head.method == Method::PUT => self.service.max_upload_bytes(),
+            Route::PluginDryRun(_) => self.service.max_upload_bytes(),
             _ => self.limits.max_body_bytes,
         };
         let read_timeout = self.limits.body_read_timeout;
@@ -396,6 +401,7 @@ impl<S: ClusterService> Api<S> {
             _ => {
                 let budget = match route {
                     Route::Plugin(_) if head.method == Method::PUT => self.limits.deploy_timeout,
+                    Route::PluginDryRun(_) => self.limits.deploy_timeout,
                     Route::Members => self.limits.join_timeout,
                     Route::Backup => self.limits.backup_timeout,
                     _ => self.limits.request_timeout,

@@ -356,6 +356,18 @@ pub trait ClusterService: AuthService + Clone + Send + Sync + 'static {
     /// the server refuses a larger body before reading it.
     fn max_upload_bytes(&self) -> u64;
 
+    /// Validates `wasm` as deploy `name` would, then applies the deploy (with
+    /// the new code's `migrate`) to a copy of this node's applied state and
+    /// runs `queries` against the running version and the new one. Commits
+    /// nothing, proposes nothing; answers from the node reached.
+    fn dry_run(
+        &self,
+        name: String,
+        wasm: Bytes,
+        options: DeployOptions,
+        queries: Vec<serde_json::Value>,
+    ) -> impl Future<Output = Result<crate::state::DryRunReport, ApiError>> + Send;
+
     /// The cluster settings this node has applied.
     fn settings(&self) -> impl Future<Output = Result<ClusterSettings, ApiError>> + Send;
 

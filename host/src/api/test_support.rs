@@ -44,6 +44,15 @@ fn unavailable<T>() -> Result<T, ApiError> {
 }
 
 impl ClusterService for StubService {
+    async fn dry_run(
+        &self,
+        _name: String,
+        _wasm: Bytes,
+        _options: crate::api::service::DeployOptions,
+        _queries: Vec<serde_json::Value>,
+    ) -> Result<crate::state::DryRunReport, ApiError> {
+        unavailable()
+    }
     async fn deploy(
         &self,
         _name: String,

@@ -71,8 +71,16 @@ pub enum Commands {
         #[arg(long)]
         memory_limit_bytes: Option<u64>,
         /// Makes retries safe: a retry with the same key gets the first answer.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         idempotency_key: Option<String>,
+        /// Only try it: validate, run `migrate` and the sample queries on a
+        /// copy of the reached node's state, and report; commits nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: a query (JSON) to ask the running and the new
+        /// version; repeat for more.
+        #[arg(long = "sample-query", requires = "dry_run")]
+        sample_queries: Vec<String>,
     },
     /// Run a command through plugin NAME's `apply` (replicated).
     Apply {
@@ -148,6 +156,19 @@ pub enum Commands {
     },
     /// Load-test a running cluster with the `kv` plugin (deployed if absent).
     Bench(crate::bench::BenchArgs),
+    /// Create a standalone plugin project NAME (in ./NAME, or --dir) from the
+    /// templates built into this binary: build, test and deploy it without
+    /// this repository.
+    New {
+        /// Plugin (and package) name: a-z, 0-9, '-' and '_', starting with a letter.
+        name: String,
+        /// Language of the project: rust, python or js.
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// Directory to create (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `cairn plugins …`

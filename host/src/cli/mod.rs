@@ -18,12 +18,14 @@ use crate::api::service::{
     ClusterStatus, DeployResponse, JoinTokenResponse, PluginList, RemoveResponse, StateHash,
 };
 use crate::api::{
-    APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER, STATE_HASH_HEADER,
+    APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER, SAMPLE_QUERIES_HEADER,
+    STATE_HASH_HEADER,
 };
 use crate::http_client::{self, HttpClient};
 
 mod args;
 pub mod events;
+pub mod scaffold;
 pub use args::{
     Cli, Commands, LogFormat, MembersCommand, PluginsCommand, ServeArgs, TokensCommand,
 };
@@ -72,6 +74,7 @@ fn client_token(cli: &Cli) -> Option<String> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Commands::Serve(args) => serve(args, &cli).await,
+        Commands::New { name, lang, dir } => new_project(name, lang, dir.as_deref()),
         Commands::Bench(args) => {
             let token = client_token(&cli);
             let http = http_client::client_with_ca(cli.cacert.as_deref())?;
@@ -87,6 +90,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
         }
     }
+}
+
+/// `cairn new`: writes the project and says what to run next.
+fn new_project(name: &str, lang: &str, dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let dir = dir.map_or_else(|| std::path::PathBuf::from(name), |d| d.to_path_buf());
+    let files = scaffold::create(name, lang, &dir)?;
+    println!(
+        "created {lang} plugin {name} in {} ({} files)",
+        dir.display(),
+        files.len()
+    );
+    println!(
+        "next: cd {} && see README.md (test, ./build.sh, cairn deploy)",
+        dir.display()
+    );
+    Ok(())
 }
 
 async fn serve(args: &ServeArgs, cli: &Cli) -> anyhow::Result<()> {
@@ -302,13 +321,17 @@ impl Client {
 
     async fn run(&self, command: &Commands) -> anyhow::Result<()> {
         match command {
-            Commands::Serve(_) | Commands::Bench(_) => unreachable!("handled by cli::run"),
+            Commands::Serve(_) | Commands::Bench(_) | Commands::New { .. } => {
+                unreachable!("handled by cli::run")
+            }
             Commands::Deploy {
                 name,
                 file,
                 fuel_per_call,
                 memory_limit_bytes,
                 idempotency_key,
+                dry_run,
+                sample_queries,
             } => {
                 let wasm = match file {
                     Some(file) => tokio::fs::read(file)
@@ -320,6 +343,29 @@ impl Client {
                         })?
                         .to_vec(),
                 };
+                if *dry_run {
+                    let queries = sample_queries
+                        .iter()
+                        .map(|q| serde_json::from_str(q))
+                        .collect::<Result<Vec<serde_json::Value>, _>>()
+                        .context("each --sample-query must be JSON")?;
+                    let header = (
+                        SAMPLE_QUERIES_HEADER,
+                        serde_json::Value::Array(queries).to_string(),
+                    );
+                    let path = deploy_path(name, *fuel_per_call, *memory_limit_bytes).replacen(
+                        &format!("/v1/plugins/{name}"),
+                        &format!("/v1/plugins/{name}/dry-run"),
+                        1,
+                    );
+                    let reply = self
+                        .call(Method::POST, &path, Bytes::from(wasm), &[header])
+                        .await?;
+                    let report: serde_json::Value = parse(&reply.body)?;
+                    return self.print(&reply.body, || {
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    });
+                }
                 let headers: Vec<(&str, String)> = idempotency_key
                     .iter()
                     .map(|k| (IDEMPOTENCY_KEY_HEADER, k.clone()))

@@ -313,3 +313,31 @@ fn serve_flags_set_the_peer_listener_tls_and_insecure() {
     // A key without a certificate is a usage error.
     assert!(Cli::try_parse_from(["cairn", "serve", "--tls-key", "k.pem"]).is_err());
 }
+
+#[test]
+fn new_and_dry_run_flags_parse() {
+    let cli = Cli::try_parse_from(["cairn", "new", "hello", "--lang", "rust", "--dir", "/tmp/x"])
+        .unwrap();
+    assert!(matches!(
+        cli.command,
+        Commands::New { ref name, ref lang, dir: Some(_) } if name == "hello" && lang == "rust"
+    ));
+    let cli = Cli::try_parse_from([
+        "cairn",
+        "deploy",
+        "c",
+        "c.wasm",
+        "--dry-run",
+        "--sample-query",
+        r#"{"get":{}}"#,
+    ])
+    .unwrap();
+    assert!(matches!(
+        cli.command,
+        Commands::Deploy { dry_run: true, ref sample_queries, .. } if sample_queries.len() == 1
+    ));
+    // Sample queries only mean something in a dry run.
+    assert!(
+        Cli::try_parse_from(["cairn", "deploy", "c", "c.wasm", "--sample-query", "{}"]).is_err()
+    );
+}

@@ -27,14 +27,15 @@ use tokio::task::JoinHandle;
 
 use crate::api::{Api, ApiLimits};
 use crate::config::Config;
-use crate::raft::log_store::{LogStore, LogStoreConfig};
+use crate::raft::log_store::{AppendHook, LogStore, LogStoreConfig};
 use crate::raft::network::NetworkFactory;
 use crate::raft::peer_auth::SecretError;
 use crate::raft::peer_listener::{PeerLimits, PeerServer};
 use crate::raft::peer_server::RaftRpc;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{Node, Raft};
-use crate::runtime::Runtime;
+use crate::runtime::{Code, Runtime};
+use crate::state::{Command, DeployCode};
 
 /// Why a node could not start, stop or join.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +200,31 @@ async fn log_is_fresh(store: &LogStore) -> Result<bool, NodeError> {
     Ok(state.last_log_id.is_none() && state.last_purged_log_id.is_none() && vote.is_none())
 }
 
+/// The log store's [`AppendHook`]: a deploy entry starts compiling its
+/// component as soon as it is appended (on a follower, when the leader's
+/// append arrives), in the background and for the engine today's settings
+/// call for; the entry's apply then finds it compiled or compiling.
+fn compile_on_append(runtime: Arc<Runtime>, sm: StateMachine) -> AppendHook {
+    Arc::new(move |cmd: &Command| {
+        let Command::Deploy {
+            code: DeployCode::Inline(wasm),
+            ..
+        } = cmd
+        else {
+            return;
+        };
+        let params = sm.applied().state.settings().engine_params();
+        let (runtime, wasm) = (runtime.clone(), wasm.clone());
+        // Hashing a big component takes a while: not on the append path.
+        let spawned = std::thread::Builder::new()
+            .name("cairn-compile".into())
+            .spawn(move || runtime.compile_in_background(&Code::new(wasm), params));
+        if let Err(e) = spawned {
+            tracing::warn!(%e, "cannot start a compile thread; the deploy's apply starts it");
+        }
+    })
+}
+
 /// Builds and starts every part of a node; returns once it serves HTTP.
 pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     config.validate()?;
@@ -238,6 +264,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         .await
         .map_err(raft_err)?
         .map_err(io("opening the state machine"))?;
+    log_store.set_append_hook(compile_on_append(runtime.clone(), sm.clone()));
     let fresh = log_is_fresh(&log_store).await?;
     let secret = join::cluster_secret(&config, &client, fresh).await?;
     let mut counters = metrics::Counters::default();

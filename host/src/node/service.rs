@@ -456,9 +456,11 @@ impl ClusterService for NodeService {
         let applied_index = state.applied_index();
         // The slot moves into the blocking task: a request that times out
         // stops waiting, but its instance is busy until the call returns.
+        // The runtime reads no clocks (DESIGN.md rule 5); the node hands it its own.
+        let now = now_ms();
         let result = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            state.query(&runtime, &name, &input)
+            state.query(&runtime, &name, &input, now)
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -734,6 +736,16 @@ impl ClusterService for NodeService {
 
     fn max_upload_bytes(&self) -> u64 {
         self.inner.sm.applied().state.settings().max_plugin_bytes
+    }
+
+    async fn dry_run(
+        &self,
+        name: String,
+        wasm: Bytes,
+        options: DeployOptions,
+        queries: Vec<serde_json::Value>,
+    ) -> Result<crate::state::DryRunReport, ApiError> {
+        self.dry_run_deploy(name, wasm, options, queries).await
     }
 
     async fn settings(&self) -> Result<ClusterSettings, ApiError> {

@@ -203,7 +203,7 @@ async fn three_nodes_elect_a_leader_and_replicate_over_http() {
         let query = format!(r#"{{"get":{{"key":"k{i}"}}}}"#);
         let out = leader
             .state()
-            .query(env.runtime(), "kv", query.as_bytes())
+            .query(env.runtime(), "kv", query.as_bytes(), 0)
             .expect("query");
         assert_eq!(out.output, format!(r#"{{"value":{i}}}"#).into_bytes());
     }

@@ -10,7 +10,9 @@ use wasmtime::component::ResourceTable;
 use super::engine::HOST_STACK_HEADROOM_BYTES;
 use super::error::{Failure, classify_trap, is_resource_fault};
 use super::store::{Budget, CallState, Limiter};
-use super::{CallContext, CallError, CallMode, Code, Compiled, EngineSet, Kv, Runtime, wasi};
+use super::{
+    CallContext, CallError, CallMode, Code, Compiled, EngineSet, HostFault, Kv, Runtime, wasi,
+};
 use crate::state::Output;
 
 /// Largest wasm stack run on the caller's own thread. Callers are tokio
@@ -52,6 +54,75 @@ pub fn commit(kv: &mut Kv, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
     }
 }
 
+/// Which export a call runs, with its argument.
+#[derive(Clone, Copy, Debug)]
+enum Export<'a> {
+    Apply(&'a [u8]),
+    Query(&'a [u8]),
+    /// `migrate(from-version)`: writable like `apply`; events it emits are
+    /// dropped (an upgrade has no caller to return them to).
+    Migrate(u64),
+}
+
+impl Export<'_> {
+    fn mode(self) -> CallMode {
+        match self {
+            Export::Apply(_) | Export::Migrate(_) => CallMode::Apply,
+            Export::Query(_) => CallMode::Query,
+        }
+    }
+}
+
+/// A plugin's own error, whichever world version it came through.
+struct GuestError {
+    code: String,
+    message: String,
+}
+
+/// Instantiates `compiled` in `store` and runs `export`. The outer error is
+/// the engine's (instantiation or a trap); the inner one the plugin's.
+fn instantiate_and_call(
+    compiled: &Compiled,
+    store: &mut Store<CallState>,
+    export: Export<'_>,
+) -> Result<wasmtime::Result<Result<Vec<u8>, GuestError>>, wasmtime::Error> {
+    macro_rules! guest {
+        ($r:expr) => {
+            $r.map(|r| {
+                r.map_err(|e| GuestError {
+                    code: e.code,
+                    message: e.message,
+                })
+            })
+        };
+    }
+    Ok(match compiled {
+        Compiled::V2(pre) => {
+            let plugin = pre.instantiate(&mut *store)?;
+            match export {
+                Export::Apply(input) => guest!(plugin.call_apply(&mut *store, input)),
+                Export::Query(input) => guest!(plugin.call_query(&mut *store, input)),
+                Export::Migrate(from) => {
+                    guest!(
+                        plugin
+                            .call_migrate(&mut *store, from)
+                            .map(|r| r.map(|()| Vec::new()))
+                    )
+                }
+            }
+        }
+        Compiled::V1(pre) => {
+            let plugin = pre.instantiate(&mut *store)?;
+            match export {
+                Export::Apply(input) => guest!(plugin.call_apply(&mut *store, input)),
+                Export::Query(input) => guest!(plugin.call_query(&mut *store, input)),
+                // `Runtime::migrate` never calls a component without the export.
+                Export::Migrate(_) => Ok(Ok(Vec::new())),
+            }
+        }
+    })
+}
+
 fn failed(e: CallError) -> CallOutcome {
     CallOutcome {
         result: Err(e),
@@ -87,6 +158,61 @@ impl Runtime {
         ctx: &CallContext<'_>,
         base: &Kv,
     ) -> CallOutcome {
+        let export = match mode {
+            CallMode::Apply => Export::Apply(input),
+            CallMode::Query => Export::Query(input),
+        };
+        self.call_export(code, export, ctx, base)
+    }
+
+    /// Runs `code`'s `migrate(from_version)` as an upgrade's log entry does,
+    /// writable, in a fresh instance. `None`: the component has no `migrate`
+    /// (it targets `cairn:plugin@0.1.0`), so there is nothing to run. Waits
+    /// for the component's compile; failing to compile is this node's fault.
+    pub fn migrate(
+        &self,
+        code: &Code,
+        from_version: u64,
+        ctx: &CallContext<'_>,
+        base: &Kv,
+    ) -> Result<Option<CallOutcome>, HostFault> {
+        let set = self
+            .engine_set(ctx.engine)
+            .map_err(|e| HostFault(e.to_string()))?;
+        let compiled = self
+            .compiled(&set, code.sha256(), code.bytes())
+            .map_err(|e| HostFault(format!("cannot compile plugin {}: {e}", code.sha256_hex())))?;
+        if !compiled.has_migrate() {
+            return Ok(None);
+        }
+        Ok(Some(self.call_export(
+            code,
+            Export::Migrate(from_version),
+            ctx,
+            base,
+        )))
+    }
+
+    /// Whether `code` exports `migrate` (targets `cairn:plugin@0.2.0`); false
+    /// if it does not compile. Compiles it if needed (for the default engine
+    /// parameters' cache of today's engine).
+    pub fn exports_migrate(&self, code: &Code) -> bool {
+        let set = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.compiled(&set, code.sha256(), code.bytes())
+            .is_ok_and(|c| c.has_migrate())
+    }
+
+    fn call_export(
+        &self,
+        code: &Code,
+        export: Export<'_>,
+        ctx: &CallContext<'_>,
+        base: &Kv,
+    ) -> CallOutcome {
         let set = match self.engine_set(ctx.engine) {
             Ok(set) => set,
             Err(e) => return failed(CallError::Host(e.to_string())),
@@ -103,7 +229,7 @@ impl Runtime {
             }
         };
         let log_cap = self.config.max_guest_log_bytes;
-        let run = || run(&set, &compiled, mode, input, ctx, base, log_cap);
+        let run = || run(&set, &compiled, export, ctx, base, log_cap);
         let wasm_stack = ctx.engine.max_stack_bytes;
         if wasm_stack <= INLINE_WASM_STACK_BYTES_MAX {
             return run();
@@ -137,10 +263,10 @@ impl Runtime {
             .expect("compiles");
         let output = wasi::CapturedOutput::new(0);
         let mut store = new_store(&set, CallMode::Query, ctx, &Kv::new(), &output).expect("store");
-        compiled
-            .pre
-            .instantiate(&mut store)
-            .expect("a free slot to occupy");
+        match &*compiled {
+            Compiled::V1(pre) => drop(pre.instantiate(&mut store).expect("a free slot")),
+            Compiled::V2(pre) => drop(pre.instantiate(&mut store).expect("a free slot")),
+        }
         store
     }
 }
@@ -191,26 +317,23 @@ fn new_store(
 fn run(
     set: &EngineSet,
     compiled: &Compiled,
-    mode: CallMode,
-    input: &[u8],
+    export: Export<'_>,
     ctx: &CallContext<'_>,
     base: &Kv,
     log_cap: usize,
 ) -> CallOutcome {
     let output = wasi::CapturedOutput::new(log_cap);
-    let mut store = match new_store(set, mode, ctx, base, &output) {
+    let mut store = match new_store(set, export.mode(), ctx, base, &output) {
         Ok(store) => store,
         Err(e) => return failed(CallError::Host(format!("cannot set up a store: {e:#}"))),
     };
-    let result = match compiled.pre.instantiate(&mut store) {
+    let result = match instantiate_and_call(compiled, &mut store, export) {
         // No slot, no memory: the node is busy or short, the plugin did nothing.
         Err(e) if is_resource_fault(&e) => {
             return failed(CallError::Host(format!("cannot instantiate: {e:#}")));
         }
-        instance => instance.and_then(|plugin| match mode {
-            CallMode::Apply => plugin.call_apply(&mut store, input),
-            CallMode::Query => plugin.call_query(&mut store, input),
-        }),
+        Err(e) => Err(e),
+        Ok(called) => called,
     };
     let fuel_consumed = ctx.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let (log, stderr_tail) = output.take();

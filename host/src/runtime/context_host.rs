@@ -13,14 +13,14 @@ use super::metering::charge;
 use super::store::{CallMode, CallState};
 use super::wasi::seed;
 
-/// The interface's name in the component model (package, interface, version).
-const INTERFACE: &str = "cairn:plugin/context@0.1.0";
-
 type Ctx<'a> = StoreContextMut<'a, CallState>;
 
 /// Links `cairn:plugin/context` into `linker`.
-pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    let mut context = linker.instance(INTERFACE)?;
+///
+/// `version` is the package version to link it under (the host links every
+/// version it runs; the functions are the same in each).
+pub(super) fn add_to_linker(linker: &mut Linker<CallState>, version: &str) -> wasmtime::Result<()> {
+    let mut context = linker.instance(&format!("cairn:plugin/context@{version}"))?;
     context.func_wrap("log-index", |mut store: Ctx<'_>, (): ()| {
         charge(&mut store, 0)?;
         Ok((store.data().log_index,))

@@ -27,6 +27,10 @@ pub(super) fn build(cfg: &RuntimeConfig, params: &EngineParams) -> wasmtime::Res
     config.consume_fuel(true);
     config.cranelift_nan_canonicalization(true);
     config.relaxed_simd_deterministic(true);
+    // Compile a component's functions on every core (rayon): an interpreter
+    // plugin (Python, JS) has tens of thousands. The compiled code is the same
+    // whatever the thread count, so this decides no outcome.
+    config.parallel_compilation(true);
     // Threads are not compiled in (no `threads` cargo feature); shared memory
     // cannot be created either way.
     config.max_wasm_stack(params.max_stack_bytes);

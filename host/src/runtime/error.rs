@@ -13,7 +13,7 @@ use wasmtime::{PoolConcurrencyLimitError, Trap};
 use super::ErrorBody;
 
 /// Why a component was refused at deploy time.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ValidateError {
     /// The upload exceeds `max_plugin_bytes`.
     #[error("component is {size_bytes} bytes, the limit is {max_bytes} bytes")]

@@ -16,9 +16,6 @@ use super::bindings::kv::{Entry, KvError};
 use super::metering::{allowance, charge, charge_bytes, exceeded, out_of_fuel};
 use super::store::{Budget, CallMode, CallState, Overlay};
 
-/// The interface's name in the component model (package, interface, version).
-const INTERFACE: &str = "cairn:plugin/kv@0.1.0";
-
 type Ctx<'a> = StoreContextMut<'a, CallState>;
 
 impl CallState {
@@ -63,8 +60,11 @@ enum Cut {
 }
 
 /// Links `cairn:plugin/kv` into `linker`.
-pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    let mut kv = linker.instance(INTERFACE)?;
+///
+/// `version` is the package version to link it under (the host links every
+/// version it runs; the functions are the same in each).
+pub(super) fn add_to_linker(linker: &mut Linker<CallState>, version: &str) -> wasmtime::Result<()> {
+    let mut kv = linker.instance(&format!("cairn:plugin/kv@{version}"))?;
     kv.func_wrap("get", |mut store: Ctx<'_>, (key,): (WasmList<u8>,)| {
         charge(&mut store, key.len())?;
         let key = key.as_le_slice(&store).to_vec();

@@ -18,13 +18,13 @@ mod store;
 mod wasi;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use bindings::PluginPre;
+use bindings::{v1, v2};
 pub use call::{CallOutcome, CallStats, commit};
 pub use config::{EngineParams, Limits, RuntimeConfig};
 pub use error::{CallError, HostFault, ValidateError};
@@ -43,7 +43,8 @@ pub struct CallContext<'a> {
     pub plugin: &'a str,
     /// Log index of the command (or last applied index for queries).
     pub log_index: u64,
-    /// Leader's timestamp for the command.
+    /// Leader's timestamp for the command; for a query, the serving node's
+    /// clock clamped to the last applied stamp.
     pub timestamp_ms: u64,
     /// Fuel budget.
     pub fuel: u64,
@@ -55,9 +56,20 @@ pub struct CallContext<'a> {
     pub engine: EngineParams,
 }
 
-/// A compiled, linked plugin ready to instantiate.
-struct Compiled {
-    pre: PluginPre<CallState>,
+/// A compiled, linked plugin ready to instantiate, by the world version it
+/// targets (told apart by its exports: only 0.2.0 has `migrate`).
+enum Compiled {
+    /// `cairn:plugin@0.1.0`.
+    V1(v1::PluginPre<CallState>),
+    /// `cairn:plugin@0.2.0`.
+    V2(v2::PluginPre<CallState>),
+}
+
+impl Compiled {
+    /// Whether the component exports `migrate`.
+    fn has_migrate(&self) -> bool {
+        matches!(self, Compiled::V2(_))
+    }
 }
 
 /// Errors building the runtime itself.
@@ -65,13 +77,20 @@ struct Compiled {
 #[error("runtime setup failed: {0}")]
 pub struct RuntimeError(String);
 
+/// The compile of one component: filled once by whichever thread gets there
+/// first (a background compile started by a deploy, or the first call);
+/// every other caller waits on it instead of compiling the same bytes again.
+type CompileSlot = Arc<OnceLock<Result<Arc<Compiled>, ValidateError>>>;
+
 /// One engine built for one set of [`EngineParams`], with its linker and
 /// compiled components (a compiled component belongs to the engine that made it).
 struct EngineSet {
     params: EngineParams,
     engine: Engine,
     linker: Linker<CallState>,
-    cache: Mutex<HashMap<[u8; 32], Arc<Compiled>>>,
+    /// Compiled (or compiling) components by sha256. The lock is held only to
+    /// find a slot, never while compiling: other plugins' calls do not wait.
+    cache: Mutex<HashMap<[u8; 32], CompileSlot>>,
 }
 
 impl EngineSet {
@@ -82,8 +101,12 @@ impl EngineSet {
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
         // The cairn imports are linked by hand (not through the generated
         // `Plugin::add_to_linker`): each must charge fuel, which needs the store.
-        kv_host::add_to_linker(&mut linker).map_err(|e| RuntimeError(format!("{e:#}")))?;
-        context_host::add_to_linker(&mut linker).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        for version in bindings::WORLD_VERSIONS {
+            kv_host::add_to_linker(&mut linker, version)
+                .map_err(|e| RuntimeError(format!("{e:#}")))?;
+            context_host::add_to_linker(&mut linker, version)
+                .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        }
         Ok(Self {
             params,
             engine,
@@ -92,7 +115,7 @@ impl EngineSet {
         })
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Compiled>>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], CompileSlot>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -102,7 +125,7 @@ pub struct Runtime {
     /// Per-plugin call counters for `/metrics` (node-local).
     calls: call_stats::CallCounters,
     current: Mutex<Arc<EngineSet>>,
-    disk: Option<disk_cache::DiskCache>,
+    disk: Option<Arc<disk_cache::DiskCache>>,
     config: RuntimeConfig,
 }
 
@@ -145,10 +168,9 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let set = EngineSet::build(&config, EngineParams::default())?;
         let disk = match &config.compiled_cache_dir {
-            Some(dir) => Some(
-                disk_cache::DiskCache::open(dir)
-                    .map_err(|e| RuntimeError(format!("compiled cache {}: {e}", dir.display())))?,
-            ),
+            Some(dir) => Some(Arc::new(disk_cache::DiskCache::open(dir).map_err(|e| {
+                RuntimeError(format!("compiled cache {}: {e}", dir.display()))
+            })?)),
             None => None,
         };
         Ok(Self {
@@ -192,12 +214,7 @@ impl Runtime {
         params: EngineParams,
         max_plugin_bytes: usize,
     ) -> Result<String, ValidateError> {
-        if wasm.len() > max_plugin_bytes {
-            return Err(ValidateError::TooLarge {
-                size_bytes: wasm.len(),
-                max_bytes: max_plugin_bytes,
-            });
-        }
+        check_shape(wasm, max_plugin_bytes)?;
         let set = self
             .engine_set(params)
             .map_err(|e| ValidateError::Host(e.to_string()))?;
@@ -205,48 +222,137 @@ impl Runtime {
         self.compiled(&set, &sha, wasm).map(|_| hex::encode(sha))
     }
 
+    /// Starts compiling `code` for `params` on a thread of its own unless it is
+    /// compiled or compiling already, and returns at once: a deploy entry
+    /// records the plugin without waiting for a compile that may take seconds,
+    /// and only calls of that plugin wait for it (in [`Runtime::call`]).
+    ///
+    /// Failures are not reported here: the leader compiled the code before
+    /// proposing it, so a failure on this node is a host fault that the first
+    /// call of the plugin meets (and retries).
+    pub fn compile_in_background(&self, code: &Code, params: EngineParams) {
+        let set = match self.engine_set(params) {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::warn!(%e, "no engine for a background compile; the first call compiles");
+                return;
+            }
+        };
+        let slot = {
+            let mut cache = set.lock_cache();
+            if cache.contains_key(code.sha256()) {
+                return;
+            }
+            let slot = CompileSlot::default();
+            cache.insert(*code.sha256(), slot.clone());
+            slot
+        };
+        let (disk, code) = (self.disk.clone(), code.clone());
+        let spawned = std::thread::Builder::new()
+            .name("cairn-compile".into())
+            .spawn(move || {
+                let result = fill_slot(&set, disk.as_deref(), &slot, code.sha256(), code.bytes());
+                if let Err(e) = result {
+                    tracing::warn!(sha = %code.sha256_hex(), %e, "background compile failed; the first call will retry");
+                }
+            });
+        if let Err(e) = spawned {
+            // The slot stays empty and the first call fills it itself.
+            tracing::warn!(%e, "cannot start a compile thread; the first call compiles");
+        }
+    }
+
     /// The compiled component for `sha` (which must be the sha256 of `wasm`),
-    /// compiling and caching it on first use.
+    /// compiling and caching it on first use, or waiting for a compile of the
+    /// same bytes already under way.
     fn compiled(
         &self,
         set: &EngineSet,
         sha: &[u8; 32],
         wasm: &[u8],
     ) -> Result<Arc<Compiled>, ValidateError> {
-        if let Some(c) = set.lock_cache().get(sha) {
-            return Ok(c.clone());
-        }
-        let sha = *sha;
-        if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
-            return Err(ValidateError::NotWasm);
-        }
-        // Core modules carry version 1 (`01 00 00 00`); components a layer
-        // field (`0d 00 01 00`). Telling them apart gives a helpful message.
-        if wasm[4..8] == [1, 0, 0, 0] {
-            return Err(ValidateError::CoreModule);
-        }
-        let started = std::time::Instant::now();
-        let cached = self.disk.as_ref().and_then(|d| d.load(&set.engine, &sha));
-        let from_disk = cached.is_some();
-        let component = match cached {
-            Some(c) => c,
-            None => Component::new(&set.engine, wasm)
-                .map_err(|e| ValidateError::Invalid(format!("{e:#}")))?,
-        };
-        let instance_pre = set
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
-        let pre = PluginPre::new(instance_pre)
-            .map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
-        if let (Some(disk), false) = (&self.disk, from_disk) {
-            disk.store(&sha, &component);
-        }
-        tracing::debug!(sha = %hex::encode(sha), from_disk, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
-        let compiled = Arc::new(Compiled { pre });
-        set.lock_cache().insert(sha, compiled.clone());
-        Ok(compiled)
+        let slot = set.lock_cache().entry(*sha).or_default().clone();
+        fill_slot(set, self.disk.as_deref(), &slot, sha, wasm)
     }
+}
+
+/// The checks a deploy entry's apply makes without compiling (cheap and
+/// deterministic): at most `max_plugin_bytes`, a WebAssembly binary, a
+/// component rather than a core module. Parsing, compiling and linking happen
+/// before the leader proposes and, on every node, in the background.
+pub fn check_shape(wasm: &[u8], max_plugin_bytes: usize) -> Result<(), ValidateError> {
+    if wasm.len() > max_plugin_bytes {
+        return Err(ValidateError::TooLarge {
+            size_bytes: wasm.len(),
+            max_bytes: max_plugin_bytes,
+        });
+    }
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return Err(ValidateError::NotWasm);
+    }
+    // Core modules carry version 1 (`01 00 00 00`); components a layer
+    // field (`0d 00 01 00`). Telling them apart gives a helpful message.
+    if wasm[4..8] == [1, 0, 0, 0] {
+        return Err(ValidateError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Fills `slot` (of `set`'s cache, under `sha`) by compiling `wasm`, or waits
+/// for the thread filling it. A failure is not kept: the slot is taken out of
+/// the cache so that invalid uploads do not pile up there and a host fault
+/// can be retried.
+fn fill_slot(
+    set: &EngineSet,
+    disk: Option<&disk_cache::DiskCache>,
+    slot: &CompileSlot,
+    sha: &[u8; 32],
+    wasm: &[u8],
+) -> Result<Arc<Compiled>, ValidateError> {
+    let result = slot.get_or_init(|| compile(set, disk, sha, wasm)).clone();
+    if result.is_err() {
+        let mut cache = set.lock_cache();
+        if cache.get(sha).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            cache.remove(sha);
+        }
+    }
+    result
+}
+
+/// Compiles and links `wasm` (whose sha256 is `sha`) for `set`, loading it
+/// from the disk cache when a previous run stored it.
+fn compile(
+    set: &EngineSet,
+    disk: Option<&disk_cache::DiskCache>,
+    sha: &[u8; 32],
+    wasm: &[u8],
+) -> Result<Arc<Compiled>, ValidateError> {
+    let sha = *sha;
+    check_shape(wasm, usize::MAX)?;
+    let started = std::time::Instant::now();
+    let cached = disk.and_then(|d| d.load(&set.engine, &sha));
+    let from_disk = cached.is_some();
+    let component = match cached {
+        Some(c) => c,
+        None => Component::new(&set.engine, wasm)
+            .map_err(|e| ValidateError::Invalid(format!("{e:#}")))?,
+    };
+    let instance_pre = set
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
+    // The newest world first; a component without `migrate` may be 0.1.0.
+    let compiled = match v2::PluginPre::new(instance_pre.clone()) {
+        Ok(pre) => Compiled::V2(pre),
+        Err(newest) => v1::PluginPre::new(instance_pre)
+            .map(Compiled::V1)
+            .map_err(|_| ValidateError::WrongWorld(format!("{newest:#}")))?,
+    };
+    if let (Some(disk), false) = (disk, from_disk) {
+        disk.store(&sha, &component);
+    }
+    tracing::debug!(sha = %hex::encode(sha), from_disk, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
+    Ok(Arc::new(compiled))
 }
 
 #[cfg(test)]

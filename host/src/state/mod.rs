@@ -6,6 +6,7 @@
 //! whole state for a snapshot is O(1) and never stalls applies.
 
 mod command;
+mod dry_run;
 mod events;
 mod hash;
 mod idempotency;
@@ -15,6 +16,7 @@ pub mod snapshot;
 pub mod tokens;
 
 pub use command::*;
+pub use dry_run::{Answer, DRY_RUN_LISTED_KEYS, DryRunReport, QueryComparison};
 pub use events::{BadEventId, EventId, EventLog, EventRead, Gone, event_bytes};
 pub use idempotency::{
     Fingerprint, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEYS_RETAINED, IdempotencyRecord, Prior,
@@ -32,6 +34,10 @@ pub const SETTINGS_CONFLICT: &str = "settings-conflict";
 /// Code of a deploy by sha256 whose blob the state no longer holds (the
 /// plugin using it was removed meanwhile); it changed nothing.
 pub const CODE_MISSING: &str = "code-missing";
+
+/// Code of an upgrade rejected because the new code's `migrate` failed; the
+/// old version keeps running with its data untouched.
+pub const MIGRATE_FAILED: &str = "migrate-failed";
 
 /// Longest plugin name.
 pub const MAX_PLUGIN_NAME_BYTES: usize = 64;
@@ -67,6 +73,39 @@ fn changed_nothing(result: &CommandResult) -> bool {
     matches!(result, CommandResult::Failed(e) if e.code == CODE_MISSING)
 }
 
+/// Runs `call` (an apply or a migrate inside log entry `index`) until it
+/// ends without a host fault, pausing between attempts; after
+/// [`HOST_FAULT_ATTEMPTS`] the fault is handed up to stop the node (DESIGN.md
+/// rule 9). `Ok(None)`: the call had nothing to run.
+pub(crate) fn retry_host_faults(
+    name: &str,
+    index: u64,
+    mut call: impl FnMut() -> Result<Option<crate::runtime::CallOutcome>, HostFault>,
+) -> Result<Option<crate::runtime::CallOutcome>, HostFault> {
+    let mut backoff_ms = HOST_FAULT_FIRST_BACKOFF_MS;
+    let mut attempt = 1;
+    loop {
+        let fault = match call() {
+            Ok(Some(outcome)) => match &outcome.result {
+                Err(CallError::Host(fault)) => fault.clone(),
+                _ => return Ok(Some(outcome)),
+            },
+            Ok(None) => return Ok(None),
+            Err(HostFault(fault)) => fault,
+        };
+        if attempt == HOST_FAULT_ATTEMPTS {
+            return Err(HostFault(format!(
+                "running {name:?} at index {index} failed {attempt} times: {fault}"
+            )));
+        }
+        tracing::warn!(plugin = name, index, attempt, %fault, "host fault inside a log entry; retrying");
+        // A blocking thread (the state machine's apply runs on one).
+        std::thread::sleep(std::time::Duration::from_millis(backoff_ms));
+        backoff_ms *= 2;
+        attempt += 1;
+    }
+}
+
 /// The whole replicated state of one node.
 #[derive(Clone, Debug, Default)]
 pub struct State {
@@ -81,7 +120,8 @@ pub struct State {
     /// index → idempotency key, to forget the oldest deterministically.
     pub(crate) idempotency_by_index: imbl::OrdMap<u64, String>,
     pub(crate) applied_index: u64,
-    /// Timestamp of the last applied command: the clock queries see. Never
+    /// Timestamp of the last applied command: the lowest time a query sees
+    /// (queries see the serving node's clock, clamped to this). Never
     /// decreases: a command stamped earlier (a new leader whose clock is
     /// behind) runs at this time instead.
     pub(crate) last_timestamp_ms: u64,
@@ -310,9 +350,15 @@ impl State {
         self.last_timestamp_ms
     }
 
+    /// The time a query sees: the node's clock, never below the last applied
+    /// stamp.
+    pub fn query_time_ms(&self, now_ms: u64) -> u64 {
+        now_ms.max(self.last_timestamp_ms)
+    }
+
     /// The call context for `name` under the current settings: the plugin's
     /// recorded budgets, capped by today's ceilings.
-    fn call_context<'a>(
+    pub(crate) fn call_context<'a>(
         &'a self,
         name: &'a str,
         info: &PluginInfo,
@@ -350,24 +396,16 @@ impl State {
         };
         let ctx = self.call_context(name, info, index, timestamp_ms);
         let base = self.kv.get(name).cloned().unwrap_or_default();
-        let mut backoff_ms = HOST_FAULT_FIRST_BACKOFF_MS;
-        let mut attempt = 1;
-        let outcome = loop {
-            let outcome = runtime.call(&code, CallMode::Apply, input, &ctx, &base);
-            let Err(CallError::Host(fault)) = &outcome.result else {
-                break outcome;
-            };
-            if attempt == HOST_FAULT_ATTEMPTS {
-                return Err(HostFault(format!(
-                    "applying {name:?} at index {index} failed {attempt} times: {fault}"
-                )));
-            }
-            tracing::warn!(plugin = name, index, attempt, %fault, "host fault during apply; retrying");
-            // A blocking thread (the state machine's apply runs on one).
-            std::thread::sleep(std::time::Duration::from_millis(backoff_ms));
-            backoff_ms *= 2;
-            attempt += 1;
-        };
+        let outcome = retry_host_faults(name, index, || {
+            Ok(Some(runtime.call(
+                &code,
+                CallMode::Apply,
+                input,
+                &ctx,
+                &base,
+            )))
+        })?
+        .expect("a call always has an outcome");
         Ok(match outcome.result {
             Ok(out) => {
                 let mut kv = base;
@@ -387,7 +425,18 @@ impl State {
     }
 
     /// Runs a plugin's `query` against the current state; never mutates.
-    pub fn query(&self, runtime: &Runtime, name: &str, input: &[u8]) -> Result<Output, QueryError> {
+    ///
+    /// `now_ms` is the serving node's clock: a query changes no state, so it
+    /// may see real time (a lease plugin can tell whether a lease expired
+    /// without a write). It is clamped to the last applied stamp so time never
+    /// runs backwards between an apply and a later query on the same state.
+    pub fn query(
+        &self,
+        runtime: &Runtime,
+        name: &str,
+        input: &[u8],
+        now_ms: u64,
+    ) -> Result<Output, QueryError> {
         let info = self
             .plugins
             .get(name)
@@ -398,7 +447,7 @@ impl State {
                 info.sha256
             ))
         })?;
-        let ctx = self.call_context(name, info, self.applied_index, self.last_timestamp_ms);
+        let ctx = self.call_context(name, info, self.applied_index, self.query_time_ms(now_ms));
         let base = self.kv.get(name).cloned().unwrap_or_default();
         runtime
             .call(code, CallMode::Query, input, &ctx, &base)

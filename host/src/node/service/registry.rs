@@ -82,6 +82,54 @@ impl NodeService {
             })
     }
 
+    /// [`ClusterService::dry_run`]: validated like a deploy, then applied to a
+    /// copy of this node's state as its next entry would be; nothing is
+    /// proposed. Counts as a query for admission (it holds instance slots).
+    pub(super) async fn dry_run_deploy(
+        &self,
+        name: String,
+        wasm: Bytes,
+        options: DeployOptions,
+        queries: Vec<serde_json::Value>,
+    ) -> Result<crate::state::DryRunReport, ApiError> {
+        validate_plugin_name(&name).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+        let state = self.state();
+        let settings = state.settings().clone();
+        let fuel_per_call = options
+            .fuel_per_call
+            .unwrap_or(settings.default_fuel_per_call);
+        let memory_limit_bytes = options
+            .memory_limit_bytes
+            .unwrap_or(settings.default_memory_limit_bytes);
+        settings
+            .check_plugin_limits(fuel_per_call, memory_limit_bytes)
+            .map_err(refusal)?;
+        self.validate_code(&wasm, &settings).await?;
+        let Ok(slot) = self.inner.query_slots.clone().try_acquire_owned() else {
+            return Err(ApiError::Overloaded {
+                what: "all query slots are busy".into(),
+                retry_after_secs: self.inner.config.overload_retry_after_secs,
+            });
+        };
+        let deploy = Command::Deploy {
+            name,
+            code: DeployCode::Inline(wasm.to_vec()),
+            fuel_per_call,
+            memory_limit_bytes,
+            timestamp_ms: now_ms(),
+            idempotency_key: None,
+        };
+        let runtime = self.inner.runtime.clone();
+        let now = now_ms();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            state.dry_run(&runtime, &deploy, &queries, now)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|fault| ApiError::Unavailable(fault.to_string()))
+    }
+
     /// [`ClusterService::deploy`].
     pub(super) async fn deploy_plugin(
         &self,

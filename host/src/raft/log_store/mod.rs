@@ -48,6 +48,12 @@ use crate::raft::types::TypeConfig;
 
 type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 
+/// Told of every command as it is appended (before it commits), so work the
+/// command will need can start early: a follower starts compiling a deployed
+/// component when the entry arrives, not when it applies. It must return at
+/// once (it runs on the append path) and decide nothing.
+pub type AppendHook = Arc<dyn Fn(&crate::state::Command) + Send + Sync>;
+
 /// The durable Raft log of one node. Cloning is cheap (an `Arc`); all clones share one
 /// WAL, and the WAL is closed (pending writes fsynced) when the last clone is dropped.
 #[derive(Clone)]
@@ -66,6 +72,8 @@ struct Inner {
     read_batch_max_bytes: u64,
     /// Append-to-durable latency (queue, write and the group fsync), for `/metrics`.
     flush_seconds: Histogram,
+    /// See [`AppendHook`]; set once by the node after opening.
+    on_append: std::sync::OnceLock<AppendHook>,
 }
 
 impl fmt::Debug for LogStore {
@@ -104,6 +112,7 @@ impl LogStore {
                 wal: RwLock::new(wal),
                 read_batch_max_bytes: cfg.read_batch_max_bytes,
                 flush_seconds: crate::raft::stats::latency_histogram(),
+                on_append: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -111,6 +120,11 @@ impl LogStore {
     /// Seconds from an append to the fsync that made it durable (shared series).
     pub fn flush_seconds(&self) -> Histogram {
         self.inner.flush_seconds.clone()
+    }
+
+    /// Installs the [`AppendHook`]; a second call is ignored.
+    pub fn set_append_hook(&self, hook: AppendHook) {
+        let _ = self.inner.on_append.set(hook);
     }
 
     fn read_wal(&self) -> io::Result<RwLockReadGuard<'_, RaftLog<WalTypes>>> {
@@ -351,6 +365,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let batch = entries
             .into_iter()
             .map(|e| {
+                if let (Some(hook), openraft::EntryPayload::Normal(cmd)) =
+                    (self.inner.on_append.get(), &e.payload)
+                {
+                    hook(cmd);
+                }
                 Ok((
                     WalLogId::from(&e.log_id),
                     codec::encode_payload(&e.payload)?,

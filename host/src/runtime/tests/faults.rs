@@ -76,8 +76,6 @@ fn max_stack_bytes_decides_whether_a_recursion_overflows() {
 fn deploy_failures_are_recorded_in_our_words() {
     let rt = runtime();
     let mut s = State::new();
-    let mut truncated = built("counter");
-    truncated.truncate(truncated.len() / 2);
     let bad = |wasm: Vec<u8>| Command::Deploy {
         name: "bad".into(),
         code: crate::state::DeployCode::Inline(wasm),
@@ -91,19 +89,58 @@ fn deploy_failures_are_recorded_in_our_words() {
         other => panic!("{other:?}"),
     };
     assert_eq!(
-        recorded(&mut s, 1, bad(truncated)),
-        (
-            "invalid-component".to_string(),
-            "the component failed to parse or compile".to_string()
-        )
+        recorded(&mut s, 1, bad(b"not wasm at all".to_vec())).0,
+        "not-wasm"
     );
+    let core = b"\0asm\x01\0\0\0".to_vec();
+    assert_eq!(recorded(&mut s, 2, bad(core)).0, "not-a-component");
+    // What only a compile finds is refused before proposing, in our words.
+    let record = ValidateError::Invalid("engine text v48".into()).to_record();
+    assert_eq!(record.message, "the component failed to parse or compile");
+    let record = ValidateError::WrongWorld("linker text".into()).to_record();
     assert_eq!(
-        recorded(&mut s, 2, bad(built("wrong-world"))),
-        (
-            "wrong-world".to_string(),
-            "the component does not implement the cairn:plugin world".to_string()
-        )
+        record.message,
+        "the component does not implement the cairn:plugin world"
     );
+}
+
+#[test]
+fn code_that_fails_to_compile_in_the_log_is_a_host_fault_never_a_result() {
+    // No leader proposes such code (it compiles before proposing); a deploy
+    // entry's apply does not compile (that happens in the background), so a
+    // failure surfaces at the first call of the plugin as this node's fault.
+    let rt = runtime();
+    let mut s = State::new();
+    for (index, wasm) in [
+        (1, {
+            let mut w = built("counter");
+            w.truncate(w.len() / 2);
+            w
+        }),
+        (3, built("wrong-world")),
+    ] {
+        let name = format!("bad{index}");
+        let deploy = Command::Deploy {
+            name: name.clone(),
+            code: crate::state::DeployCode::Inline(wasm),
+            fuel_per_call: FUEL,
+            memory_limit_bytes: 32 << 20,
+            timestamp_ms: 1_700_000_000_000,
+            idempotency_key: None,
+        };
+        assert!(matches!(
+            s.apply(&rt, index, &deploy),
+            Ok(CommandResult::Deployed(_))
+        ));
+        let call = Command::Apply {
+            plugin: name,
+            input: b"{}".to_vec(),
+            timestamp_ms: 1_700_000_000_001,
+            idempotency_key: None,
+        };
+        let fault = s.clone().apply(&rt, index + 1, &call).unwrap_err();
+        assert!(fault.0.contains("cannot compile"), "{fault}");
+    }
 }
 
 #[test]
@@ -130,7 +167,7 @@ fn a_busy_pool_is_a_host_fault_never_a_recorded_result() {
     let fault = attempt.apply(&rt, 2, &increment).unwrap_err();
     assert!(fault.0.contains("concurrent limit"), "{fault}");
     assert_eq!(attempt.idempotent_result("c", "once"), None);
-    let query = s.query(&rt, "c", br#"{"get":{}}"#);
+    let query = s.query(&rt, "c", br#"{"get":{}}"#, 0);
     assert!(matches!(query, Err(QueryError::Host(_))), "{query:?}");
     // Once the slot is free, the same command applies normally.
     drop(held);
@@ -138,5 +175,5 @@ fn a_busy_pool_is_a_host_fault_never_a_recorded_result() {
         panic!("the retry after the pool freed up must apply")
     };
     assert_eq!(out.output, br#"{"value":2}"#);
-    assert!(s.query(&rt, "c", br#"{"get":{}}"#).is_ok());
+    assert!(s.query(&rt, "c", br#"{"get":{}}"#, 0).is_ok());
 }

@@ -167,3 +167,39 @@ fn validation_rejects_each_kind_of_bad_upload() {
             .unwrap_or_else(|e| panic!("{name} must validate: {e}"));
     }
 }
+
+#[test]
+fn a_background_compile_is_what_the_first_call_uses() {
+    let rt = runtime();
+    let code = Code::new(built("counter"));
+    rt.compile_in_background(&code, EngineParams::default());
+    // The call waits for the compile under way (or finds it done) instead of
+    // compiling again; either way it answers.
+    let out = rt.call(
+        &code,
+        CallMode::Apply,
+        br#"{"increment":{"by":3}}"#,
+        &ctx("c", 1),
+        &Kv::new(),
+    );
+    assert_eq!(out.result.expect("applies").output, br#"{"value":3}"#);
+    // A 0.2.0 component has `migrate`, a 0.1.0 one has not.
+    assert!(rt.exports_migrate(&code));
+    assert!(!rt.exports_migrate(&Code::new(built("counter-v1"))));
+}
+
+#[test]
+fn a_failed_background_compile_is_a_host_fault_and_is_retried() {
+    let rt = runtime();
+    let mut wasm = built("counter");
+    wasm.truncate(wasm.len() / 2);
+    let code = Code::new(wasm);
+    rt.compile_in_background(&code, EngineParams::default());
+    for _ in 0..2 {
+        let out = rt.call(&code, CallMode::Apply, b"{}", &ctx("c", 1), &Kv::new());
+        let Err(CallError::Host(fault)) = out.result else {
+            panic!("{:?}", out.result)
+        };
+        assert!(fault.contains("cannot compile"), "{fault}");
+    }
+}

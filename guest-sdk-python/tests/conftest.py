@@ -1,0 +1,6 @@
+"""Makes the SDK importable under pytest without installing it."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
