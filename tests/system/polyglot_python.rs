@@ -373,3 +373,65 @@ async fn python_kv_gives_the_same_outputs_and_bytes_as_rust_kv_on_three_nodes() 
     }
     cluster.stop_all().await
 }
+
+/// `cairn new --lang python` writes a project that passes its own tests,
+/// builds with its one command (the path on the last line), deploys and answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_scaffold_builds_tests_deploys_and_answers() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let project = tmp.path().join("demo");
+    let dir = project.clone();
+    let wasm = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+        let mut new = Command::new(crate::process::cairn_bin());
+        new.args(["new", "demo", "--lang", "python", "--dir"])
+            .arg(&dir);
+        run(new, "cairn new --lang python")?;
+        let mut test = Command::new("python3");
+        test.current_dir(&dir)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let out = run(test, "the scaffold's tests need pytest: pip install pytest")?;
+        ensure!(
+            out.lines()
+                .last()
+                .is_some_and(|l| l.contains("passed") && !l.contains("failed")),
+            "pytest in the scaffold: {out}"
+        );
+        let mut build = Command::new(dir.join("build.sh"));
+        build.current_dir(&dir).env("PYTHONDONTWRITEBYTECODE", "1");
+        let out = run(
+            build,
+            &format!("the scaffold builds with componentize-py {COMPONENTIZE_PY_VERSION}"),
+        )?;
+        let last = out.lines().last().unwrap_or_default().trim().to_string();
+        let path = if Path::new(&last).is_absolute() {
+            PathBuf::from(&last)
+        } else {
+            dir.join(&last)
+        };
+        std::fs::read(&path).with_context(|| format!("build.sh's last line {last:?}"))
+    })
+    .await??;
+
+    let cluster = Cluster::start_with(1, &|c| {
+        c.deploy_timeout_ms = DEPLOY_TIMEOUT.as_millis() as u64;
+    })
+    .await?;
+    let node = cluster.node(cluster.wait_leader().await?);
+    node.req_within(Method::PUT, "/v1/plugins/demo", wasm, DEPLOY_TIMEOUT)
+        .await?
+        .expect(201)?;
+    let inc = serde_json::json!({"increment": {"by": 5}});
+    let r = eventually(CALL_TIMEOUT, "the scaffolded plugin to answer", || async {
+        let r = node.apply("demo", &inc).await?;
+        Ok((r.status == 200).then_some(r))
+    })
+    .await?;
+    ensure!(r.json() == serde_json::json!({"value": 5}), "{}", r.json());
+    let r = node
+        .query("demo", "", &serde_json::json!({"get": {}}))
+        .await?
+        .expect(200)?;
+    ensure!(r.json() == serde_json::json!({"value": 5}), "{}", r.json());
+    Ok(())
+}
