@@ -34,6 +34,28 @@ async fn stopped_node_catches_up_by_snapshot_after_log_purge() -> anyhow::Result
     let writers = Writers::spawn("s", 8, addrs, 400);
     writers.wait_acked(1500, Duration::from_secs(40)).await?;
     let acked = writers.stop().await?;
+    // Snapshots and the purge behind them run in the background: wait until
+    // the leader's log no longer holds what node 3 needs, so it must take a snapshot.
+    let leader = cluster.wait_leader().await?;
+    let stopped_at = {
+        let hashes = cluster.node(leader).get("/v1/state-hash").await?.json();
+        hashes["applied_index"].as_u64().unwrap_or(0)
+    };
+    crate::harness::eventually(
+        Duration::from_secs(30),
+        "the leader to purge its log past node 3's position",
+        || async {
+            let text = String::from_utf8(cluster.node(leader).get("/metrics").await?.body.to_vec())?;
+            let purged = text
+                .lines()
+                .find(|l| l.starts_with("cairn_raft_purged_index"))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0) as u64;
+            Ok((purged > stopped_at.min(1000)).then_some(()))
+        },
+    )
+    .await?;
 
     cluster.node_mut(3).restart().await?;
     let (applied, _) = cluster.converge().await?;
