@@ -45,7 +45,8 @@ async fn stopped_node_catches_up_by_snapshot_after_log_purge() -> anyhow::Result
         Duration::from_secs(30),
         "the leader to purge its log past node 3's position",
         || async {
-            let text = String::from_utf8(cluster.node(leader).get("/metrics").await?.body.to_vec())?;
+            let text =
+                String::from_utf8(cluster.node(leader).get("/metrics").await?.body.to_vec())?;
             let purged = text
                 .lines()
                 .find(|l| l.starts_with("cairn_raft_purged_index"))
