@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
 
+use super::Output;
 use super::engine::HOST_STACK_HEADROOM_BYTES;
 use super::error::{Failure, classify_trap, is_resource_fault};
 use super::store::{Budget, CallState, Limiter};
 use super::{
     CallContext, CallError, CallMode, Code, Compiled, EngineSet, HostFault, Kv, Runtime, wasi,
 };
-use crate::state::Output;
 
 /// Largest wasm stack run on the caller's own thread. Callers are tokio
 /// blocking threads or test threads, which have 2 MiB native stacks; wasm
