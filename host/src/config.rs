@@ -59,6 +59,21 @@ pub struct Config {
     pub election_timeout_min_ms: u64,
     /// Upper bound of the randomised election timeout.
     pub election_timeout_max_ms: u64,
+    /// Serve linearizable reads on the leader from a lease instead of a
+    /// ReadIndex round to a quorum (see `read_lease_ms`). Off: every
+    /// linearizable read confirms leadership with a quorum first.
+    pub lease_reads: bool,
+    /// How much shorter than `election_timeout_min_ms` the leader's read lease
+    /// is. The lease runs from the *send* time of the last heartbeat or append
+    /// a quorum acknowledged; a follower refuses to vote for another leader
+    /// until `election_timeout_max_ms` after it *received* it. The margin is
+    /// the clock-drift bound: leases stay safe while the members' monotonic
+    /// clocks run at rates that differ by less than
+    /// `read_lease_margin_ms / election_timeout_min_ms` (10% by default; NTP
+    /// slews by at most 0.05%), and while every member's
+    /// `election_timeout_max_ms` is at least the leader's
+    /// `election_timeout_min_ms` (true when members share these flags).
+    pub read_lease_margin_ms: u64,
     /// Deadline for sending *and* installing one whole snapshot; large because a
     /// 100 MB snapshot must get through (openraft's 200 ms default retries forever).
     pub install_snapshot_timeout_ms: u64,
@@ -108,6 +123,10 @@ pub struct Config {
     pub apply_reserved_instances: u32,
     /// `Retry-After` (seconds) sent with `503 overloaded`.
     pub overload_retry_after_secs: u64,
+    /// How long a query may wait for a free query slot before `503
+    /// overloaded`. Short: it absorbs a burst (64 clients released together
+    /// by one read index) without letting a queue grow under overload.
+    pub query_slot_wait_ms: u64,
     /// Extra deadline per MiB of request body for append-entries, so that one
     /// large entry (a plugin deploy) is not timed out and resent forever on a
     /// slower link: 100 ms/MiB assumes at least 10 MiB/s to the peer.
@@ -189,6 +208,8 @@ impl Default for Config {
             heartbeat_interval_ms: 150,
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
+            lease_reads: true,
+            read_lease_margin_ms: 100,
             // 100 MB at even 10 MB/s plus an install that rebuilds state: minutes, not ms.
             install_snapshot_timeout_ms: 10 * 60 * 1000,
             snapshot_chunk_bytes: 4 * MIB,
@@ -210,6 +231,7 @@ impl Default for Config {
             max_join_token_ttl_secs: 7 * 24 * 3600,
             apply_reserved_instances: 2,
             overload_retry_after_secs: 1,
+            query_slot_wait_ms: 100,
             rpc_timeout_per_mib_ms: 100,
             max_append_bytes: 16 * MIB,
             min_index_wait_ms: 5000,
@@ -411,6 +433,18 @@ impl Config {
                 max: self.election_timeout_max_ms,
             });
         }
+        // A lease no heartbeat can renew in time would never be used.
+        if self.lease_reads
+            && self.heartbeat_interval_ms + self.read_lease_margin_ms
+                >= self.election_timeout_min_ms
+        {
+            return Err(ConfigError::Order {
+                small: "heartbeat_interval_ms + read_lease_margin_ms",
+                small_value: self.heartbeat_interval_ms + self.read_lease_margin_ms,
+                large: "election_timeout_min_ms",
+                large_value: self.election_timeout_min_ms,
+            });
+        }
         self.validate_sizes()?;
         if self.join_token_ttl_secs > self.max_join_token_ttl_secs {
             return Err(ConfigError::Order {
@@ -572,6 +606,23 @@ impl Config {
         Duration::from_millis(self.install_snapshot_timeout_ms)
     }
 
+    /// How long after the send time of the last quorum-acknowledged heartbeat
+    /// the leader may serve reads from its lease; `None` when lease reads are
+    /// off (see [`Config::read_lease_margin_ms`] for why this is safe).
+    pub fn read_lease(&self) -> Option<Duration> {
+        self.lease_reads.then(|| {
+            Duration::from_millis(
+                self.election_timeout_min_ms
+                    .saturating_sub(self.read_lease_margin_ms),
+            )
+        })
+    }
+
+    /// [`Config::query_slot_wait_ms`] as a duration.
+    pub fn query_slot_wait(&self) -> Duration {
+        Duration::from_millis(self.query_slot_wait_ms)
+    }
+
     /// [`Config::min_index_wait_ms`] as a duration.
     pub fn min_index_wait(&self) -> Duration {
         Duration::from_millis(self.min_index_wait_ms)
@@ -652,6 +703,32 @@ mod tests {
             listen_addr: "0.0.0.0:7070".parse().unwrap(),
             tls_cert_path: Some("c.pem".into()),
             tls_key_path: Some("k.pem".into()),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn read_lease_is_shorter_than_the_election_timeout_by_the_margin() {
+        let cfg = Config::default();
+        assert_eq!(cfg.read_lease(), Some(Duration::from_millis(900)));
+        let off = Config {
+            lease_reads: false,
+            ..Config::default()
+        };
+        assert_eq!(off.read_lease(), None);
+        // A margin that leaves no room for a heartbeat to renew the lease is refused…
+        let cfg = Config {
+            read_lease_margin_ms: 900,
+            ..Config::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("read_lease_margin_ms"), "{err}");
+        // …unless lease reads are off.
+        Config {
+            read_lease_margin_ms: 900,
+            lease_reads: false,
             ..Config::default()
         }
         .validate()

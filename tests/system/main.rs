@@ -24,6 +24,7 @@ mod join_token;
 mod kill9_leader;
 mod large_plugin;
 mod leader_failover;
+mod lease_read;
 mod linearizability;
 mod log_format;
 mod malformed;

@@ -434,6 +434,32 @@ impl ProcNode {
         }
     }
 
+    /// SIGSTOP: the process keeps its sockets (the kernel still accepts
+    /// connections and buffers requests) but runs nothing until [`Self::resume`].
+    pub fn pause(&self) -> Result<()> {
+        self.signal("STOP")
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) -> Result<()> {
+        self.signal("CONT")
+    }
+
+    fn signal(&self, name: &str) -> Result<()> {
+        let Some(child) = self.child.as_ref() else {
+            anyhow::bail!("node {} is not running", self.id);
+        };
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "kill -{name} node {} failed: {status}",
+            self.id
+        );
+        Ok(())
+    }
+
     /// SIGTERM and wait (bounded) for a clean exit; fails if it does not exit or exits non-zero.
     pub async fn stop(&mut self) -> Result<()> {
         let Some(child) = self.child.as_mut() else {

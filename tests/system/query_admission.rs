@@ -162,3 +162,51 @@ async fn flooded_queries_are_refused_and_writes_still_apply_everywhere() -> Resu
     eprintln!("query_admission: all nodes at {index} with hash {hash}");
     cluster.stop_all().await
 }
+
+/// A burst a little larger than the query slots waits for them (bounded by
+/// `query_slot_wait_ms`) instead of being refused: 64 clients released
+/// together by one read index must not see `503`s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_above_the_query_slots_waits_for_a_slot() -> Result<()> {
+    const BURST: usize = 6;
+    let mut cluster = Cluster::start_with(1, &|c| {
+        c.runtime.pooled_instances = POOL;
+        c.apply_reserved_instances = RESERVED;
+        // Long enough for the whole burst on a loaded machine.
+        c.query_slot_wait_ms = 20_000;
+    })
+    .await?;
+    let leader = cluster.wait_leader().await?;
+    let wasm = cairn_host::plugins::built("misbehave");
+    cluster
+        .node(leader)
+        .req(
+            Method::PUT,
+            &format!("/v1/plugins/misbehave?fuel_per_call={FUEL_PER_CALL}"),
+            &[],
+            wasm,
+        )
+        .await?
+        .expect(201)?;
+    let addr = cluster.node(leader).addr().to_string();
+    // Each query holds its slot for a while, so the burst cannot fit at once.
+    let query = Bytes::from(serde_json::to_vec(
+        &json!({"op": "spin", "iterations": SPIN_ITERATIONS / 10}),
+    )?);
+    let burst: Vec<_> = (0..BURST)
+        .map(|_| {
+            let (addr, query) = (addr.clone(), query.clone());
+            tokio::spawn(async move {
+                let client = http_client::new_client();
+                let path = "/v1/plugins/misbehave/query?consistency=stale";
+                let r = send_to(&client, &addr, Method::POST, path, &[], query).await?;
+                Ok::<u16, anyhow::Error>(r.status)
+            })
+        })
+        .collect();
+    for q in burst {
+        let status = q.await??;
+        assert_eq!(status, 200, "a query of the burst was not answered");
+    }
+    cluster.stop_all().await
+}

@@ -302,6 +302,14 @@ pub struct ServeArgs {
     /// Upper bound of the randomised election timeout.
     #[arg(long, default_value_t = Config::default().election_timeout_max_ms)]
     pub election_timeout_max_ms: u64,
+    /// Confirm every linearizable read with a quorum (ReadIndex) instead of
+    /// serving it from the leader's lease.
+    #[arg(long)]
+    pub no_lease_reads: bool,
+    /// How much shorter than the minimum election timeout the leader's read
+    /// lease is: the bound on clock drift between members (see README).
+    #[arg(long, default_value_t = Config::default().read_lease_margin_ms)]
+    pub read_lease_margin_ms: u64,
     /// Take a snapshot (and purge the log behind it) after this many entries.
     #[arg(long, default_value_t = Config::default().snapshot_logs_since_last)]
     pub snapshot_logs_since_last: u64,
@@ -400,6 +408,8 @@ impl ServeArgs {
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             election_timeout_min_ms: self.election_timeout_min_ms,
             election_timeout_max_ms: self.election_timeout_max_ms,
+            lease_reads: !self.no_lease_reads,
+            read_lease_margin_ms: self.read_lease_margin_ms,
             snapshot_logs_since_last: self.snapshot_logs_since_last,
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
             max_body_bytes: self.max_body_bytes,

@@ -49,6 +49,8 @@ pub(super) struct Counters {
     applies: Family<Labels, Counter>,
     /// Queries by outcome (`ok`, `failed`, `overloaded`).
     queries: Family<Labels, Counter>,
+    /// Linearizable reads the leader confirmed, by how (`lease`, `read_index`).
+    linearizable_reads: Family<Labels, Counter>,
     /// An apply from the service call to its answer (proposal, commit, apply).
     pub(super) apply_seconds: Histogram,
     /// A query from the service call to its answer (read index included).
@@ -74,9 +76,14 @@ impl Default for Counters {
         for o in ["ok", "failed", "overloaded"] {
             queries.get_or_create(&outcome(o)).inc_by(0);
         }
+        let linearizable_reads = Family::<Labels, Counter>::default();
+        for p in ["lease", "read_index"] {
+            linearizable_reads.get_or_create(&path(p)).inc_by(0);
+        }
         Self {
             applies,
             queries,
+            linearizable_reads,
             apply_seconds: latency_histogram(),
             query_seconds: latency_histogram(),
             client_write_seconds: latency_histogram(),
@@ -89,6 +96,10 @@ impl Default for Counters {
 
 fn outcome(label: &str) -> Labels {
     vec![("outcome", label.to_string())]
+}
+
+fn path(label: &str) -> Labels {
+    vec![("path", label.to_string())]
 }
 
 impl Counters {
@@ -104,6 +115,11 @@ impl Counters {
         self.queries
             .get_or_create(&outcome(if ok { "ok" } else { "failed" }))
             .inc();
+    }
+
+    /// Counts one linearizable read confirmed by `how` (`lease`, `read_index`).
+    pub(super) fn linearizable_read(&self, how: &str) {
+        self.linearizable_reads.get_or_create(&path(how)).inc();
     }
 
     /// Counts one query refused for lack of an instance slot.
@@ -229,6 +245,11 @@ pub(super) fn render(
         "cairn_queries",
         "Queries this node answered, by outcome.",
         counters.queries.clone(),
+    );
+    r.register(
+        "cairn_linearizable_reads",
+        "Linearizable reads this node confirmed as leader, by path (lease, read_index).",
+        counters.linearizable_reads.clone(),
     );
     r.register(
         "cairn_http_connections_refused",

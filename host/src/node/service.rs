@@ -280,9 +280,26 @@ impl NodeService {
         Ok(())
     }
 
-    /// Makes this node's applied state linearizable: a read index confirmed by
-    /// a quorum, then applied locally. Only the leader can do it.
+    /// Makes this node's applied state linearizable. Only the leader can do
+    /// it: from its lease when that certainly holds, else with a read index
+    /// confirmed by a quorum.
     async fn linearize(&self, deadline: Deadline) -> Result<(), ApiError> {
+        if self.lease_holds() {
+            // The read index is taken inside `ensure_linearizable`; the lease
+            // must still hold *after* that moment, so it is checked again.
+            // Any failure falls back to the quorum round below.
+            if self
+                .inner
+                .raft
+                .ensure_linearizable(ReadPolicy::LeaseRead)
+                .await
+                .is_ok()
+                && self.lease_holds()
+            {
+                self.inner.counters.linearizable_read("lease");
+                return Ok(());
+            }
+        }
         self.on_leader(deadline, || async {
             match self
                 .inner
@@ -297,7 +314,33 @@ impl NodeService {
                 }),
             }
         })
-        .await
+        .await?;
+        self.inner.counters.linearizable_read("read_index");
+        Ok(())
+    }
+
+    /// Whether this node leads with a read lease that certainly holds now:
+    /// a quorum acknowledged a heartbeat or append *sent* less than
+    /// [`crate::config::Config::read_lease`] ago (openraft's metrics lag its
+    /// core, which only makes the acknowledgement look older). A single voter
+    /// is its own quorum.
+    fn lease_holds(&self) -> bool {
+        let Some(lease) = self.inner.config.read_lease() else {
+            return false;
+        };
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.current_leader != Some(self.inner.id) || m.state != ServerState::Leader {
+            return false;
+        }
+        let membership = m.membership_config.membership();
+        let voters = membership.voter_ids().count();
+        if voters == 1 && membership.voter_ids().any(|id| id == self.inner.id) {
+            return true;
+        }
+        m.last_quorum_acked
+            .as_ref()
+            .is_some_and(|acked| openraft::alias::InstantOf::<TypeConfig>::now() < **acked + lease)
     }
 
     async fn wait_applied(&self, index: u64, deadline: Deadline) -> Result<(), ApiError> {
@@ -439,9 +482,12 @@ impl ClusterService for NodeService {
         if let Some(index) = min_index {
             self.wait_applied(index, deadline).await?;
         }
-        // Refuse at once rather than queue: a queue would only grow under
-        // overload, and the client learns when to come back.
-        let Ok(slot) = self.inner.query_slots.clone().try_acquire_owned() else {
+        // Wait briefly, then refuse: a short wait absorbs bursts, a long
+        // queue would only grow under overload, and the client learns when
+        // to come back.
+        let wait = self.inner.config.query_slot_wait();
+        let acquire = self.inner.query_slots.clone().acquire_owned();
+        let Ok(Ok(slot)) = tokio::time::timeout(wait, acquire).await else {
             self.inner.counters.query_refused();
             return Err(ApiError::Overloaded {
                 what: format!(
