@@ -1,4 +1,4 @@
-//! Concurrent clients on a real 3-node cluster, across a leader stop: the recorded kv history must be linearizable.
+//! Concurrent clients on a real 3-node cluster, across a leader stop and across a SIGSTOPped leader that wakes: the recorded kv history must be linearizable.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,13 +10,21 @@ use serde_json::{Value as Json, json};
 use super::Rng;
 use super::checker::{Call, Observed, Op, Outcome, Ret, Value, check};
 use crate::harness::{Cluster, WAIT, eventually, send_to};
+use crate::http_node::wait_agreed_leader;
+use crate::process::{ProcCluster, ProcNode};
 
 const CLIENTS: usize = 6;
 const OPS_PER_CLIENT: usize = 150;
+/// Fewer for the variant on real (debug-built) processes, which apply slower.
+const PAUSED_OPS_PER_CLIENT: usize = 80;
 const KEYS: [&str; 3] = ["k1", "k2", "k3"];
 /// Pause after an Unknown outcome: paces clients through the election instead of
 /// burning their whole op budget on errors before a new leader exists.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Ops the other clients should finish while the leader is paused (most
+/// clients soon wait on the paused node, so this is bounded by a timeout).
+const PAUSED_PROGRESS_OPS: usize = 20;
+const PAUSED_PROGRESS_WAIT: Duration = Duration::from_secs(3);
 
 /// Shared state of the clients.
 struct Shared {
@@ -87,15 +95,20 @@ fn outcome(call: Call, status: u16, body: &[u8]) -> Outcome {
     }
 }
 
-/// One client: `OPS_PER_CLIENT` random ops on random keys through random live nodes.
+/// One client: `ops_per_client` random ops on random keys through random live nodes.
 /// Returns its ops and, per op, the HTTP status and error code it saw.
-async fn client(id: usize, seed: u64, shared: Arc<Shared>) -> (Vec<Op>, Vec<String>) {
+async fn client(
+    id: usize,
+    seed: u64,
+    ops_per_client: usize,
+    shared: Arc<Shared>,
+) -> (Vec<Op>, Vec<String>) {
     let mut rng = Rng::new(seed ^ (id as u64).wrapping_mul(0x9E37_79B9));
     let http = cairn_host::http_client::new_client();
     // Last value this client saw per key: cas expectations that often succeed.
     let mut seen: [Option<Value>; KEYS.len()] = [None; KEYS.len()];
     let (mut ops, mut statuses) = (Vec::new(), Vec::new());
-    for seq in 0..OPS_PER_CLIENT {
+    for seq in 0..ops_per_client {
         let k = rng.below(KEYS.len() as u64) as usize;
         let key = KEYS[k];
         // Unique per write, so a read names the write it observed.
@@ -160,40 +173,36 @@ async fn client(id: usize, seed: u64, shared: Arc<Shared>) -> (Vec<Op>, Vec<Stri
     (ops, statuses)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn histories_are_linearizable() -> anyhow::Result<()> {
-    let seed = seed();
-    // Timing is not replayable, but client choices (keys, ops, nodes) are.
-    eprintln!("linearizability seed {seed} (set CAIRN_LIN_SEED={seed} to replay client choices)");
-    let started = Instant::now();
-    let mut cluster = Cluster::start(3).await?;
-    let leader = cluster.wait_leader().await?;
-    let kv = cairn_host::plugins::example("kv").expect("kv embedded");
-    cluster.node(leader).deploy("kv", kv).await?.expect(201)?;
-    // Every node must know the plugin before clients spread over them.
-    cluster.converge().await?;
-
+/// Runs `CLIENTS` clients over `addrs`; when a third of the ops are done,
+/// `nemesis` disturbs the leader (its address is `leader_addr`) and returns;
+/// then checks the whole history. Returns the summary line.
+async fn run_and_check<F, Fut>(
+    seed: u64,
+    ops_per_client: usize,
+    addrs: Vec<String>,
+    nemesis: F,
+) -> anyhow::Result<String>
+where
+    F: FnOnce(Arc<Shared>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let shared = Arc::new(Shared {
         clock: AtomicU64::new(0),
-        live: Mutex::new(cluster.running().map(|n| n.addr().to_string()).collect()),
+        live: Mutex::new(addrs),
         done: AtomicUsize::new(0),
     });
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|id| tokio::spawn(client(id, seed, shared.clone())))
+        .map(|id| tokio::spawn(client(id, seed, ops_per_client, shared.clone())))
         .collect();
 
-    // Stop the leader a third of the way through, so most ops run across the failover.
-    let total = CLIENTS * OPS_PER_CLIENT;
+    // Disturb the leader a third of the way through, so most ops run across the failover.
+    let total = CLIENTS * ops_per_client;
     eventually(WAIT, "a third of the ops done", || async {
         Ok((shared.done.load(Ordering::SeqCst) >= total / 3).then_some(()))
     })
     .await?;
-    let leader_addr = cluster.node(leader).addr().to_string();
-    shared.live.lock().unwrap().retain(|a| *a != leader_addr);
-    let stopped_at = shared.tick();
-    cluster.node_mut(leader).stop().await?;
-    let new_leader = cluster.wait_leader().await?;
-    assert_ne!(new_leader, leader);
+    let disturbed_at = shared.tick();
+    nemesis(shared.clone()).await?;
 
     let mut history = Vec::with_capacity(total);
     let mut statuses = Vec::with_capacity(total);
@@ -212,17 +221,17 @@ async fn histories_are_linearizable() -> anyhow::Result<()> {
         .count();
     let ok_after = history
         .iter()
-        .filter(|o| o.invoke > stopped_at && o.outcome != Outcome::Unknown)
+        .filter(|o| o.invoke > disturbed_at && o.outcome != Outcome::Unknown)
         .count();
     let summary = format!(
-        "seed {seed}: {} ops, {unknown} unknown, {ok_after} definite after the leader stop, outcomes {by_status:?}",
+        "seed {seed}: {} ops, {unknown} unknown, {ok_after} definite after the leader was disturbed, outcomes {by_status:?}",
         history.len()
     );
     eprintln!("{summary}");
     // The failover must actually have been exercised by the history, not only survived.
     assert!(
         ok_after >= 100,
-        "too few ops after the leader stop: {summary}"
+        "too few ops after the leader was disturbed: {summary}"
     );
     assert!(unknown < total / 4, "too many unknown outcomes: {summary}");
 
@@ -236,10 +245,81 @@ async fn histories_are_linearizable() -> anyhow::Result<()> {
         }
         panic!("{failure}\n{summary}\nfull history by invocation:{dump}");
     }
-    eprintln!(
-        "history checked in {:?}; whole test {:?}",
-        checking.elapsed(),
-        started.elapsed()
-    );
+    eprintln!("history checked in {:?}", checking.elapsed());
+    Ok(summary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn histories_are_linearizable() -> anyhow::Result<()> {
+    let seed = seed();
+    // Timing is not replayable, but client choices (keys, ops, nodes) are.
+    eprintln!("linearizability seed {seed} (set CAIRN_LIN_SEED={seed} to replay client choices)");
+    let started = Instant::now();
+    let mut cluster = Cluster::start(3).await?;
+    let leader = cluster.wait_leader().await?;
+    let kv = cairn_host::plugins::example("kv").expect("kv embedded");
+    cluster.node(leader).deploy("kv", kv).await?.expect(201)?;
+    // Every node must know the plugin before clients spread over them.
+    cluster.converge().await?;
+
+    let addrs = cluster.running().map(|n| n.addr().to_string()).collect();
+    let leader_addr = cluster.node(leader).addr().to_string();
+    let cluster_ref = &mut cluster;
+    run_and_check(seed, OPS_PER_CLIENT, addrs, |shared| async move {
+        // Clients stop sending to the leader before it stops.
+        shared.live.lock().unwrap().retain(|a| *a != leader_addr);
+        cluster_ref.node_mut(leader).stop().await?;
+        let new_leader = cluster_ref.wait_leader().await?;
+        assert_ne!(new_leader, leader);
+        Ok(())
+    })
+    .await?;
+    eprintln!("whole test {:?}", started.elapsed());
     cluster.stop_all().await
+}
+
+/// The leader is SIGSTOPped while clients keep sending to every node, the
+/// paused one included (their requests wait in its sockets), and woken once
+/// the others elected a new leader and took writes: whatever it answers after
+/// waking (reads from a lease that expired while it slept, above all) must
+/// keep the history linearizable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn histories_are_linearizable_across_a_paused_leader() -> anyhow::Result<()> {
+    let seed = seed();
+    eprintln!("linearizability seed {seed} (set CAIRN_LIN_SEED={seed} to replay client choices)");
+    let cluster = ProcCluster::start(3, &[]).await?;
+    let leader = cluster.wait_leader().await?;
+    cluster.deploy_kv(leader).await?;
+    cluster.converge().await?;
+
+    let addrs = cluster.nodes.iter().map(|n| n.addr()).collect();
+    let cluster_ref = &cluster;
+    run_and_check(seed, PAUSED_OPS_PER_CLIENT, addrs, |shared| async move {
+        cluster_ref.node(leader).pause()?;
+        let others: Vec<&ProcNode> = cluster_ref
+            .nodes
+            .iter()
+            .filter(|n| n.id != leader)
+            .collect();
+        let new_leader = wait_agreed_leader(&others, WAIT).await?;
+        assert_ne!(new_leader, leader);
+        // Let the clients that are not stuck on the paused node write through
+        // the new leader, so reads queued at the old one have something to miss.
+        let done = shared.done.load(Ordering::SeqCst);
+        let _ = eventually(
+            PAUSED_PROGRESS_WAIT,
+            "ops done while the leader sleeps",
+            || async {
+                Ok(
+                    (shared.done.load(Ordering::SeqCst) >= done + PAUSED_PROGRESS_OPS)
+                        .then_some(()),
+                )
+            },
+        )
+        .await;
+        cluster_ref.node(leader).resume()
+    })
+    .await?;
+    cluster.converge().await?;
+    cluster.finish().await
 }
