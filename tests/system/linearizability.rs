@@ -1,4 +1,4 @@
-//! Linearizability: a Porcupine-style checker for key-value register histories, its unit tests, and a 3-node history check across a leader stop.
+//! Linearizability: a Porcupine-style checker for key-value register histories, its unit tests, and 3-node history checks across a stopped and a paused (SIGSTOP) leader.
 
 pub mod checker;
 mod checker_tests;
