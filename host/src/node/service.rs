@@ -284,7 +284,7 @@ impl NodeService {
     /// it: from its lease when that certainly holds, else with a read index
     /// confirmed by a quorum.
     async fn linearize(&self, deadline: Deadline) -> Result<(), ApiError> {
-        if self.lease_holds() {
+        if self.lease_holds_now() {
             // The read index is taken inside `ensure_linearizable`; the lease
             // must still hold *after* that moment, so it is checked again.
             // Any failure falls back to the quorum round below.
@@ -294,7 +294,7 @@ impl NodeService {
                 .ensure_linearizable(ReadPolicy::LeaseRead)
                 .await
                 .is_ok()
-                && self.lease_holds()
+                && self.lease_holds_now()
             {
                 self.inner.counters.linearizable_read("lease");
                 return Ok(());
@@ -319,17 +319,36 @@ impl NodeService {
         Ok(())
     }
 
+    /// The applied state, when a linearizable read may be answered from it
+    /// without asking openraft's core (the common case on a leader):
+    /// - this node leads and its lease certainly holds *after* the state was
+    ///   taken, so no other leader existed when it was; and
+    /// - the state ends with an entry of the leader's own term, so it holds
+    ///   everything earlier leaders committed (leader completeness).
+    ///
+    /// Every write this leader acknowledged was applied (and published)
+    /// before its answer, so it is in the state too. `None`: go through
+    /// [`Self::linearize`].
+    fn lease_read_state(&self) -> Option<crate::state::State> {
+        let applied = self.inner.sm.applied();
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        let own_term = applied
+            .last_applied
+            .as_ref()
+            .is_some_and(|id| *id.committed_leader_id() == m.vote.leader_id);
+        (own_term && self.lease_holds(&m)).then_some(applied.state)
+    }
+
     /// Whether this node leads with a read lease that certainly holds now:
     /// a quorum acknowledged a heartbeat or append *sent* less than
     /// [`crate::config::Config::read_lease`] ago (openraft's metrics lag its
     /// core, which only makes the acknowledgement look older). A single voter
     /// is its own quorum.
-    fn lease_holds(&self) -> bool {
+    fn lease_holds(&self, m: &openraft::RaftMetrics<TypeConfig>) -> bool {
         let Some(lease) = self.inner.config.read_lease() else {
             return false;
         };
-        let metrics = self.inner.raft.metrics();
-        let m = metrics.borrow_watched();
         if m.current_leader != Some(self.inner.id) || m.state != ServerState::Leader {
             return false;
         }
@@ -341,6 +360,13 @@ impl NodeService {
         m.last_quorum_acked
             .as_ref()
             .is_some_and(|acked| openraft::alias::InstantOf::<TypeConfig>::now() < **acked + lease)
+    }
+
+    /// [`Self::lease_holds`] on the current metrics.
+    fn lease_holds_now(&self) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        self.lease_holds(&m)
     }
 
     async fn wait_applied(&self, index: u64, deadline: Deadline) -> Result<(), ApiError> {
@@ -476,11 +502,20 @@ impl ClusterService for NodeService {
         deadline: Deadline,
     ) -> Result<QueryOutput, ApiError> {
         let started = std::time::Instant::now();
+        // On a leader with a certain lease, the applied state is already
+        // linearizable: no round through openraft's core.
+        let mut leased = None;
         if consistency == Consistency::Linearizable {
-            self.linearize(deadline).await?;
+            leased = self.lease_read_state();
+            match leased {
+                Some(_) => self.inner.counters.linearizable_read("lease"),
+                None => self.linearize(deadline).await?,
+            }
         }
         if let Some(index) = min_index {
             self.wait_applied(index, deadline).await?;
+            // A state taken before the wait may not hold `index` yet.
+            leased = None;
         }
         // Wait briefly, then refuse: a short wait absorbs bursts, a long
         // queue would only grow under overload, and the client learns when
@@ -497,7 +532,9 @@ impl ClusterService for NodeService {
                 retry_after_secs: self.inner.config.overload_retry_after_secs,
             });
         };
-        let state = self.state();
+        // A newer state than the leased one is as linearizable (it only adds
+        // committed writes); the leased one saves a lock and a clone.
+        let state = leased.unwrap_or_else(|| self.state());
         let runtime = self.inner.runtime.clone();
         let applied_index = state.applied_index();
         // The slot moves into the blocking task: a request that times out
