@@ -263,3 +263,30 @@ async fn deploy_limits_are_per_plugin() -> anyhow::Result<()> {
     assert_error(&resp, 400, "memory-limit-too-large");
     cluster.stop_all().await
 }
+
+/// A plugin that panics while applying writes its message to stderr through
+/// WASI inside the node's apply path (which runs plugin calls in place on a
+/// runtime worker): the command fails with the guest's message, the node
+/// keeps applying, and the plugin's next command succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_apply_fails_cleanly_and_the_node_goes_on() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(1).await?;
+    let wasm = cairn_host::plugins::built("misbehave");
+    let node = cluster.node(1);
+    node.req(Method::PUT, "/v1/plugins/misbehave", &[], wasm)
+        .await?
+        .expect(201)?;
+    for round in 0..3 {
+        let resp = node
+            .apply("misbehave", &json!({"op": "panic", "msg": format!("boom-{round}")}))
+            .await?;
+        assert_eq!(resp.status, 422, "{}", String::from_utf8_lossy(&resp.body));
+        let body = resp.json();
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&format!("boom-{round}")), "{body}");
+        node.apply("misbehave", &json!({"op": "write", "key": "k", "value": round}))
+            .await?
+            .expect(200)?;
+    }
+    cluster.stop_all().await
+}
