@@ -278,15 +278,21 @@ async fn a_panicking_apply_fails_cleanly_and_the_node_goes_on() -> anyhow::Resul
         .expect(201)?;
     for round in 0..3 {
         let resp = node
-            .apply("misbehave", &json!({"op": "panic", "msg": format!("boom-{round}")}))
+            .apply(
+                "misbehave",
+                &json!({"op": "panic", "msg": format!("boom-{round}")}),
+            )
             .await?;
         assert_eq!(resp.status, 422, "{}", String::from_utf8_lossy(&resp.body));
         let body = resp.json();
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(&format!("boom-{round}")), "{body}");
-        node.apply("misbehave", &json!({"op": "write", "key": "k", "value": round}))
-            .await?
-            .expect(200)?;
+        node.apply(
+            "misbehave",
+            &json!({"op": "write", "key": "k", "value": round}),
+        )
+        .await?
+        .expect(200)?;
     }
     cluster.stop_all().await
 }

@@ -306,6 +306,11 @@ pub struct ServeArgs {
     /// serving it from the leader's lease.
     #[arg(long)]
     pub no_lease_reads: bool,
+    /// Threads running the node's async work (HTTP, Raft); 0: half the
+    /// cores, at least one. Plugin calls run on other threads, and fewer
+    /// async workers wake each other less (README, Benchmarks).
+    #[arg(long, default_value_t = 0)]
+    pub worker_threads: usize,
     /// How much shorter than the minimum election timeout the leader's read
     /// lease is: the bound on clock drift between members (see README).
     #[arg(long, default_value_t = Config::default().read_lease_margin_ms)]
