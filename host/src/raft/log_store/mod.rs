@@ -11,8 +11,8 @@
 //! * `save_vote` and `truncate_after` return only after their record is fsynced;
 //! * `append` returns once the entries are readable; its `IOFlushed` fires after fsync;
 //! * `purge` persists the purge record before raft-log deletes any chunk file;
-//! * `save_committed` is written without its own fsync (the next synced write carries it):
-//!   losing it only means re-applying a little more of the log after a crash.
+//! * `save_committed` is only buffered (the next append's or vote's flush writes and
+//!   fsyncs it): losing it only means re-applying a little more of the log after a crash.
 //!
 //! On-disk format: raft-log versions its record framing and checkpoints; this store adds
 //! a format marker (see `codec`) and a version byte on every payload.
@@ -339,8 +339,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         }
         wal.commit(committed)?;
-        // No fsync of its own: the next synced write (append, vote) carries it to disk.
-        wal.flush(false, None)?;
+        // Not even a flush of its own: the record waits in raft-log's buffer
+        // and the next append's (or vote's) flush writes and fsyncs it. A flush
+        // here woke the flush thread once more per commit on every node.
         Ok(())
     }
 
