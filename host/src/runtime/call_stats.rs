@@ -78,3 +78,55 @@ impl CallCounters {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{CallError, CallStats, Output};
+
+    fn outcome(result: Result<Output, CallError>, fuel: u64) -> CallOutcome {
+        CallOutcome {
+            result,
+            writes: Default::default(),
+            stats: CallStats {
+                fuel_consumed: fuel,
+                ..CallStats::default()
+            },
+        }
+    }
+
+    #[test]
+    fn counts_by_plugin_then_mode_and_lists_only_modes_that_ran() {
+        let counters = CallCounters::default();
+        let ok = || {
+            Ok(Output {
+                output: Vec::new(),
+                events: Vec::new(),
+            })
+        };
+        counters.record("kv", CallMode::Query, &outcome(ok(), 5));
+        counters.record("counter", CallMode::Apply, &outcome(ok(), 10));
+        counters.record(
+            "counter",
+            CallMode::Apply,
+            &outcome(Err(CallError::WriteInQuery), 7),
+        );
+        counters.record("counter", CallMode::Query, &outcome(ok(), 1));
+
+        let snapshot = counters.snapshot();
+        let keys: Vec<_> = snapshot
+            .iter()
+            .map(|((p, m), _)| (p.as_str(), *m))
+            .collect();
+        assert_eq!(
+            keys,
+            [("counter", "apply"), ("counter", "query"), ("kv", "query")]
+        );
+        let apply = &snapshot[0].1;
+        assert_eq!((apply.calls, apply.fuel_consumed), (2, 17));
+        let code = CallError::WriteInQuery.to_body().code;
+        assert_eq!(apply.failures.get(&code), Some(&1));
+        assert_eq!(snapshot[1].1.calls, 1);
+        assert!(snapshot[2].1.failures.is_empty());
+    }
+}

@@ -249,3 +249,26 @@ pub(crate) fn build_ctx(
         .allow_ip_name_lookup(false)
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lazy_stream_is_the_eagerly_seeded_stream_and_derives_nothing_until_drawn() {
+        let plugin: Arc<str> = "counter".into();
+        let mut lazy = LazySeededRng::new(42, plugin.clone(), "wasi-secure");
+        assert!(lazy.rng.is_none(), "no seed before the first draw");
+        let mut eager = ChaCha20Rng::from_seed(seed(42, &plugin, "wasi-secure"));
+        let mut got = [0u8; 40];
+        let mut want = [0u8; 40];
+        lazy.try_fill_bytes(&mut got).unwrap();
+        eager.fill_bytes(&mut want);
+        assert_eq!(got, want);
+        assert_eq!(lazy.try_next_u64().unwrap(), eager.next_u64());
+        assert_eq!(lazy.try_next_u32().unwrap(), eager.next_u32());
+        // Another purpose is another stream.
+        let mut other = LazySeededRng::new(42, plugin, "wasi-insecure");
+        assert_ne!(other.try_next_u64().unwrap(), eager.next_u64());
+    }
+}
