@@ -253,6 +253,27 @@ impl Runtime {
         })
     }
 
+    /// Instantiates `code` in a fresh store and drops it, calling nothing: the
+    /// part of every call that is wasmtime's alone (store, instance, memory
+    /// and table slots, and their reset). The runtime benchmark prints it next
+    /// to whole calls; not for production use.
+    #[doc(hidden)]
+    pub fn instantiate_only(&self, code: &Code, ctx: &CallContext<'_>) -> Result<(), HostFault> {
+        let set = self
+            .engine_set(ctx.engine)
+            .map_err(|e| HostFault(e.to_string()))?;
+        let compiled = self
+            .compiled(&set, code.sha256(), code.bytes())
+            .map_err(|e| HostFault(e.to_string()))?;
+        let mut store = new_store(&set, CallMode::Query, ctx, &Kv::new(), 0)
+            .map_err(|e| HostFault(format!("{e:#}")))?;
+        compiled
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| HostFault(format!("{e:#}")))?;
+        Ok(())
+    }
+
     /// Instantiates `code` and keeps the instance alive in the returned store,
     /// holding one pool slot until it is dropped: how tests make the pool busy.
     #[cfg(test)]
