@@ -1,5 +1,6 @@
 //! Runtime benchmark: compile time, fresh-instance call latency and throughput
-//! for `counter` and `kv`, next to the same plugins run natively (no Wasm).
+//! for `counter` and `kv`, next to the same plugins run natively (no Wasm) and
+//! to a fresh instance that runs nothing (wasmtime's share of every call).
 //!
 //! Run: `cargo bench -p cairn-host --bench runtime` (set `CAIRN_BENCH_CALLS` to
 //! change the number of calls per case, default 20000).
@@ -80,6 +81,30 @@ fn bench_wasm(case: &Case, calls: usize) {
     }
     report(
         &format!("{} apply, fresh instance", case.plugin),
+        samples,
+        started.elapsed(),
+    );
+
+    // The fresh instance alone (store, instantiate, drop and slot reset, no
+    // call): the floor wasmtime sets under every call.
+    let mut samples = Vec::with_capacity(calls);
+    let started = Instant::now();
+    for i in 0..calls {
+        let ctx = CallContext {
+            plugin: case.plugin,
+            log_index: i as u64 + 1,
+            timestamp_ms: 0,
+            fuel: 10_000_000,
+            memory_limit_bytes: 64 << 20,
+            limits: &limits,
+            engine: EngineParams::default(),
+        };
+        let t = Instant::now();
+        rt.instantiate_only(&code, &ctx).expect("instantiates");
+        samples.push(t.elapsed());
+    }
+    report(
+        &format!("{} instance only, no call", case.plugin),
         samples,
         started.elapsed(),
     );

@@ -5,15 +5,14 @@
 use std::collections::BTreeMap;
 
 use wasmtime::Store;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ComponentExportIndex, Instance, ResourceTable};
 
 use super::Output;
+use super::bindings::v2;
 use super::engine::HOST_STACK_HEADROOM_BYTES;
 use super::error::{Failure, classify_trap, is_resource_fault};
-use super::store::{Budget, CallState, Limiter};
-use super::{
-    CallContext, CallError, CallMode, Code, Compiled, EngineSet, HostFault, Kv, Runtime, wasi,
-};
+use super::store::{Budget, CallState, LazyWasi, Limiter};
+use super::{CallContext, CallError, CallMode, Code, Compiled, EngineSet, HostFault, Kv, Runtime};
 
 /// Largest wasm stack run on the caller's own thread. Callers are tokio
 /// blocking threads or test threads, which have 2 MiB native stacks; wasm
@@ -79,6 +78,10 @@ struct GuestError {
     message: String,
 }
 
+/// The result type both world versions give `apply`, `query` and `migrate`
+/// (the 0.1.0 error record has the same shape as 0.2.0's).
+type Returned<T> = (Result<T, v2::PluginError>,);
+
 /// Instantiates `compiled` in `store` and runs `export`. The outer error is
 /// the engine's (instantiation or a trap); the inner one the plugin's.
 fn instantiate_and_call(
@@ -86,41 +89,38 @@ fn instantiate_and_call(
     store: &mut Store<CallState>,
     export: Export<'_>,
 ) -> Result<wasmtime::Result<Result<Vec<u8>, GuestError>>, wasmtime::Error> {
-    macro_rules! guest {
-        ($r:expr) => {
-            $r.map(|r| {
-                r.map_err(|e| GuestError {
-                    code: e.code,
-                    message: e.message,
-                })
-            })
-        };
-    }
-    Ok(match compiled {
-        Compiled::V2(pre) => {
-            let plugin = pre.instantiate(&mut *store)?;
-            match export {
-                Export::Apply(input) => guest!(plugin.call_apply(&mut *store, input)),
-                Export::Query(input) => guest!(plugin.call_query(&mut *store, input)),
-                Export::Migrate(from) => {
-                    guest!(
-                        plugin
-                            .call_migrate(&mut *store, from)
-                            .map(|r| r.map(|()| Vec::new()))
-                    )
-                }
-            }
-        }
-        Compiled::V1(pre) => {
-            let plugin = pre.instantiate(&mut *store)?;
-            match export {
-                Export::Apply(input) => guest!(plugin.call_apply(&mut *store, input)),
-                Export::Query(input) => guest!(plugin.call_query(&mut *store, input)),
-                // `Runtime::migrate` never calls a component without the export.
-                Export::Migrate(_) => Ok(Ok(Vec::new())),
-            }
-        }
-    })
+    let instance = compiled.pre.instantiate(&mut *store)?;
+    let called = match export {
+        Export::Apply(input) => call_bytes(&instance, store, &compiled.apply, input),
+        Export::Query(input) => call_bytes(&instance, store, &compiled.query, input),
+        // `Runtime::migrate` never calls a component without the export.
+        Export::Migrate(from) => match &compiled.migrate {
+            Some(index) => (|| {
+                let func = instance.get_typed_func::<(u64,), Returned<()>>(&mut *store, index)?;
+                let (returned,) = func.call(&mut *store, (from,))?;
+                Ok(returned.map(|()| Vec::new()))
+            })(),
+            None => Ok(Ok(Vec::new())),
+        },
+    };
+    Ok(called.map(|r| {
+        r.map_err(|e| GuestError {
+            code: e.code,
+            message: e.message,
+        })
+    }))
+}
+
+/// Calls the `list<u8> -> result<list<u8>, plugin-error>` export at `index`.
+fn call_bytes(
+    instance: &Instance,
+    store: &mut Store<CallState>,
+    index: &ComponentExportIndex,
+    input: &[u8],
+) -> wasmtime::Result<Result<Vec<u8>, v2::PluginError>> {
+    let func = instance.get_typed_func::<(&[u8],), Returned<Vec<u8>>>(&mut *store, index)?;
+    let (returned,) = func.call(&mut *store, (input,))?;
+    Ok(returned)
 }
 
 fn failed(e: CallError) -> CallOutcome {
@@ -253,6 +253,27 @@ impl Runtime {
         })
     }
 
+    /// Instantiates `code` in a fresh store and drops it, calling nothing: the
+    /// part of every call that is wasmtime's alone (store, instance, memory
+    /// and table slots, and their reset). The runtime benchmark prints it next
+    /// to whole calls; not for production use.
+    #[doc(hidden)]
+    pub fn instantiate_only(&self, code: &Code, ctx: &CallContext<'_>) -> Result<(), HostFault> {
+        let set = self
+            .engine_set(ctx.engine)
+            .map_err(|e| HostFault(e.to_string()))?;
+        let compiled = self
+            .compiled(&set, code.sha256(), code.bytes())
+            .map_err(|e| HostFault(e.to_string()))?;
+        let mut store = new_store(&set, CallMode::Query, ctx, &Kv::new(), 0)
+            .map_err(|e| HostFault(format!("{e:#}")))?;
+        compiled
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| HostFault(format!("{e:#}")))?;
+        Ok(())
+    }
+
     /// Instantiates `code` and keeps the instance alive in the returned store,
     /// holding one pool slot until it is dropped: how tests make the pool busy.
     #[cfg(test)]
@@ -261,12 +282,8 @@ impl Runtime {
         let compiled = self
             .compiled(&set, code.sha256(), code.bytes())
             .expect("compiles");
-        let output = wasi::CapturedOutput::new(0);
-        let mut store = new_store(&set, CallMode::Query, ctx, &Kv::new(), &output).expect("store");
-        match &*compiled {
-            Compiled::V1(pre) => drop(pre.instantiate(&mut store).expect("a free slot")),
-            Compiled::V2(pre) => drop(pre.instantiate(&mut store).expect("a free slot")),
-        }
+        let mut store = new_store(&set, CallMode::Query, ctx, &Kv::new(), 0).expect("store");
+        compiled.pre.instantiate(&mut store).expect("a free slot");
         store
     }
 }
@@ -282,11 +299,18 @@ fn new_store(
     mode: CallMode,
     ctx: &CallContext<'_>,
     base: &Kv,
-    output: &wasi::CapturedOutput,
+    log_cap_bytes: usize,
 ) -> wasmtime::Result<Store<CallState>> {
+    let plugin: std::sync::Arc<str> = ctx.plugin.into();
+    let wasi = LazyWasi::new(
+        ctx.log_index,
+        plugin.clone(),
+        ctx.timestamp_ms,
+        log_cap_bytes,
+    );
     let state = CallState {
         mode,
-        plugin: ctx.plugin.to_string(),
+        plugin,
         log_index: ctx.log_index,
         timestamp_ms: ctx.timestamp_ms,
         base: base.clone(),
@@ -304,7 +328,7 @@ fn new_store(
             table_elements_max: ctx.limits.max_table_elements,
             memory_limit_hit: false,
         },
-        wasi: wasi::build_ctx(ctx.log_index, ctx.plugin, ctx.timestamp_ms, output),
+        wasi,
         table: ResourceTable::new(),
     };
     let mut store = Store::new(&set.engine, state);
@@ -322,8 +346,7 @@ fn run(
     base: &Kv,
     log_cap: usize,
 ) -> CallOutcome {
-    let output = wasi::CapturedOutput::new(log_cap);
-    let mut store = match new_store(set, export.mode(), ctx, base, &output) {
+    let mut store = match new_store(set, export.mode(), ctx, base, log_cap) {
         Ok(store) => store,
         Err(e) => return failed(CallError::Host(format!("cannot set up a store: {e:#}"))),
     };
@@ -336,7 +359,7 @@ fn run(
         Ok(called) => called,
     };
     let fuel_consumed = ctx.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-    let (log, stderr_tail) = output.take();
+    let (log, stderr_tail) = store.data().wasi.take_output();
     if !log.is_empty() {
         tracing::info!(
             plugin = ctx.plugin,

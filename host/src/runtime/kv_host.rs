@@ -67,10 +67,21 @@ pub(super) fn add_to_linker(linker: &mut Linker<CallState>, version: &str) -> wa
     let mut kv = linker.instance(&format!("cairn:plugin/kv@{version}"))?;
     kv.func_wrap("get", |mut store: Ctx<'_>, (key,): (WasmList<u8>,)| {
         charge(&mut store, key.len())?;
-        let key = key.as_le_slice(&store).to_vec();
-        let found = store.data().lookup(&key).map(<[u8]>::len);
-        charge_bytes(&mut store, found.unwrap_or(0))?;
-        Ok((store.data().lookup(&key).map(<[u8]>::to_vec),))
+        // One lookup with the key read in place from guest memory: the value
+        // is copied only if the fuel left pays for it, then paid for.
+        let fuel = allowance(&store)?;
+        let found = {
+            let key = key.as_le_slice(&store);
+            match store.data().lookup(key) {
+                Some(value) if !fuel.affords(value.len()) => None,
+                found => Some(found.map(<[u8]>::to_vec)),
+            }
+        };
+        let Some(value) = found else {
+            return out_of_fuel(&mut store).map(|()| (None,));
+        };
+        charge_bytes(&mut store, value.as_ref().map_or(0, Vec::len))?;
+        Ok((value,))
     })?;
     kv.func_wrap(
         "set",

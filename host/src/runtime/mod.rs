@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 
 use bindings::{v1, v2};
 pub use call::{CallOutcome, CallStats, commit};
@@ -56,19 +56,25 @@ pub struct CallContext<'a> {
     pub engine: EngineParams,
 }
 
-/// A compiled, linked plugin ready to instantiate, by the world version it
-/// targets (told apart by its exports: only 0.2.0 has `migrate`).
-enum Compiled {
-    /// `cairn:plugin@0.1.0`.
-    V1(v1::PluginPre<CallState>),
-    /// `cairn:plugin@0.2.0`.
-    V2(v2::PluginPre<CallState>),
+/// A compiled, linked plugin ready to instantiate, with its exports resolved
+/// to indices once (a call then looks up only the one export it runs, by
+/// index, instead of all three by name).
+///
+/// The world version it targets is told apart by its exports: only
+/// `cairn:plugin@0.2.0` has `migrate`. Both versions' `apply` and `query`
+/// have the same types.
+struct Compiled {
+    pre: InstancePre<CallState>,
+    apply: ComponentExportIndex,
+    query: ComponentExportIndex,
+    /// `None` for a `cairn:plugin@0.1.0` component.
+    migrate: Option<ComponentExportIndex>,
 }
 
 impl Compiled {
     /// Whether the component exports `migrate`.
     fn has_migrate(&self) -> bool {
-        matches!(self, Compiled::V2(_))
+        self.migrate.is_some()
     }
 }
 
@@ -342,11 +348,28 @@ fn compile(
         .instantiate_pre(&component)
         .map_err(|e| ValidateError::WrongWorld(format!("{e:#}")))?;
     // The newest world first; a component without `migrate` may be 0.1.0.
-    let compiled = match v2::PluginPre::new(instance_pre.clone()) {
-        Ok(pre) => Compiled::V2(pre),
-        Err(newest) => v1::PluginPre::new(instance_pre)
-            .map(Compiled::V1)
+    // The generated `PluginPre`s check the exports' names and types; the
+    // indices are then taken from the component.
+    let has_migrate = match v2::PluginPre::new(instance_pre.clone()) {
+        Ok(_) => true,
+        Err(newest) => v1::PluginPre::new(instance_pre.clone())
+            .map(|_| false)
             .map_err(|_| ValidateError::WrongWorld(format!("{newest:#}")))?,
+    };
+    let export = |name: &str| {
+        component
+            .get_export_index(None, name)
+            .ok_or_else(|| ValidateError::WrongWorld(format!("no export `{name}`")))
+    };
+    let compiled = Compiled {
+        apply: export("apply")?,
+        query: export("query")?,
+        migrate: if has_migrate {
+            Some(export("migrate")?)
+        } else {
+            None
+        },
+        pre: instance_pre,
     };
     if let (Some(disk), false) = (disk, from_disk) {
         disk.store(&sha, &component);

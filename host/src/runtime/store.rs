@@ -1,6 +1,7 @@
 //! The per-call store data: the KV overlay, context, WASI context and limits.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -8,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::Event;
 use super::Kv;
+use super::wasi::{CapturedOutput, build_ctx};
 
 /// A call's pending writes: `Some` = set, `None` = delete.
 pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -70,7 +72,8 @@ impl ResourceLimiter for Limiter {
 /// Everything a host import can see during one call. Plain data, one per store.
 pub(crate) struct CallState {
     pub(crate) mode: CallMode,
-    pub(crate) plugin: String,
+    /// Shared with the WASI context's random streams (their seed input).
+    pub(crate) plugin: Arc<str>,
     pub(crate) log_index: u64,
     pub(crate) timestamp_ms: u64,
     /// The committed KV as of the start of the call (a cheap persistent clone).
@@ -92,14 +95,65 @@ pub(crate) struct CallState {
     pub(crate) budget_exceeded: Option<Budget>,
     pub(crate) limits: super::Limits,
     pub(crate) limiter: Limiter,
-    pub(crate) wasi: WasiCtx,
+    pub(crate) wasi: LazyWasi,
     pub(crate) table: ResourceTable,
+}
+
+/// The call's WASI context, built when the guest first calls a WASI import.
+///
+/// Building one costs about as much as the guest's whole `apply` (boxed
+/// clocks, streams and generators, each default generator seeded from the
+/// OS only to be replaced), and a plugin built with the SDK calls WASI only
+/// to report a panic. The context is the same whenever it is built: it is
+/// made from the command alone.
+pub(crate) struct LazyWasi {
+    log_index: u64,
+    plugin: Arc<str>,
+    timestamp_ms: u64,
+    /// Guest stdout+stderr kept before the rest is dropped (node-local).
+    log_cap_bytes: usize,
+    built: Option<(WasiCtx, CapturedOutput)>,
+}
+
+impl LazyWasi {
+    pub(crate) fn new(
+        log_index: u64,
+        plugin: Arc<str>,
+        timestamp_ms: u64,
+        log_cap_bytes: usize,
+    ) -> Self {
+        Self {
+            log_index,
+            plugin,
+            timestamp_ms,
+            log_cap_bytes,
+            built: None,
+        }
+    }
+
+    fn ctx(&mut self) -> &mut WasiCtx {
+        let (ctx, _) = self.built.get_or_insert_with(|| {
+            let output = CapturedOutput::new(self.log_cap_bytes);
+            let ctx = build_ctx(self.log_index, &self.plugin, self.timestamp_ms, &output);
+            (ctx, output)
+        });
+        ctx
+    }
+
+    /// What the guest wrote to stdout and stderr (both empty if it never
+    /// touched WASI), and the stderr tail.
+    pub(crate) fn take_output(&self) -> (Vec<u8>, Vec<u8>) {
+        match &self.built {
+            Some((_, output)) => output.take(),
+            None => (Vec::new(), Vec::new()),
+        }
+    }
 }
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.ctx(),
             table: &mut self.table,
         }
     }

@@ -8,6 +8,7 @@
 //! sources are ChaCha20 streams seeded from (log index, plugin name).
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chacha20::ChaCha20Rng;
-use chacha20::rand_core::SeedableRng;
+use chacha20::rand_core::{Rng, SeedableRng, TryRng};
 use sha2::{Digest, Sha256};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -169,33 +170,77 @@ impl tokio::io::AsyncWrite for CapturedOutput {
     }
 }
 
+/// A ChaCha20 stream seeded from (log index, plugin, purpose) on first use.
+///
+/// Seeding costs a SHA-256 and a cipher setup; most plugins (every Rust one
+/// built with the SDK) never ask WASI for randomness, so the seed is derived
+/// only when the guest first draws. The stream is the same either way.
+struct LazySeededRng {
+    log_index: u64,
+    plugin: Arc<str>,
+    purpose: &'static str,
+    rng: Option<ChaCha20Rng>,
+}
+
+impl LazySeededRng {
+    fn new(log_index: u64, plugin: Arc<str>, purpose: &'static str) -> Self {
+        Self {
+            log_index,
+            plugin,
+            purpose,
+            rng: None,
+        }
+    }
+
+    fn rng(&mut self) -> &mut ChaCha20Rng {
+        self.rng.get_or_insert_with(|| {
+            ChaCha20Rng::from_seed(seed(self.log_index, &self.plugin, self.purpose))
+        })
+    }
+}
+
+impl TryRng for LazySeededRng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok(self.rng().next_u32())
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(self.rng().next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.rng().fill_bytes(dst);
+        Ok(())
+    }
+}
+
 /// Builds the WASI context for one call: no files, no environment, no network,
 /// clocks frozen at `timestamp_ms`, randomness seeded from the command.
 pub(crate) fn build_ctx(
     log_index: u64,
-    plugin: &str,
+    plugin: &Arc<str>,
     timestamp_ms: u64,
     output: &CapturedOutput,
 ) -> WasiCtx {
     let clock = || FrozenClock {
         since_epoch: Duration::from_millis(timestamp_ms),
     };
+    // The insecure seed is a plain number in the context, so it is derived
+    // now; the two streams wait until the guest draws from them.
     let insecure_seed = seed(log_index, plugin, "wasi-insecure-seed");
     let mut seed16 = [0u8; 16];
     seed16.copy_from_slice(&insecure_seed[..16]);
     WasiCtxBuilder::new()
         .wall_clock(clock())
         .monotonic_clock(clock())
-        .secure_random(ChaCha20Rng::from_seed(seed(
+        .secure_random(LazySeededRng::new(log_index, plugin.clone(), "wasi-secure"))
+        .insecure_random(LazySeededRng::new(
             log_index,
-            plugin,
-            "wasi-secure",
-        )))
-        .insecure_random(ChaCha20Rng::from_seed(seed(
-            log_index,
-            plugin,
+            plugin.clone(),
             "wasi-insecure",
-        )))
+        ))
         .insecure_random_seed(u128::from_be_bytes(seed16))
         .stdout(output.clone())
         .stderr(output.stderr())
@@ -203,4 +248,27 @@ pub(crate) fn build_ctx(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lazy_stream_is_the_eagerly_seeded_stream_and_derives_nothing_until_drawn() {
+        let plugin: Arc<str> = "counter".into();
+        let mut lazy = LazySeededRng::new(42, plugin.clone(), "wasi-secure");
+        assert!(lazy.rng.is_none(), "no seed before the first draw");
+        let mut eager = ChaCha20Rng::from_seed(seed(42, &plugin, "wasi-secure"));
+        let mut got = [0u8; 40];
+        let mut want = [0u8; 40];
+        lazy.try_fill_bytes(&mut got).unwrap();
+        eager.fill_bytes(&mut want);
+        assert_eq!(got, want);
+        assert_eq!(lazy.try_next_u64().unwrap(), eager.next_u64());
+        assert_eq!(lazy.try_next_u32().unwrap(), eager.next_u32());
+        // Another purpose is another stream.
+        let mut other = LazySeededRng::new(42, plugin, "wasi-insecure");
+        assert_ne!(other.try_next_u64().unwrap(), eager.next_u64());
+    }
 }
