@@ -26,6 +26,8 @@ const WRITES: u64 = 40;
 const SPIN_ITERATIONS: u64 = 10_000_000;
 /// Fuel per call of the fixture: enough for the spin with room to spare.
 const FUEL_PER_CALL: u64 = 2_000_000_000;
+/// The node's own deploy deadline (`deploy_timeout_ms`).
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Default)]
 struct Tally {
@@ -178,13 +180,14 @@ async fn a_burst_above_the_query_slots_waits_for_a_slot() -> Result<()> {
     .await?;
     let leader = cluster.wait_leader().await?;
     let wasm = cairn_host::plugins::built("misbehave");
+    // A compile can take long while other tests compile big components.
     cluster
         .node(leader)
-        .req(
+        .req_within(
             Method::PUT,
             &format!("/v1/plugins/misbehave?fuel_per_call={FUEL_PER_CALL}"),
-            &[],
             wasm,
+            DEPLOY_TIMEOUT,
         )
         .await?
         .expect(201)?;
