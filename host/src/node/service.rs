@@ -330,14 +330,13 @@ impl NodeService {
     /// before its answer, so it is in the state too. `None`: go through
     /// [`Self::linearize`].
     fn lease_read_state(&self) -> Option<crate::state::State> {
-        let applied = self.inner.sm.applied();
+        let (state, last_applied) = self.inner.sm.state_and_last_applied();
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow_watched();
-        let own_term = applied
-            .last_applied
+        let own_term = last_applied
             .as_ref()
             .is_some_and(|id| *id.committed_leader_id() == m.vote.leader_id);
-        (own_term && self.lease_holds(&m)).then_some(applied.state)
+        (own_term && self.lease_holds(&m)).then_some(state)
     }
 
     /// Whether this node leads with a read lease that certainly holds now:
@@ -520,9 +519,19 @@ impl ClusterService for NodeService {
         // Wait briefly, then refuse: a short wait absorbs bursts, a long
         // queue would only grow under overload, and the client learns when
         // to come back.
-        let wait = self.inner.config.query_slot_wait();
-        let acquire = self.inner.query_slots.clone().acquire_owned();
-        let Ok(Ok(slot)) = tokio::time::timeout(wait, acquire).await else {
+        let slot = match self.inner.query_slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            // Only a busy pool pays for a timer.
+            Err(_) => {
+                let wait = self.inner.config.query_slot_wait();
+                let acquire = self.inner.query_slots.clone().acquire_owned();
+                tokio::time::timeout(wait, acquire)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+        };
+        let Some(slot) = slot else {
             self.inner.counters.query_refused();
             return Err(ApiError::Overloaded {
                 what: format!(

@@ -126,6 +126,17 @@ impl StateMachine {
         })
     }
 
+    /// The applied state and the id of the last entry in it, without the
+    /// membership (which would cost a map clone per linearizable read).
+    pub fn state_and_last_applied(&self) -> (State, Option<LogIdOf<TypeConfig>>) {
+        let applied = self
+            .shared
+            .applied
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        (applied.state.clone(), applied.last_applied)
+    }
+
     /// A consistent O(1) copy of the applied state.
     pub fn applied(&self) -> Applied {
         self.shared
