@@ -19,14 +19,18 @@
 //!   (overwriting random existing keys, so the size stays put), each timed
 //!   around `RaftStateMachine::apply` — blocking-thread hop, O(1) state copy,
 //!   wasm call, commit, publish: what one client's write costs at the state
-//!   machine, without the log's fsync or HTTP;
+//!   machine, without the log's fsync or HTTP; and as many `State::apply`
+//!   calls alone (wasm call and copy-on-write commit) on a private copy;
 //! * snapshot build: `RaftSnapshotBuilder::build_snapshot` (encode, write,
 //!   fsync, rename), and its size in bytes;
 //! * snapshot install: `RaftStateMachine::install_snapshot` into a second,
 //!   empty state machine (checksum, decode, write, fsync), after which its
 //!   state hash must equal the source's;
-//! * at the largest size, apply latency again while a snapshot is being built
-//!   (the builder must not stall applies).
+//! * the CPU parts of both alone (`snapshot::encode`, `snapshot::decode`),
+//!   which the disk's speed does not blur;
+//! * at the largest size, apply latency right after the installed copy is
+//!   dropped, and while a snapshot is being built (the builder must not stall
+//!   applies).
 
 use std::collections::BTreeSet;
 use std::io::Cursor;
@@ -37,7 +41,7 @@ use std::time::{Duration, Instant};
 use cairn_host::raft::state_machine::StateMachine;
 use cairn_host::raft::types::TypeConfig;
 use cairn_host::runtime::{Runtime, RuntimeConfig};
-use cairn_host::state::{Command, DeployCode};
+use cairn_host::state::{Command, DeployCode, snapshot};
 use futures_util::stream;
 use openraft::alias::{EntryOf, EntryPayloadOf, LogIdOf};
 use openraft::impls::leader_id_adv::LeaderId;
@@ -137,6 +141,10 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
@@ -221,12 +229,32 @@ struct Row {
     rss_growth: u64,
     apply: Vec<Duration>,
     state_apply: Vec<Duration>,
-    build: Duration,
-    install: Duration,
-    snapshot_bytes: usize,
+    snap: Snap,
 }
 
-async fn snapshot_round(node: &mut Node, dir: &Path) -> (Duration, Duration, usize) {
+/// Snapshot timings at one size.
+struct Snap {
+    /// `build_snapshot`: encode, write, fsync, rename.
+    build: Duration,
+    /// `install_snapshot`: checksum, decode, write, fsync.
+    install: Duration,
+    /// The CPU part of a build alone: `snapshot::encode`.
+    encode: Duration,
+    /// The CPU part of an install alone: `snapshot::decode` (checksum included).
+    decode: Duration,
+    bytes: usize,
+}
+
+async fn snapshot_round(node: &mut Node, dir: &Path) -> Snap {
+    let state = node.sm.applied().state;
+    let t = Instant::now();
+    let encoded = snapshot::encode(&state, b"");
+    let encode = t.elapsed();
+    let t = Instant::now();
+    let decoded = snapshot::decode(&encoded).expect("decode");
+    let decode = t.elapsed();
+    drop((decoded, encoded, state));
+
     let t = Instant::now();
     let snap = node
         .sm
@@ -253,7 +281,13 @@ async fn snapshot_round(node: &mut Node, dir: &Path) -> (Duration, Duration, usi
         node.sm.applied().state.hash(),
         "installed state differs from the source"
     );
-    (build, install, size)
+    Snap {
+        build,
+        install,
+        encode,
+        decode,
+        bytes: size,
+    }
 }
 
 async fn run() {
@@ -306,7 +340,7 @@ async fn run() {
         eprintln!("{size} keys loaded; timing {samples} applies");
         let apply = node.apply_latencies(samples, size).await;
         let state_apply = node.state_apply_latencies(samples, size + 1);
-        let (build, install, snapshot_bytes) = snapshot_round(&mut node, dir.path()).await;
+        let snap = snapshot_round(&mut node, dir.path()).await;
         let row = Row {
             keys: size,
             load_per_sec,
@@ -314,13 +348,12 @@ async fn run() {
             rss_growth: rss.saturating_sub(rss_base),
             apply,
             state_apply,
-            build,
-            install,
-            snapshot_bytes,
+            snap,
         };
         println!(
             "{:>9} keys: load {:>7.0}/s  RSS {:>7.1} MiB (+{:.1})  apply p50 {:.1} µs p99 {:.1} µs  \
-             State::apply p50 {:.1} µs  build {:.0} ms  install {:.0} ms  snapshot {} bytes",
+             State::apply p50 {:.1} µs  build {:.0} ms (encode {:.0})  install {:.0} ms (decode {:.0})  \
+             snapshot {} bytes",
             row.keys,
             row.load_per_sec,
             mib(row.rss),
@@ -328,9 +361,11 @@ async fn run() {
             us(percentile(&row.apply, 0.5)),
             us(percentile(&row.apply, 0.99)),
             us(percentile(&row.state_apply, 0.5)),
-            row.build.as_secs_f64() * 1e3,
-            row.install.as_secs_f64() * 1e3,
-            row.snapshot_bytes
+            ms(row.snap.build),
+            ms(row.snap.encode),
+            ms(row.snap.install),
+            ms(row.snap.decode),
+            row.snap.bytes
         );
         rows.push(row);
     }
@@ -361,12 +396,12 @@ async fn run() {
 fn print_table(rows: &[Row], during: &[Duration]) {
     println!();
     println!(
-        "| keys | load (puts/s) | RSS MiB | RSS growth MiB | bytes/key | apply p50 / p99 µs | State::apply p50 / p99 µs | snapshot build ms | snapshot install ms | snapshot bytes | snapshot bytes/key |"
+        "| keys | load (puts/s) | RSS MiB | RSS growth MiB | bytes/key | apply p50 / p99 µs | State::apply p50 / p99 µs | snapshot build (encode) ms | snapshot install (decode) ms | snapshot bytes | snapshot bytes/key |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {} | {:.1} |",
+            "| {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {:.0} ({:.0}) | {} | {:.1} |",
             r.keys,
             r.load_per_sec,
             mib(r.rss),
@@ -376,10 +411,12 @@ fn print_table(rows: &[Row], during: &[Duration]) {
             us(percentile(&r.apply, 0.99)),
             us(percentile(&r.state_apply, 0.5)),
             us(percentile(&r.state_apply, 0.99)),
-            r.build.as_secs_f64() * 1e3,
-            r.install.as_secs_f64() * 1e3,
-            r.snapshot_bytes,
-            r.snapshot_bytes as f64 / r.keys as f64
+            ms(r.snap.build),
+            ms(r.snap.encode),
+            ms(r.snap.install),
+            ms(r.snap.decode),
+            r.snap.bytes,
+            r.snap.bytes as f64 / r.keys as f64
         );
     }
     if let [.., a, b] = rows {
