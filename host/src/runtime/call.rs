@@ -47,9 +47,13 @@ pub struct CallStats {
 pub fn commit(kv: &mut Kv, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
     for (k, v) in writes {
         match v {
-            Some(v) => kv.insert(k, v),
-            None => kv.remove(&k),
-        };
+            Some(v) => {
+                kv.insert(k.into(), v.into());
+            }
+            None => {
+                kv.remove(k.as_slice());
+            }
+        }
     }
 }
 

@@ -23,7 +23,7 @@ impl CallState {
     fn lookup(&self, key: &[u8]) -> Option<&[u8]> {
         match self.overlay.get(key) {
             Some(pending) => pending.as_deref(),
-            None => self.base.get(key).map(Vec::as_slice),
+            None => self.base.get(key).map(|v| &**v),
         }
     }
 
@@ -190,19 +190,20 @@ pub(crate) fn merged_range(
             (None, None) => break,
             (Some(_), None) => false,
             (None, Some(_)) => true,
-            (Some((bk, _)), Some((ok, _))) => ok <= bk,
+            (Some((bk, _)), Some((ok, _))) => ok.as_slice() <= &***bk,
         };
         let (k, v) = if take_over {
             let (k, v) = over.next().expect("peeked");
-            if base.peek().is_some_and(|(bk, _)| *bk == k) {
+            if base.peek().is_some_and(|(bk, _)| ***bk == **k) {
                 base.next();
             }
             match v {
-                Some(v) => (k, v),
+                Some(v) => (k.as_slice(), v.as_slice()),
                 None => continue,
             }
         } else {
-            base.next().expect("peeked")
+            let (k, v) = base.next().expect("peeked");
+            (&**k, &**v)
         };
         visited += 1;
         if !visit(k, v) {

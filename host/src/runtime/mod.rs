@@ -34,7 +34,14 @@ use store::CallState;
 
 /// A plugin's committed key-value data: a persistent ordered map, so taking a
 /// snapshot or starting a call is an O(1) clone.
-pub type Kv = imbl::OrdMap<Vec<u8>, Vec<u8>>;
+pub type Kv = imbl::OrdMap<KvBytes, KvBytes>;
+
+/// A stored key or value. Shared rather than owned: a write to a persistent
+/// map copies the nodes on its path (up to 64 entries each) whenever an older
+/// version of the map is still alive — which, between applies, it always is
+/// (the published state). Copying an entry is then a reference-count bump,
+/// not an allocation and a copy of its bytes.
+pub type KvBytes = std::sync::Arc<[u8]>;
 
 /// What a plugin call needs to know about its command.
 #[derive(Clone, Debug)]

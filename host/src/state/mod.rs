@@ -408,9 +408,7 @@ impl State {
         .expect("a call always has an outcome");
         Ok(match outcome.result {
             Ok(out) => {
-                let mut kv = base;
-                crate::runtime::commit(&mut kv, outcome.writes);
-                self.kv.insert(name.to_string(), kv);
+                self.commit_writes(name, base, outcome.writes);
                 if !out.events.is_empty() {
                     let s = &self.settings;
                     let (count, bytes) = (s.event_retention_count, s.event_retention_bytes);
@@ -422,6 +420,27 @@ impl State {
             }
             Err(e) => CommandResult::Failed(e.to_body()),
         })
+    }
+
+    /// Commits a successful call's `writes` to plugin `name`'s KV, creating
+    /// it (empty) if the plugin has none yet.
+    ///
+    /// `base` is the call's copy of that KV; it is dropped first, so the
+    /// writes land in place in every node this state already owns alone (all
+    /// the nodes earlier commands of the same batch copied). While a copy
+    /// lives, each write would copy its whole path again, root to leaf.
+    pub(crate) fn commit_writes(
+        &mut self,
+        name: &str,
+        base: Kv,
+        writes: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) {
+        drop(base);
+        if !self.kv.contains_key(name) {
+            self.kv.insert(name.to_string(), Kv::new());
+        }
+        let kv = self.kv.get_mut(name).expect("inserted above");
+        crate::runtime::commit(kv, writes);
     }
 
     /// Runs a plugin's `query` against the current state; never mutates.

@@ -132,9 +132,7 @@ impl State {
         };
         match outcome.result {
             Ok(out) => {
-                let mut kv = base;
-                crate::runtime::commit(&mut kv, outcome.writes);
-                self.kv.insert(name.to_string(), kv);
+                self.commit_writes(name, base, outcome.writes);
                 // Events a migrate emits belong to its entry, like an apply's.
                 if !out.events.is_empty() {
                     let s = &self.settings;

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::tokens::{TokenRecord, Tokens};
 use super::{ClusterSettings, Event, EventId, EventLog, IdempotencyRecord, PluginInfo, State};
-use crate::runtime::Code;
+use crate::runtime::{Code, Kv, KvBytes};
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 /// The snapshot format this build writes and reads.
@@ -44,16 +44,70 @@ pub enum SnapshotError {
 }
 
 /// One plugin's KV as stored in a snapshot: name and entries in key order.
-type PluginKv = (String, Vec<(Vec<u8>, Vec<u8>)>);
+type PluginKv = (String, KvEntries);
+
+/// A plugin's entries as a sequence of (key, value) byte strings, decoded
+/// straight into its map: no list of a million entries in between.
+///
+/// Byte strings go through serde's `bytes` (one slice per key or value);
+/// bincode writes exactly the bytes it writes for a `Vec<u8>` element by
+/// element, so the format did not change with this.
+struct KvEntries(Kv);
+
+impl<'de> Deserialize<'de> for KvEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = KvEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence of key-value byte strings")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<KvEntries, A::Error> {
+                let mut kv = Kv::new();
+                while let Some((k, v)) = seq.next_element::<(SharedBytes, SharedBytes)>()? {
+                    kv.insert(k.0, v.0);
+                }
+                Ok(KvEntries(kv))
+            }
+        }
+        d.deserialize_seq(Entries)
+    }
+}
+
+/// One key or value, read from the input slice into its shared allocation
+/// in one copy.
+struct SharedBytes(KvBytes);
+
+impl<'de> Deserialize<'de> for SharedBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = SharedBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<SharedBytes, E> {
+                Ok(SharedBytes(v.into()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<SharedBytes, E> {
+                Ok(SharedBytes(v.into()))
+            }
+        }
+        d.deserialize_bytes(Bytes)
+    }
+}
 
 /// One plugin's event log as stored: name, the newest event retention
 /// dropped, and the held events in id order.
 type PluginEvents = (String, Option<EventId>, Vec<(EventId, Event)>);
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Body {
     plugins: Vec<PluginInfo>,
-    code: Vec<(String, Vec<u8>)>,
+    code: Vec<(String, serde_bytes::ByteBuf)>,
     kv: Vec<PluginKv>,
     idempotency: Vec<(String, IdempotencyRecord)>,
     applied_index: u64,
@@ -100,10 +154,17 @@ pub fn encode(state: &State, meta: &[u8]) -> Vec<u8> {
             // Field order and shapes must match `Body` exactly.
             let mut t = s.serialize_tuple(10)?;
             t.serialize_element(&Seq::new(st.plugins.values()))?;
-            t.serialize_element(&Seq::new(st.code.iter().map(|(k, v)| (k, v.bytes()))))?;
             t.serialize_element(&Seq::new(
-                st.kv.iter().map(|(name, kv)| (name, Seq::new(kv.iter()))),
+                st.code
+                    .iter()
+                    .map(|(k, v)| (k, serde_bytes::Bytes::new(v.bytes()))),
             ))?;
+            t.serialize_element(&Seq::new(st.kv.iter().map(|(name, kv)| {
+                let entries = kv
+                    .iter()
+                    .map(|(k, v)| (serde_bytes::Bytes::new(k), serde_bytes::Bytes::new(v)));
+                (name, Seq::new(entries))
+            })))?;
             t.serialize_element(&Seq::new(st.idempotency.iter()))?;
             t.serialize_element(&st.applied_index)?;
             t.serialize_element(&st.last_timestamp_ms)?;
@@ -189,12 +250,12 @@ pub fn decode(bytes: &[u8]) -> Result<(State, Vec<u8>), SnapshotError> {
         code: body
             .code
             .into_iter()
-            .map(|(k, v)| (k, Code::new(v)))
+            .map(|(k, v)| (k, Code::new(v.into_vec())))
             .collect(),
         kv: body
             .kv
             .into_iter()
-            .map(|(name, entries)| (name, entries.into_iter().collect::<crate::runtime::Kv>()))
+            .map(|(name, entries)| (name, entries.0))
             .collect(),
         idempotency: imbl::OrdMap::new(),
         idempotency_by_index: imbl::OrdMap::new(),
@@ -214,4 +275,32 @@ pub fn decode(bytes: &[u8]) -> Result<(State, Vec<u8>), SnapshotError> {
         state.idempotency.insert(key, rec);
     }
     Ok((state, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Snapshots written before keys and values went through serde's `bytes`
+    /// encoded them as sequences of `u8`; both must be the same bytes, and
+    /// such a list must decode into the same map.
+    #[test]
+    fn byte_strings_encode_as_the_element_sequences_older_snapshots_hold() {
+        let cfg = bincode::config::standard();
+        for len in [0usize, 1, 250, 251, 252, 300, 65_535, 65_536, 70_000] {
+            let v: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let old = bincode::serde::encode_to_vec(&v, cfg).unwrap();
+            let new = bincode::serde::encode_to_vec(serde_bytes::Bytes::new(&v), cfg).unwrap();
+            assert_eq!(old, new, "length {len}");
+        }
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..300u32)
+            .map(|i| (i.to_be_bytes().to_vec(), vec![i as u8; i as usize]))
+            .collect();
+        let old = bincode::serde::encode_to_vec(&entries, cfg).unwrap();
+        let (back, used): (KvEntries, usize) =
+            crate::bounded_decode::decode_from_slice(&old).unwrap();
+        assert_eq!(used, old.len());
+        let expected: Kv = entries.into_iter().collect();
+        assert_eq!(back.0, expected);
+    }
 }
