@@ -8,12 +8,6 @@ use tracing_subscriber::EnvFilter;
 
 use cairn_host::cli::{Cli, Commands, LogFormat};
 
-/// Every request allocates and frees many small buffers across threads
-/// (HTTP, Raft, a fresh Wasm store per call); glibc's malloc spent a fifth of
-/// a loaded node's CPU on them, mimalloc a fraction of that (README, Benchmarks).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Async workers of a node: `asked`, or half the cores (at least one).
 /// Plugin calls and fsyncs run on other threads, so the async work (HTTP,
 /// Raft) needs no more; and every extra worker is one more thread the
