@@ -60,19 +60,21 @@ fn bench_wasm(case: &Case, calls: usize) {
     let code = Code::new(wasm);
     let limits = Limits::default();
     let mut kv = Kv::new();
+    // The context of call `i`: its own log index, the same limits for all.
+    let call_context = |i: usize| CallContext {
+        plugin: case.plugin,
+        log_index: i as u64 + 1,
+        timestamp_ms: 0,
+        fuel: 10_000_000,
+        memory_limit_bytes: 64 << 20,
+        limits: &limits,
+        engine: EngineParams::default(),
+    };
     let mut samples = Vec::with_capacity(calls);
     let started = Instant::now();
     for i in 0..calls {
         let input = (case.input)(i);
-        let ctx = CallContext {
-            plugin: case.plugin,
-            log_index: i as u64 + 1,
-            timestamp_ms: 0,
-            fuel: 10_000_000,
-            memory_limit_bytes: 64 << 20,
-            limits: &limits,
-            engine: EngineParams::default(),
-        };
+        let ctx = call_context(i);
         let t = Instant::now();
         let out = rt.call(&code, CallMode::Apply, input.as_bytes(), &ctx, &kv);
         cairn_host::runtime::commit(&mut kv, out.writes);
@@ -90,15 +92,7 @@ fn bench_wasm(case: &Case, calls: usize) {
     let mut samples = Vec::with_capacity(calls);
     let started = Instant::now();
     for i in 0..calls {
-        let ctx = CallContext {
-            plugin: case.plugin,
-            log_index: i as u64 + 1,
-            timestamp_ms: 0,
-            fuel: 10_000_000,
-            memory_limit_bytes: 64 << 20,
-            limits: &limits,
-            engine: EngineParams::default(),
-        };
+        let ctx = call_context(i);
         let t = Instant::now();
         rt.instantiate_only(&code, &ctx).expect("instantiates");
         samples.push(t.elapsed());
