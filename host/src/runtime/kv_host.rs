@@ -190,11 +190,14 @@ pub(crate) fn merged_range(
             (None, None) => break,
             (Some(_), None) => false,
             (None, Some(_)) => true,
-            (Some((bk, _)), Some((ok, _))) => ok.as_slice() <= &***bk,
+            (Some((bk, _)), Some((ok, _))) => ok.as_slice() <= bk.as_slice(),
         };
         let (k, v) = if take_over {
             let (k, v) = over.next().expect("peeked");
-            if base.peek().is_some_and(|(bk, _)| ***bk == **k) {
+            if base
+                .peek()
+                .is_some_and(|(bk, _)| bk.as_slice() == k.as_slice())
+            {
                 base.next();
             }
             match v {
@@ -203,7 +206,7 @@ pub(crate) fn merged_range(
             }
         } else {
             let (k, v) = base.next().expect("peeked");
-            (&**k, &**v)
+            (k.as_slice(), &**v)
         };
         visited += 1;
         if !visit(k, v) {

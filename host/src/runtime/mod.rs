@@ -12,6 +12,7 @@ mod disk_cache;
 mod engine;
 mod error;
 mod kv_host;
+mod kv_key;
 mod metering;
 mod output;
 mod store;
@@ -34,10 +35,12 @@ use store::CallState;
 
 /// A plugin's committed key-value data: a persistent ordered map, so taking a
 /// snapshot or starting a call is an O(1) clone.
-pub type Kv = imbl::OrdMap<KvBytes, KvBytes>;
+pub type Kv = imbl::OrdMap<KvKey, KvBytes>;
 
-/// A stored key or value. Shared rather than owned: a write to a persistent
-/// map copies the nodes on its path (up to 64 entries each) whenever an older
+pub use kv_key::{KV_KEY_INLINE_BYTES, KvKey};
+
+/// A stored value. Shared rather than owned: a write to a persistent map
+/// copies the nodes on its path (up to 64 entries each) whenever an older
 /// version of the map is still alive — which, between applies, it always is
 /// (the published state). Copying an entry is then a reference-count bump,
 /// not an allocation and a copy of its bytes.

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::tokens::{TokenRecord, Tokens};
 use super::{ClusterSettings, Event, EventId, EventLog, IdempotencyRecord, PluginInfo, State};
-use crate::runtime::{Code, Kv, KvBytes};
+use crate::runtime::{Code, Kv, KvBytes, KvKey};
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 /// The snapshot format this build writes and reads.
@@ -67,7 +67,8 @@ impl<'de> Deserialize<'de> for KvEntries {
                 mut seq: A,
             ) -> Result<KvEntries, A::Error> {
                 let mut kv = Kv::new();
-                while let Some((k, v)) = seq.next_element::<(SharedBytes, SharedBytes)>()? {
+                type Entry = (FromBytes<KvKey>, FromBytes<KvBytes>);
+                while let Some((k, v)) = seq.next_element::<Entry>()? {
                     kv.insert(k.0, v.0);
                 }
                 Ok(KvEntries(kv))
@@ -77,26 +78,32 @@ impl<'de> Deserialize<'de> for KvEntries {
     }
 }
 
-/// One key or value, read from the input slice into its shared allocation
-/// in one copy.
-struct SharedBytes(KvBytes);
+/// One key or value, read from the input slice into its final form (inline,
+/// or its shared allocation) in one copy.
+struct FromBytes<T>(T);
 
-impl<'de> Deserialize<'de> for SharedBytes {
+impl<'de, T> Deserialize<'de> for FromBytes<T>
+where
+    T: for<'a> From<&'a [u8]> + From<Vec<u8>>,
+{
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Bytes;
-        impl<'de> serde::de::Visitor<'de> for Bytes {
-            type Value = SharedBytes;
+        struct Bytes<T>(std::marker::PhantomData<T>);
+        impl<'de, T> serde::de::Visitor<'de> for Bytes<T>
+        where
+            T: for<'a> From<&'a [u8]> + From<Vec<u8>>,
+        {
+            type Value = FromBytes<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a byte string")
             }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<SharedBytes, E> {
-                Ok(SharedBytes(v.into()))
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<FromBytes<T>, E> {
+                Ok(FromBytes(v.into()))
             }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<SharedBytes, E> {
-                Ok(SharedBytes(v.into()))
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<FromBytes<T>, E> {
+                Ok(FromBytes(v.into()))
             }
         }
-        d.deserialize_bytes(Bytes)
+        d.deserialize_bytes(Bytes(std::marker::PhantomData))
     }
 }
 
