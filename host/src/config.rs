@@ -146,6 +146,9 @@ pub struct Config {
     pub max_in_snapshot_log_to_keep: u64,
     /// Purge the log in batches of at least this many entries (one purge per entry is wasteful).
     pub purge_batch_size: u64,
+    /// Size of one Raft log segment file. Segments are zero-filled ahead of use, so a
+    /// log write never grows a file; purging frees disk a segment at a time.
+    pub log_segment_bytes: u64,
     /// Most entries sent in one append-entries RPC.
     pub max_entries_per_append: u64,
     /// `/readyz` answers 503 while the applied index trails the committed
@@ -239,6 +242,7 @@ impl Default for Config {
             snapshot_logs_since_last: 5000,
             max_in_snapshot_log_to_keep: 1000,
             purge_batch_size: 256,
+            log_segment_bytes: 16 * 1024 * 1024,
             max_entries_per_append: 300,
             ready_max_lag_entries: 1000,
             join_timeout_ms: 10 * 60 * 1000,
@@ -446,6 +450,15 @@ impl Config {
             });
         }
         self.validate_sizes()?;
+        // A segment holds at least its header and one checkpoint: one page.
+        if self.log_segment_bytes < 4096 {
+            return Err(ConfigError::Order {
+                small: "4096 (one page)",
+                small_value: 4096,
+                large: "log_segment_bytes",
+                large_value: self.log_segment_bytes,
+            });
+        }
         if self.join_token_ttl_secs > self.max_join_token_ttl_secs {
             return Err(ConfigError::Order {
                 small: "join_token_ttl_secs",

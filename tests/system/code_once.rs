@@ -2,35 +2,24 @@
 //! or PATCH), adds next to nothing to the Raft log of any node; versions move
 //! only when something changes; every node ends with the same state.
 
-use std::path::Path;
-
 use anyhow::{Result, ensure};
 use serde_json::{Value, json};
 
 use crate::harness::{Cluster, Node};
 
-/// Bytes of every file under `dir` (the Raft log of one node).
-fn dir_bytes(dir: &Path) -> Result<u64> {
+/// Bytes of records in the Raft logs of every node, as each reports them
+/// (`cairn_log_bytes`: segment files are preallocated, so their sizes say nothing).
+async fn log_bytes(cluster: &Cluster) -> Result<u64> {
     let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_bytes(&entry.path())?
-        } else {
-            meta.len()
-        };
+    for n in &cluster.nodes {
+        let r = n.get("/metrics").await?.expect(200)?;
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        total += text
+            .lines()
+            .find_map(|l| l.strip_prefix("cairn_log_bytes ")?.parse::<u64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("no cairn_log_bytes in /metrics"))?;
     }
     Ok(total)
-}
-
-/// Sum of the Raft log files of every node.
-fn log_bytes(cluster: &Cluster) -> Result<u64> {
-    cluster
-        .nodes
-        .iter()
-        .map(|n| dir_bytes(&n.config.data_dir.join("log")))
-        .sum()
 }
 
 /// `version`, `log_index` and `changed` of a deploy answer, checking its sha.
@@ -49,14 +38,14 @@ async fn redeploys_and_limit_changes_do_not_copy_the_code_into_the_log() -> Resu
     cluster.wait_leader().await?;
     let wasm = cairn_host::plugins::example("counter").expect("counter embedded");
     let nodes: Vec<&Node> = cluster.nodes.iter().collect();
-    let empty = log_bytes(&cluster)?;
+    let empty = log_bytes(&cluster).await?;
 
     let first = nodes[1].deploy("counter", wasm).await?.expect(201)?.json();
     let sha = first["sha256"].as_str().expect("sha256").to_string();
     let (deployed_at, version, changed) = answer(&first, &sha);
     assert_eq!((version, changed), (1, true));
     let (applied, _) = cluster.converge().await?;
-    let before = log_bytes(&cluster)?;
+    let before = log_bytes(&cluster).await?;
     // The measure sees entries: the first deploy is in all three logs.
     ensure!(
         before - empty >= 3 * wasm.len() as u64,
@@ -139,7 +128,7 @@ async fn redeploys_and_limit_changes_do_not_copy_the_code_into_the_log() -> Resu
         .await?
         .expect(200)?;
     cluster.converge().await?;
-    let grown = log_bytes(&cluster)? - before;
+    let grown = log_bytes(&cluster).await? - before;
     eprintln!(
         "component {} bytes; first deploy grew the logs by {}; 20 redeploys, 6 limit changes and 1 apply by {grown}",
         wasm.len(),

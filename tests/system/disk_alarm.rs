@@ -191,6 +191,10 @@ async fn low_disk_refuses_writes_with_507_and_resumes_when_space_returns() -> Re
         // No snapshot during the test: its size would depend on timing.
         "--snapshot-logs-since-last".into(),
         "100000".into(),
+        // Log segments are zero-filled ahead of use; small ones take the volume's
+        // space a little at a time, as writes arrive.
+        "--log-segment-bytes".into(),
+        "1048576".into(),
     ];
     let mut node = ProcNode::start(1, fs.path(), args).await?;
     let result = low_disk_scenario(&mut node, &ballast, min_free).await;
@@ -285,6 +289,10 @@ async fn a_failed_log_write_stops_raft_visibly_and_a_restart_keeps_acked_writes(
         "0".into(),
         "--snapshot-logs-since-last".into(),
         "100000".into(),
+        // Segments are zero-filled ahead of use: small ones fit the small volume
+        // and fill it a segment at a time.
+        "--log-segment-bytes".into(),
+        "1048576".into(),
     ];
     let mut node = ProcNode::start(1, dir.path(), args).await?;
     let result = failed_disk_scenario(&mut node, &log_dir).await;

@@ -53,6 +53,8 @@ pub fn test_config(id: u64, port: u16, data_dir: PathBuf) -> Config {
         election_timeout_max_ms: 1200,
         rpc_timeout_ms: 1000,
         shutdown_grace_ms: 1000,
+        // Small segments: less to zero-fill per node, and rotations get exercised.
+        log_segment_bytes: 1024 * 1024,
         ..Config::default()
     }
 }

@@ -321,6 +321,9 @@ pub struct ServeArgs {
     /// Entries kept in the log behind a snapshot, for slightly lagging followers.
     #[arg(long, default_value_t = Config::default().max_in_snapshot_log_to_keep)]
     pub max_in_snapshot_log_to_keep: u64,
+    /// Size of one Raft log segment file (zero-filled ahead of use).
+    #[arg(long, default_value_t = Config::default().log_segment_bytes)]
+    pub log_segment_bytes: u64,
     /// Largest request body (plugin uploads have their own limit).
     #[arg(long, default_value_t = Config::default().max_body_bytes)]
     pub max_body_bytes: u64,
@@ -417,6 +420,7 @@ impl ServeArgs {
             read_lease_margin_ms: self.read_lease_margin_ms,
             snapshot_logs_since_last: self.snapshot_logs_since_last,
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            log_segment_bytes: self.log_segment_bytes,
             max_body_bytes: self.max_body_bytes,
             cluster: ClusterSettings {
                 max_plugin_bytes: self.max_plugin_bytes,

@@ -59,6 +59,8 @@ pub(super) struct Counters {
     pub(super) client_write_seconds: Histogram,
     /// The log store's append-to-durable wait (set once the store is open).
     pub(super) log_flush_seconds: Histogram,
+    /// Bytes of records in the log's live segments (set once the store is open).
+    pub(super) log_bytes: Gauge,
     /// Client connections, counted by the HTTP server.
     pub(super) http: Arc<ConnectionStats>,
     /// Peer RPC counters, shared with the network and the `/raft/…` handlers.
@@ -88,6 +90,7 @@ impl Default for Counters {
             query_seconds: latency_histogram(),
             client_write_seconds: latency_histogram(),
             log_flush_seconds: latency_histogram(),
+            log_bytes: Gauge::default(),
             http: Arc::default(),
             peers: Arc::default(),
         }
@@ -204,6 +207,11 @@ pub(super) fn render(
             "cairn_kv_entries",
             "Key-value entries over all plugins.",
             kv_entries,
+        ),
+        (
+            "cairn_log_bytes",
+            "Bytes of records in the Raft log's live segments (files are preallocated larger).",
+            u64::try_from(counters.log_bytes.get()).unwrap_or(0),
         ),
         (
             "cairn_raft_fatal",

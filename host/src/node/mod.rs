@@ -254,10 +254,13 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         .get_or_insert_with(|| config.data_dir.join("compiled"));
     let runtime = Arc::new(Runtime::new(runtime_config)?);
     let log_dir = config.data_dir.join("log");
-    let log_store =
-        tokio::task::spawn_blocking(move || LogStore::open(&log_dir, LogStoreConfig::default()))
-            .await
-            .map_err(raft_err)??;
+    let log_cfg = LogStoreConfig {
+        segment_bytes: config.log_segment_bytes,
+        ..LogStoreConfig::default()
+    };
+    let log_store = tokio::task::spawn_blocking(move || LogStore::open(&log_dir, log_cfg))
+        .await
+        .map_err(raft_err)??;
     let sm_dir = config.data_dir.join("snapshots");
     let rt2 = runtime.clone();
     let sm = tokio::task::spawn_blocking(move || StateMachine::open(&sm_dir, rt2))
@@ -269,6 +272,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
     let secret = join::cluster_secret(&config, &client, fresh).await?;
     let mut counters = metrics::Counters::default();
     counters.log_flush_seconds = log_store.flush_seconds();
+    counters.log_bytes = log_store.live_bytes();
     let network =
         NetworkFactory::new(&config, client.clone(), &secret).with_stats(counters.peers.clone());
     let raft_config = Arc::new(config.openraft_config()?);

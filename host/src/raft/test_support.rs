@@ -198,6 +198,7 @@ pub fn test_config(id: NodeId, addr: std::net::SocketAddr) -> Config {
         election_timeout_max_ms: 600,
         rpc_timeout_ms: 1000,
         shutdown_grace_ms: 1000,
+        log_segment_bytes: 1024 * 1024,
         ..Config::default()
     }
 }

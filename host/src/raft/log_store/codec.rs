@@ -1,13 +1,12 @@
-//! On-disk encoding of everything the log store hands to raft-log: log ids, votes,
-//! the store's format marker, and the versioned envelope around each entry payload.
+//! The log store's value types and their encodings: log ids, votes, and the versioned
+//! envelope around each entry payload.
 //!
-//! raft-log frames and CRCs every record and versions its own checkpoint layout; the
-//! types here define the bytes *inside* those records. Two version numbers cover them:
-//!
-//! * [`StoreMeta::format_version`] (kept in raft-log's `user_data`, which every chunk
-//!   checkpoint carries) versions the fixed-width log-id and vote layouts below;
-//! * the first byte of every payload ([`PAYLOAD_FORMAT`]) versions the entry payload
-//!   encoding, so the replicated command types can evolve without touching the framing.
+//! * The first byte of every payload ([`PAYLOAD_FORMAT`]) versions the entry payload
+//!   encoding, so the replicated command types can evolve without touching the WAL's
+//!   framing (`wal::format`, which versions itself in every segment header).
+//! * The `codeq` encodings of ids and votes, and [`StoreMeta`], are the layout of
+//!   store format 1 (raft-log chunks, written by earlier builds), read only to convert
+//!   such a log (`migrate`).
 
 use std::cmp::Ordering;
 use std::io;
@@ -86,9 +85,9 @@ impl Decode for WalLogId {
 /// A vote as raft-log stores it: `(term, node id, committed)`, 17 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct WalVote {
-    term: u64,
-    node_id: u64,
-    committed: bool,
+    pub(super) term: u64,
+    pub(super) node_id: u64,
+    pub(super) committed: bool,
 }
 
 impl From<&RaftVote> for WalVote {

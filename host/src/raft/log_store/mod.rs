@@ -1,49 +1,47 @@
-//! The durable Raft log and vote: openraft's v2 `RaftLogStorage` on raft-log's chunked WAL.
+//! The durable Raft log and vote: openraft's v2 `RaftLogStorage` on Cairn's own WAL.
 //!
 //! Every write (vote, entries, truncation, purge, committed id) becomes one CRC'd record
-//! in raft-log's append-only chunk files, in call order. raft-log applies each record to
-//! an in-memory index immediately (so appended entries are readable on return) and hands
-//! the bytes to its single flush thread, which groups whatever is queued into one write
-//! plus one `fdatasync` and then fires the callbacks in order. That group commit is what
-//! lets one fsync cover many appends.
+//! in preallocated segment files, in call order (see `wal`). The WAL applies each record
+//! to an in-memory index immediately (so appended entries are readable on return) and
+//! its single flush thread writes whatever is queued with one `fdatasync`, then fires
+//! the callbacks in order: one fsync covers every write that arrived during the last.
 //!
 //! Durability contract, per openraft:
 //! * `save_vote` and `truncate_after` return only after their record is fsynced;
 //! * `append` returns once the entries are readable; its `IOFlushed` fires after fsync;
-//! * `purge` persists the purge record before raft-log deletes any chunk file;
-//! * `save_committed` is only buffered (the next append's or vote's flush writes and
-//!   fsyncs it): losing it only means re-applying a little more of the log after a crash.
+//! * `purge` deletes a segment only after the purge record is fsynced;
+//! * `save_committed` is only queued (the next append's or vote's fsync carries it):
+//!   losing it only means re-applying a little more of the log after a crash.
 //!
-//! On-disk format: raft-log versions its record framing and checkpoints; this store adds
-//! a format marker (see `codec`) and a version byte on every payload.
+//! On-disk format: every segment header carries the WAL format version (`wal::format`)
+//! and every payload a version byte (`codec`). A log directory in the format of
+//! earlier builds (raft-log chunks) is converted once at open (`migrate`).
 
 mod codec;
 mod config;
 mod error;
-mod raft_log_types;
-mod repair;
+mod flushed;
+mod migrate;
 #[cfg(test)]
 mod tests;
+mod wal;
 
 use std::fmt;
-
-use prometheus_client::metrics::histogram::Histogram;
-use std::fs;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use raft_log::RaftLog;
-use raft_log::api::raft_log_writer::RaftLogWriter;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
-use self::codec::{RaftLogId, RaftVote, STORE_FORMAT_VERSION, StoreMeta, WalLogId, WalVote};
+use self::codec::{RaftLogId, RaftVote, WalLogId, WalVote};
 pub use self::config::LogStoreConfig;
 pub use self::error::LogStoreError;
-use self::raft_log_types::{Flushed, WalTypes};
+use self::flushed::Flushed;
+use self::wal::Wal;
 use crate::raft::types::TypeConfig;
 
 type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
@@ -63,15 +61,16 @@ pub struct LogStore {
 
 struct Inner {
     dir: PathBuf,
-    /// Readers may hit disk (a `pread`) on a cache miss, so they share the lock; writers
-    /// only encode into raft-log's buffer and enqueue, so the exclusive section is short.
-    /// Never held across an `.await`. Writes do not wait for disk, except that raft-log
-    /// blocks a writer while more than `flush_queue_max_bytes` await the flush thread.
-    wal: RwLock<RaftLog<WalTypes>>,
+    /// Writes do not wait for disk, except that the WAL blocks a writer while more than
+    /// `flush_queue_max_bytes` await the flush thread. Reads of evicted payloads `pread`
+    /// outside its lock.
+    wal: Wal,
     /// Stop a range read once it has gathered this many payload bytes.
     read_batch_max_bytes: u64,
     /// Append-to-durable latency (queue, write and the group fsync), for `/metrics`.
     flush_seconds: Histogram,
+    /// Bytes of records in the live segments, for `/metrics`.
+    live_bytes: prometheus_client::metrics::gauge::Gauge,
     /// See [`AppendHook`]; set once by the node after opening.
     on_append: std::sync::OnceLock<AppendHook>,
 }
@@ -87,34 +86,38 @@ impl fmt::Debug for LogStore {
 impl LogStore {
     /// Opens (or creates) the log in `dir`, replaying it and cutting a torn tail.
     ///
-    /// Blocking: it reads the whole log index from disk. Only one process (and one
-    /// `LogStore`) may hold a directory at a time; raft-log enforces this with a lock file.
+    /// Blocking: it reads the whole log from disk. Only one process (and one `LogStore`)
+    /// may hold a directory at a time; a lock file enforces this.
     pub fn open(dir: &Path, cfg: LogStoreConfig) -> Result<LogStore, LogStoreError> {
         cfg.validate()?;
-        fs::create_dir_all(dir).map_err(LogStoreError::io("create directory"))?;
-        let rl_cfg = cfg.to_raft_log(dir)?;
-
-        let mut wal = open_wal(&rl_cfg, cfg.repair_damaged_tail)?;
-        ensure_format(&mut wal, dir)?;
-        let st = wal.log_state();
+        migrate::from_raft_log_if_present(dir, &cfg)?;
+        let wal = Wal::open(dir, cfg.to_wal()).map_err(LogStoreError::io("open"))?;
+        let st = wal.state().map_err(LogStoreError::io("open"))?;
+        let live_bytes = wal.live_bytes().map_err(LogStoreError::io("open"))?;
         tracing::info!(
             dir = %dir.display(),
-            vote = ?st.vote(),
-            last = ?st.last(),
-            committed = ?st.committed(),
-            purged = ?st.purged(),
+            vote = ?st.vote,
+            last = ?st.last,
+            committed = ?st.committed,
+            purged = ?st.purged,
             "raft log opened"
         );
 
         Ok(LogStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
-                wal: RwLock::new(wal),
+                wal,
                 read_batch_max_bytes: cfg.read_batch_max_bytes,
                 flush_seconds: crate::raft::stats::latency_histogram(),
+                live_bytes,
                 on_append: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Bytes of records in the log's live segments (a shared gauge, kept current).
+    pub fn live_bytes(&self) -> prometheus_client::metrics::gauge::Gauge {
+        self.inner.live_bytes.clone()
     }
 
     /// Seconds from an append to the fsync that made it durable (shared series).
@@ -127,42 +130,17 @@ impl LogStore {
         let _ = self.inner.on_append.set(hook);
     }
 
-    fn read_wal(&self) -> io::Result<RwLockReadGuard<'_, RaftLog<WalTypes>>> {
-        self.inner
-            .wal
-            .read()
-            .map_err(|_| LogStoreError::Poisoned.into())
-    }
-
-    fn write_wal(&self) -> io::Result<RwLockWriteGuard<'_, RaftLog<WalTypes>>> {
-        self.inner
-            .wal
-            .write()
-            .map_err(|_| LogStoreError::Poisoned.into())
-    }
-
     /// Reads entries with index in `[start, end)`, stopping early (but never before the
     /// first entry) once `max_bytes` of payload are gathered.
     fn read_entries(&self, start: u64, end: u64, max_bytes: u64) -> io::Result<Vec<Entry>> {
         if start >= end {
             return Ok(Vec::new());
         }
-        // Copy the encoded payloads out under the lock; decode after releasing it.
-        let raw = {
-            let wal = self.read_wal()?;
-            let mut raw = Vec::new();
-            let mut bytes = 0u64;
-            for item in wal.read(start, end) {
-                let (id, payload) = item?;
-                bytes += payload.len() as u64;
-                raw.push((id, payload));
-                if bytes >= max_bytes {
-                    break;
-                }
-            }
-            raw
-        };
-        raw.into_iter()
+        // Payloads come out as shared handles; decoding happens outside the WAL's lock.
+        self.inner
+            .wal
+            .read(start, end, max_bytes)?
+            .into_iter()
             .map(|(id, payload)| {
                 Ok(Entry {
                     log_id: RaftLogId::from(id),
@@ -170,78 +148,6 @@ impl LogStore {
                 })
             })
             .collect()
-    }
-}
-
-/// Opens raft-log; if that fails and `repair` is on, cuts a damaged tail off the newest
-/// chunk (see `repair`) and tries once more.
-fn open_wal(
-    rl_cfg: &Arc<raft_log::Config>,
-    repair: bool,
-) -> Result<RaftLog<WalTypes>, LogStoreError> {
-    let first = match RaftLog::<WalTypes>::open(Arc::clone(rl_cfg)) {
-        Ok(wal) => return Ok(wal),
-        Err(e) => e,
-    };
-    let open_failed = |source| LogStoreError::Io { op: "open", source };
-    if !repair {
-        return Err(open_failed(first));
-    }
-    match repair::cut_damaged_tail(&rl_cfg.wal) {
-        Ok(Some(cut)) => {
-            tracing::error!(
-                chunk = %cut.chunk_path,
-                kept_bytes = cut.kept_bytes,
-                cut_bytes = cut.cut_bytes,
-                reason = %cut.reason,
-                open_error = %first,
-                "raft log: damaged tail cut from newest chunk"
-            );
-            RaftLog::open(Arc::clone(rl_cfg)).map_err(LogStoreError::io("open after tail repair"))
-        }
-        // The newest chunk is intact: the failure lies elsewhere and must surface as is.
-        Ok(None) => Err(open_failed(first)),
-        Err(e) => {
-            // E.g. another process holds the directory lock; report the original error.
-            tracing::warn!(error = %e, "raft log: tail repair not possible");
-            Err(open_failed(first))
-        }
-    }
-}
-
-/// Checks the store's format marker, writing it into a brand-new store.
-fn ensure_format(wal: &mut RaftLog<WalTypes>, dir: &Path) -> Result<(), LogStoreError> {
-    let st = wal.log_state();
-    let unsupported = |found| LogStoreError::UnsupportedFormat {
-        dir: dir.to_path_buf(),
-        found,
-        supported: STORE_FORMAT_VERSION,
-    };
-    match st.user_data {
-        Some(meta) if meta.format_version == STORE_FORMAT_VERSION => Ok(()),
-        Some(meta) => Err(unsupported(Some(meta.format_version))),
-        None => {
-            let empty = st.vote().is_none()
-                && st.last().is_none()
-                && st.purged().is_none()
-                && st.committed().is_none();
-            if !empty {
-                // Written by something else on raft-log; its bytes would be misread.
-                return Err(unsupported(None));
-            }
-            let meta = StoreMeta {
-                format_version: STORE_FORMAT_VERSION,
-            };
-            wal.save_user_data(Some(meta))
-                .map_err(LogStoreError::io("write format marker"))?;
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            wal.flush(true, Some(Flushed::Thread(tx)))
-                .map_err(LogStoreError::io("write format marker"))?;
-            rx.recv()
-                .map_err(|_| io::Error::other("flush thread stopped"))
-                .and_then(|r| r)
-                .map_err(LogStoreError::io("write format marker"))
-        }
     }
 }
 
@@ -276,11 +182,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<RaftVote>, io::Error> {
-        Ok(self
-            .read_wal()?
-            .log_state()
-            .vote()
-            .map(|v| RaftVote::from(*v)))
+        Ok(self.inner.wal.state()?.vote.map(RaftVote::from))
     }
 
     /// Replication reads through here; bounding the bytes keeps one RPC from carrying
@@ -298,13 +200,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let wal = self.read_wal()?;
-        let st = wal.log_state();
-        // raft-log moves `last` up to `purged` when a purge passes it, so `last` is
-        // already "the last entry, or the last purged id if there is none".
+        let st = self.inner.wal.state()?;
+        // The WAL's `last` is already "the last entry, or the purge point if there is none".
         Ok(LogState {
-            last_purged_log_id: st.purged().map(|id| RaftLogId::from(*id)),
-            last_log_id: st.last().map(|id| RaftLogId::from(*id)),
+            last_purged_log_id: st.purged.map(RaftLogId::from),
+            last_log_id: st.last.map(RaftLogId::from),
         })
     }
 
@@ -314,11 +214,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &RaftVote) -> Result<(), io::Error> {
         let (tx, rx) = oneshot::channel();
-        {
-            let mut wal = self.write_wal()?;
-            wal.save_vote(WalVote::from(vote))?;
-            wal.flush(true, Some(Flushed::Task(tx)))?;
-        }
+        self.inner
+            .wal
+            .save_vote(WalVote::from(vote), Flushed::Task(tx))?;
         flushed(rx).await
     }
 
@@ -326,31 +224,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let Some(committed) = committed.as_ref().map(WalLogId::from) else {
             return Ok(());
         };
-        let mut wal = self.write_wal()?;
-        let st = wal.log_state();
+        let st = self.inner.wal.state()?;
         // The committed id never moves back; a stale report has nothing to add.
-        if st.committed() >= Some(&committed) {
+        if st.committed >= Some(committed) {
             return Ok(());
         }
-        // raft-log refuses a committed id past the last entry. It is only a restart hint,
-        // so skip it rather than fail the node.
-        if st.last() < Some(&committed) {
-            tracing::warn!(?committed, last = ?st.last(), "raft log: committed id past last entry not saved");
+        // Only a restart hint: one past the last entry would point at nothing.
+        if st.last < Some(committed) {
+            tracing::warn!(?committed, last = ?st.last, "raft log: committed id past last entry not saved");
             return Ok(());
         }
-        wal.commit(committed)?;
-        // Not even a flush of its own: the record waits in raft-log's buffer
-        // and the next append's (or vote's) flush writes and fsyncs it. A flush
-        // here woke the flush thread once more per commit on every node.
-        Ok(())
+        // Not even a flush of its own: the next append's (or vote's) fsync carries it.
+        // A flush here woke the flush thread once more per commit on every node.
+        self.inner.wal.commit(committed)
     }
 
     async fn read_committed(&mut self) -> Result<Option<RaftLogId>, io::Error> {
-        Ok(self
-            .read_wal()?
-            .log_state()
-            .committed()
-            .map(|id| RaftLogId::from(*id)))
+        Ok(self.inner.wal.state()?.committed.map(RaftLogId::from))
     }
 
     async fn append<I>(
@@ -362,7 +252,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        // Encode before taking the lock: readers should not wait on bincode.
+        // Encode before taking the WAL's lock: readers should not wait on bincode.
         let batch = entries
             .into_iter()
             .map(|e| {
@@ -377,43 +267,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 ))
             })
             .collect::<io::Result<Vec<_>>>()?;
-        let mut wal = self.write_wal()?;
-        wal.append(batch)?;
-        // `sync = true`: the callback fires only after the fsync covering these records;
-        // the flush thread folds concurrent appends into that same fsync.
+        // The callback fires only after the fsync covering these records.
         let timed = Flushed::Raft {
             callback,
             appended: std::time::Instant::now(),
             flush_seconds: self.inner.flush_seconds.clone(),
         };
-        wal.flush(true, Some(timed))?;
-        Ok(())
+        self.inner.wal.append(batch, timed)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<RaftLogId>) -> Result<(), io::Error> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut wal = self.write_wal()?;
-            let keep_until = last_log_id.map_or(0, |id| id.index + 1);
-            let end = wal.log_state().last().map_or(0, |id| id.index + 1);
-            if keep_until >= end {
-                // Nothing after `last_log_id`; raft-log would reject a truncation point
-                // it does not hold.
-                return Ok(());
-            }
-            wal.truncate(keep_until)?;
-            wal.flush(true, Some(Flushed::Task(tx)))?;
+        let keep_until = last_log_id.map_or(0, |id| id.index + 1);
+        let end = self.inner.wal.state()?.last.map_or(0, |id| id.index + 1);
+        if keep_until >= end {
+            // Nothing after `last_log_id`.
+            return Ok(());
         }
+        let (tx, rx) = oneshot::channel();
+        self.inner.wal.truncate(keep_until, Flushed::Task(tx))?;
         flushed(rx).await
     }
 
     async fn purge(&mut self, log_id: RaftLogId) -> Result<(), io::Error> {
-        let mut wal = self.write_wal()?;
-        wal.purge(WalLogId::from(&log_id))?;
-        // A synced flush is what lets raft-log delete fully purged chunk files: it queues
-        // the deletions behind the fsync of the purge record. Nobody needs to wait for it;
-        // a purge lost in a crash only leaves already-applied entries behind.
-        wal.flush(true, None)?;
-        Ok(())
+        // Nobody needs to wait for it: a purge lost in a crash only leaves
+        // already-applied entries behind. Segments go once the record is durable.
+        self.inner.wal.purge(WalLogId::from(&log_id))
     }
 }

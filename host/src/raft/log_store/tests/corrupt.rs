@@ -1,19 +1,24 @@
 //! Torn and corrupted tails: reopening recovers to the last intact record, never returns
-//! garbage, and accepts appends afterwards. Damage in an older chunk refuses to open.
+//! garbage, and accepts appends afterwards. Damage in an older segment, or a missing
+//! segment, refuses to open.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use openraft::storage::RaftLogStorage;
-use raft_log::codeq::Encode;
-use raft_log::{RaftLogAction, RaftLogRecord};
 
-use super::super::codec::{WalLogId, encode_payload};
-use super::super::raft_log_types::WalTypes;
 use super::super::{LogStore, LogStoreConfig};
 use super::support::*;
 
 const N: u64 = 20;
+
+/// One segment holds all N records; small enough to copy once per test case.
+fn one_segment() -> LogStoreConfig {
+    LogStoreConfig {
+        segment_bytes: 64 * 1024,
+        ..LogStoreConfig::default()
+    }
+}
 
 /// Writes entries 1..=N, one append (one record) each, and closes the store.
 async fn write_log(dir: &Path, cfg: LogStoreConfig) {
@@ -23,19 +28,13 @@ async fn write_log(dir: &Path, cfg: LogStoreConfig) {
     }
 }
 
-/// Bytes of the WAL record holding [`entry`]`(1, index)`.
-fn record_len(index: u64) -> u64 {
-    let e = entry(1, index);
-    let rec = RaftLogRecord::<WalTypes>::Action(RaftLogAction::Append(
-        WalLogId::from(&e.log_id),
-        encode_payload(&e.payload).unwrap(),
-    ));
-    let mut buf = Vec::new();
-    rec.encode(&mut buf).unwrap() as u64
+fn newest_segment(dir: &Path) -> PathBuf {
+    segment_files(dir).pop().expect("a segment file")
 }
 
-fn newest_chunk(dir: &Path) -> PathBuf {
-    chunk_files(dir).pop().expect("a chunk file")
+/// `(offset, length)` of the record holding entry N (the newest segment's last).
+fn last_record(dir: &Path) -> (usize, usize) {
+    *record_spans(&newest_segment(dir)).last().unwrap()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -49,7 +48,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// Reopens `dir` and checks it holds exactly 1..=`last`, intact, then that it takes a
 /// new entry `last + 1` that survives another reopen.
 async fn assert_recovers_to(dir: &Path, last: u64) {
-    let mut store = LogStore::open(dir, LogStoreConfig::default()).expect("reopen after damage");
+    let mut store = LogStore::open(dir, one_segment()).expect("reopen after damage");
     let entries = all_entries(&mut store).await.unwrap();
     assert_eq!(
         (1..=last).collect::<Vec<_>>(),
@@ -65,7 +64,7 @@ async fn assert_recovers_to(dir: &Path, last: u64) {
         .await
         .unwrap();
     drop(store);
-    let mut store = LogStore::open(dir, LogStoreConfig::default()).unwrap();
+    let mut store = LogStore::open(dir, one_segment()).unwrap();
     let entries = all_entries(&mut store).await.unwrap();
     assert_eq!(last + 1, entries.len() as u64);
     let newest = entries.last().unwrap();
@@ -77,17 +76,14 @@ async fn assert_recovers_to(dir: &Path, last: u64) {
 async fn torn_last_record_is_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    write_log(&dir, LogStoreConfig::default()).await;
+    write_log(&dir, one_segment()).await;
 
-    let chunk = newest_chunk(&dir);
-    let len = fs::metadata(&chunk).unwrap().len();
-    // Stop in the middle of the last record, as a crash mid-write would.
-    OpenOptions::new()
-        .write(true)
-        .open(&chunk)
-        .unwrap()
-        .set_len(len - record_len(N) / 2)
-        .unwrap();
+    // A crash mid-write leaves the record's later sectors as they were: zeros.
+    let seg = newest_segment(&dir);
+    let (at, len) = last_record(&dir);
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[at + len / 2..at + len].fill(0);
+    fs::write(&seg, &bytes).unwrap();
 
     assert_recovers_to(&dir, N - 1).await;
 }
@@ -96,18 +92,17 @@ async fn torn_last_record_is_cut() {
 async fn every_single_byte_flip_in_the_last_record_is_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let pristine = tmp.path().join("pristine");
-    write_log(&pristine, LogStoreConfig::default()).await;
+    write_log(&pristine, one_segment()).await;
 
-    let rec_len = record_len(N);
-    let file_len = fs::metadata(newest_chunk(&pristine)).unwrap().len();
-    // Every byte of the record: type tag, log id, length prefix, payload, checksum.
-    for offset in file_len - rec_len..file_len {
+    let (at, len) = last_record(&pristine);
+    // Every byte of the record: length, checksum, kind, log id, payload.
+    for offset in at..at + len {
         let dir = tmp.path().join(format!("flip-{offset}"));
         copy_dir(&pristine, &dir);
-        let chunk = newest_chunk(&dir);
-        let mut bytes = fs::read(&chunk).unwrap();
-        bytes[offset as usize] ^= 0x5a;
-        fs::write(&chunk, &bytes).unwrap();
+        let seg = newest_segment(&dir);
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[offset] ^= 0x5a;
+        fs::write(&seg, &bytes).unwrap();
 
         assert_recovers_to(&dir, N - 1).await;
         fs::remove_dir_all(&dir).unwrap();
@@ -115,42 +110,49 @@ async fn every_single_byte_flip_in_the_last_record_is_cut() {
 }
 
 #[tokio::test]
-async fn garbage_and_zeros_after_the_last_record_are_cut() {
+async fn garbage_after_the_last_record_is_cut_and_never_read_again() {
     let tmp = tempfile::tempdir().unwrap();
-    for (name, tail) in [("garbage", vec![0xa7u8; 100]), ("zeros", vec![0u8; 4096])] {
-        let dir = tmp.path().join(name);
-        write_log(&dir, LogStoreConfig::default()).await;
-        let chunk = newest_chunk(&dir);
-        let mut bytes = fs::read(&chunk).unwrap();
-        bytes.extend_from_slice(&tail);
-        fs::write(&chunk, &bytes).unwrap();
+    let dir = tmp.path().join("log");
+    write_log(&dir, one_segment()).await;
+    let seg = newest_segment(&dir);
+    let (at, len) = last_record(&dir);
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[at + len..at + len + 100].fill(0xa7);
+    fs::write(&seg, &bytes).unwrap();
 
-        assert_recovers_to(&dir, N).await;
-    }
+    assert_recovers_to(&dir, N).await;
+    // The cut zeroed the garbage: nothing but records and zeros remain.
+    let bytes = fs::read(&seg).unwrap();
+    let (at, len) = last_record(&dir);
+    assert!(bytes[at + len..].iter().all(|&b| b == 0));
 }
 
 #[tokio::test]
-async fn damage_in_an_older_chunk_refuses_to_open() {
+async fn damage_in_an_older_segment_refuses_to_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let mut store = LogStore::open(&dir, small_chunks()).unwrap();
+    let mut store = LogStore::open(&dir, small_segments()).unwrap();
     for i in 1..=200 {
         append_durably(&mut store, vec![entry(1, i)]).await.unwrap();
     }
     drop(store);
 
-    let files = chunk_files(&dir);
-    assert!(files.len() >= 3, "want several chunks, got {}", files.len());
-    // Flip a byte in the middle of an acknowledged record of a closed chunk.
+    let files = segment_files(&dir);
+    assert!(
+        files.len() >= 3,
+        "want several segments, got {}",
+        files.len()
+    );
+    // Flip a byte in the middle of an acknowledged record of a closed segment.
     let closed = &files[files.len() / 2];
+    let (at, len) = record_spans(closed)[2];
     let mut bytes = fs::read(closed).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
+    bytes[at + len / 2] ^= 0xff;
     fs::write(closed, &bytes).unwrap();
 
     // Cutting here would silently drop acknowledged entries; it must fail instead.
-    let err =
-        LogStore::open(&dir, small_chunks()).expect_err("open must refuse a damaged closed chunk");
+    let err = LogStore::open(&dir, small_segments())
+        .expect_err("open must refuse a damaged closed segment");
     assert_eq!(
         std::io::ErrorKind::InvalidData,
         std::io::Error::from(err).kind()
@@ -158,19 +160,45 @@ async fn damage_in_an_older_chunk_refuses_to_open() {
 }
 
 #[tokio::test]
+async fn a_missing_segment_refuses_to_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let mut store = LogStore::open(&dir, small_segments()).unwrap();
+    for i in 1..=200 {
+        append_durably(&mut store, vec![entry(1, i)]).await.unwrap();
+    }
+    drop(store);
+    let files = segment_files(&dir);
+    // In the middle: a gap in the numbers. The first: entries nobody purged are gone.
+    for victim in [files[files.len() / 2].clone(), files[0].clone()] {
+        let copy = tmp.path().join("copy");
+        copy_dir(&dir, &copy);
+        fs::remove_file(copy.join(victim.file_name().unwrap())).unwrap();
+        let err = LogStore::open(&copy, small_segments()).expect_err("open must refuse");
+        assert_eq!(
+            std::io::ErrorKind::InvalidData,
+            std::io::Error::from(err).kind(),
+            "without {}",
+            victim.display()
+        );
+        fs::remove_dir_all(&copy).unwrap();
+    }
+}
+
+#[tokio::test]
 async fn repair_can_be_disabled() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    write_log(&dir, LogStoreConfig::default()).await;
-    let chunk = newest_chunk(&dir);
-    let mut bytes = fs::read(&chunk).unwrap();
-    let last = bytes.len() - 10;
-    bytes[last] ^= 0x01;
-    fs::write(&chunk, &bytes).unwrap();
+    write_log(&dir, one_segment()).await;
+    let seg = newest_segment(&dir);
+    let (at, len) = last_record(&dir);
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[at + len - 10] ^= 0x01;
+    fs::write(&seg, &bytes).unwrap();
 
     let strict = LogStoreConfig {
         repair_damaged_tail: false,
-        ..LogStoreConfig::default()
+        ..one_segment()
     };
     assert!(LogStore::open(&dir, strict).is_err());
     // Nothing was cut by the refused open: the default config still recovers 1..=N-1.

@@ -29,8 +29,7 @@ const CHILD_TEST: &str = "raft::log_store::tests::crash::crash_writer_child";
 /// Small chunks and a short batch wait, so kills land during rotations and syncs.
 fn crash_cfg() -> LogStoreConfig {
     LogStoreConfig {
-        chunk_max_bytes: 64 * 1024,
-        flush_batch_wait_micros: 200,
+        segment_bytes: 64 * 1024,
         ..LogStoreConfig::default()
     }
 }

@@ -8,6 +8,7 @@ use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
 
 use super::super::codec::{RaftLogId, RaftPayload, RaftVote};
+use super::super::wal::format::{Decoded, HEADER_BYTES, decode};
 use super::super::{Entry, LogStore, LogStoreConfig};
 use crate::raft::types::TypeConfig;
 use crate::state::Command;
@@ -77,21 +78,33 @@ pub(super) async fn all_entries(store: &mut LogStore) -> io::Result<Vec<Entry>> 
     store.try_get_log_entries(..).await
 }
 
-/// Chunks small enough that a few hundred entries span several files.
-pub(super) fn small_chunks() -> LogStoreConfig {
+/// Segments small enough that a few hundred entries span several files.
+pub(super) fn small_segments() -> LogStoreConfig {
     LogStoreConfig {
-        chunk_max_bytes: 16 * 1024,
+        segment_bytes: 16 * 1024,
         ..LogStoreConfig::default()
     }
 }
 
-/// The store's chunk files, oldest first (raft-log zero-pads the offsets in the names).
-pub(super) fn chunk_files(dir: &Path) -> Vec<PathBuf> {
+/// The store's segment files, oldest first (the numbers in the names are zero-padded).
+pub(super) fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
         .collect();
     files.sort();
     files
+}
+
+/// `(offset, length)` of every intact record of a segment file, in order.
+pub(super) fn record_spans(segment: &Path) -> Vec<(usize, usize)> {
+    let bytes = std::fs::read(segment).unwrap();
+    let mut at = HEADER_BYTES as usize;
+    let mut spans = Vec::new();
+    while let Decoded::Record(_, len) = decode(&bytes[at..]) {
+        spans.push((at, len as usize));
+        at += len as usize;
+    }
+    spans
 }

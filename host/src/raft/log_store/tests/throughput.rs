@@ -15,17 +15,10 @@ use crate::raft::types::TypeConfig;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement, not a check"]
 async fn append_throughput() {
-    let waits = [0, 100, 500];
     let shapes = [(1, 1), (16, 1), (64, 1), (64, 8)];
-    for (wait_micros, (in_flight, entries_per_append)) in
-        waits.into_iter().flat_map(|w| shapes.map(|s| (w, s)))
-    {
+    for (in_flight, entries_per_append) in shapes {
         let tmp = tempfile::tempdir().unwrap();
-        let cfg = LogStoreConfig {
-            flush_batch_wait_micros: wait_micros,
-            ..LogStoreConfig::default()
-        };
-        let mut store = LogStore::open(tmp.path(), cfg).unwrap();
+        let mut store = LogStore::open(tmp.path(), LogStoreConfig::default()).unwrap();
         let appends = if in_flight == 1 {
             2_000
         } else {
@@ -54,7 +47,7 @@ async fn append_throughput() {
         let secs = started.elapsed().as_secs_f64();
         let entries = (index - 1) as f64;
         eprintln!(
-            "wait={wait_micros:>3}us in_flight={in_flight:>3} entries/append={entries_per_append}: {:>8.0} entries/s, {:>7.0} appends/s ({} entries in {secs:.2}s)",
+            "in_flight={in_flight:>3} entries/append={entries_per_append}: {:>8.0} entries/s, {:>7.0} appends/s ({} entries in {secs:.2}s)",
             entries / secs,
             appends as f64 / secs,
             index - 1
