@@ -50,6 +50,8 @@ struct Shared {
     snapshot_file: Mutex<Option<Meta>>,
     /// Apply and snapshot timings for `/metrics` (node-local, never replicated).
     stats: StateMachineStats,
+    /// Where plugin applies run.
+    apply_thread: apply_thread::ApplyThread,
 }
 
 /// The state machine openraft drives; clones share one state.
@@ -120,6 +122,7 @@ impl StateMachine {
             applied_index: tx,
             snapshot_file: Mutex::new(on_disk),
             stats: StateMachineStats::default(),
+            apply_thread: apply_thread::ApplyThread::start()?,
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -188,12 +191,12 @@ impl StateMachine {
     /// Works on an O(1) copy and publishes once, so readers never see a
     /// half-applied batch and never wait on a plugin call. Plugin calls are
     /// CPU work, and WASI's sync bindings must not run on an async worker:
-    /// see [`off_the_executor`].
+    /// they run on the [`apply_thread::ApplyThread`].
     async fn apply_batch(&self, batch: Vec<EntryResponder<TypeConfig>>) -> io::Result<()> {
         let started = std::time::Instant::now();
         let mut applied = self.applied();
         let runtime = self.shared.runtime.clone();
-        let (applied, replies) = off_the_executor(move || -> io::Result<_> {
+        let (applied, replies) = self.shared.apply_thread.run(move || -> io::Result<_> {
             let mut replies = Vec::new();
             for (entry, responder) in batch {
                 let index = entry.log_id.index;
@@ -230,8 +233,7 @@ impl StateMachine {
             }
             Ok((applied, replies))
         })
-        .await
-        .map_err(io_err)??;
+        .await??;
         self.publish(applied);
         self.shared
             .stats
@@ -269,24 +271,6 @@ impl StateMachine {
         };
         let bytes = std::fs::read(self.shared.snapshot_dir.join(SNAPSHOT_FILE))?;
         Ok(Some((meta.clone(), bytes)))
-    }
-}
-
-/// Runs blocking work `f` where it may block. On a multi-thread runtime,
-/// in place (`block_in_place`): this thread hands its async work to another
-/// and runs `f` at once, so a write's answer does not wait for a blocking
-/// thread to wake and then for this one to wake again (two context switches
-/// on the commit path; the state machine applies one batch at a time, so at
-/// most one worker is handed off). Elsewhere (a current-thread runtime, in
-/// tests) on the blocking pool.
-async fn off_the_executor<T, F>(f: F) -> Result<T, tokio::task::JoinError>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(f)),
-        _ => tokio::task::spawn_blocking(f).await,
     }
 }
 
@@ -569,6 +553,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+mod apply_thread;
 #[cfg(test)]
 mod decode_props;
 #[cfg(test)]
