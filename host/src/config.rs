@@ -127,6 +127,9 @@ pub struct Config {
     /// overloaded`. Short: it absorbs a burst (64 clients released together
     /// by one read index) without letting a queue grow under overload.
     pub query_slot_wait_ms: u64,
+    /// Threads that run queries (plugin calls for reads); 0: one per core.
+    /// Queries beyond them wait their turn in order, holding their slot.
+    pub query_threads: u64,
     /// Extra deadline per MiB of request body for append-entries, so that one
     /// large entry (a plugin deploy) is not timed out and resent forever on a
     /// slower link: 100 ms/MiB assumes at least 10 MiB/s to the peer.
@@ -235,6 +238,7 @@ impl Default for Config {
             apply_reserved_instances: 2,
             overload_retry_after_secs: 1,
             query_slot_wait_ms: 100,
+            query_threads: 0,
             rpc_timeout_per_mib_ms: 100,
             max_append_bytes: 16 * MIB,
             min_index_wait_ms: 5000,
@@ -629,6 +633,14 @@ impl Config {
                     .saturating_sub(self.read_lease_margin_ms),
             )
         })
+    }
+
+    /// [`Config::query_threads`], with 0 resolved to the number of cores.
+    pub fn query_thread_count(&self) -> usize {
+        match self.query_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        }
     }
 
     /// [`Config::query_slot_wait_ms`] as a duration.

@@ -13,3 +13,4 @@ pub mod raft;
 pub mod runtime;
 pub mod state;
 pub mod tls;
+pub mod worker_pool;

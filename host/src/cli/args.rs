@@ -368,6 +368,9 @@ pub struct ServeArgs {
     /// Wasm instance slots kept free of queries for applying the log.
     #[arg(long, default_value_t = Config::default().apply_reserved_instances)]
     pub apply_reserved_instances: u32,
+    /// Threads that run queries; 0: one per core.
+    #[arg(long, default_value_t = Config::default().query_threads)]
+    pub query_threads: u64,
 }
 
 /// The host part of an advertised address (`host:port`, maybe with a scheme).
@@ -442,6 +445,7 @@ impl ServeArgs {
             body_read_timeout_ms: self.body_read_timeout_ms,
             max_connections: self.max_connections,
             apply_reserved_instances: self.apply_reserved_instances,
+            query_threads: self.query_threads,
             ..Config::default()
         };
         config.validate().context("invalid configuration")?;

@@ -306,6 +306,11 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         query_slots: Arc::new(tokio::sync::Semaphore::new(
             config.query_instances() as usize
         )),
+        query_pool: crate::worker_pool::WorkerPool::start(
+            "cairn-query",
+            config.query_thread_count(),
+        )
+        .map_err(io("starting the query threads"))?,
         secret: secret.clone(),
     });
     let connections = inner.counters.http.clone();

@@ -49,6 +49,8 @@ pub(super) struct Inner {
     pub(super) counters: super::metrics::Counters,
     /// Query admission: `config.query_instances()` permits of the instance pool.
     pub(super) query_slots: Arc<Semaphore>,
+    /// The threads queries run on (`config.query_thread_count()`).
+    pub(super) query_pool: crate::worker_pool::WorkerPool,
     /// Free space of the data dir's filesystem; refuses writes below the watermark.
     pub(super) disk: Arc<super::disk::DiskWatch>,
     /// Set when the node asks Raft to shut down, so that stop is not reported as a failure.
@@ -546,16 +548,20 @@ impl ClusterService for NodeService {
         let state = leased.unwrap_or_else(|| self.state());
         let runtime = self.inner.runtime.clone();
         let applied_index = state.applied_index();
-        // The slot moves into the blocking task: a request that times out
-        // stops waiting, but its instance is busy until the call returns.
+        // The slot moves into the job: a request that times out stops
+        // waiting, but its instance is busy until the call returns (a job
+        // not yet started when its caller left never runs).
         // The runtime reads no clocks (DESIGN.md rule 5); the node hands it its own.
         let now = now_ms();
-        let result = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            state.query(&runtime, &name, &input, now)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let result = self
+            .inner
+            .query_pool
+            .run(move || {
+                let _slot = slot;
+                state.query(&runtime, &name, &input, now)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let counters = &self.inner.counters;
         counters.query(result.is_ok());
         counters

@@ -50,8 +50,8 @@ struct Shared {
     snapshot_file: Mutex<Option<Meta>>,
     /// Apply and snapshot timings for `/metrics` (node-local, never replicated).
     stats: StateMachineStats,
-    /// Where plugin applies run.
-    apply_thread: apply_thread::ApplyThread,
+    /// Where plugin applies run: one thread, as openraft applies one batch at a time.
+    apply_thread: crate::worker_pool::WorkerPool,
 }
 
 /// The state machine openraft drives; clones share one state.
@@ -122,7 +122,7 @@ impl StateMachine {
             applied_index: tx,
             snapshot_file: Mutex::new(on_disk),
             stats: StateMachineStats::default(),
-            apply_thread: apply_thread::ApplyThread::start()?,
+            apply_thread: crate::worker_pool::WorkerPool::start("cairn-apply", 1)?,
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -191,7 +191,7 @@ impl StateMachine {
     /// Works on an O(1) copy and publishes once, so readers never see a
     /// half-applied batch and never wait on a plugin call. Plugin calls are
     /// CPU work, and WASI's sync bindings must not run on an async worker:
-    /// they run on the [`apply_thread::ApplyThread`].
+    /// they run on a thread of their own (see [`crate::worker_pool`]).
     async fn apply_batch(&self, batch: Vec<EntryResponder<TypeConfig>>) -> io::Result<()> {
         let started = std::time::Instant::now();
         let mut applied = self.applied();
@@ -553,7 +553,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-mod apply_thread;
 #[cfg(test)]
 mod decode_props;
 #[cfg(test)]
