@@ -12,5 +12,7 @@ pub mod plugins;
 pub mod raft;
 pub mod runtime;
 pub mod state;
+#[cfg(test)]
+mod test_props;
 pub mod tls;
 pub mod worker_pool;

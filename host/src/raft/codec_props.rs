@@ -14,7 +14,6 @@ use openraft::raft::{
 use openraft::{Entry, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use proptest::collection::{btree_map, btree_set, vec};
 use proptest::prelude::*;
-use proptest::sample::Index;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -22,6 +21,7 @@ use super::codec::{self, CodecError, MAGIC, PREFIX_BYTES, VERSION};
 use super::network::{SnapshotChunkHeader, SnapshotChunkReply};
 use super::types::TypeConfig;
 use crate::state::Command;
+use crate::test_props::{ByteMutation, byte_mutation, bytes_up_to, damage};
 
 type RaftLogId = openraft::alias::LogIdOf<TypeConfig>;
 type RaftVote = openraft::alias::VoteOf<TypeConfig>;
@@ -29,15 +29,7 @@ type RaftEntry = openraft::alias::EntryOf<TypeConfig>;
 type RaftMembership = Membership<u64, crate::raft::types::Node>;
 type RaftPayload = openraft::alias::EntryPayloadOf<TypeConfig>;
 
-/// Few cases per property: the strategies are cheap but the suite runs on a loaded
-/// 2-core box; no persistence files in the source tree.
-pub(crate) fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+pub(crate) use crate::test_props::config;
 
 /// A number that is usually small (realistic) and sometimes anything (edge cases).
 fn num() -> impl Strategy<Value = u64> {
@@ -62,10 +54,6 @@ fn vote() -> impl Strategy<Value = RaftVote> {
 /// Any string, including non-ASCII and control characters.
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![3 => "[a-z0-9_-]{0,12}", 1 => any::<String>()]
-}
-
-fn bytes_up_to(max: usize) -> impl Strategy<Value = Vec<u8>> {
-    vec(any::<u8>(), 0..max)
 }
 
 /// Every replicated command shape.
@@ -235,15 +223,10 @@ fn chunk_reply() -> impl Strategy<Value = SnapshotChunkReply> {
     ]
 }
 
-/// One change to a valid frame, at a position chosen relative to its length.
+/// One change to a valid frame: any byte damage, or one aimed at the header.
 #[derive(Clone, Debug)]
 pub(crate) enum Mutation {
-    FlipBit(Index, u8),
-    SetByte(Index, u8),
-    Truncate(Index),
-    Append(Vec<u8>),
-    Insert(Index, Vec<u8>),
-    Remove(Index),
+    Bytes(ByteMutation),
     SetVersion(u8),
     SetHeaderLength(u32),
     NudgeHeaderLength(i8),
@@ -251,12 +234,7 @@ pub(crate) enum Mutation {
 
 pub(crate) fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
-        3 => (any::<Index>(), 0u8..8).prop_map(|(i, b)| Mutation::FlipBit(i, b)),
-        2 => (any::<Index>(), any::<u8>()).prop_map(|(i, v)| Mutation::SetByte(i, v)),
-        1 => any::<Index>().prop_map(Mutation::Truncate),
-        1 => bytes_up_to(16).prop_map(Mutation::Append),
-        1 => (any::<Index>(), bytes_up_to(8)).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        1 => any::<Index>().prop_map(Mutation::Remove),
+        9 => byte_mutation().prop_map(Mutation::Bytes),
         1 => any::<u8>().prop_map(Mutation::SetVersion),
         1 => any::<u32>().prop_map(Mutation::SetHeaderLength),
         1 => any::<i8>().prop_map(Mutation::NudgeHeaderLength),
@@ -270,19 +248,8 @@ pub(crate) fn mutate(frame: &mut Vec<u8>, m: &Mutation) {
         f.get(len_at..len_at + 4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
     };
-    let n = frame.len();
     match m {
-        Mutation::FlipBit(i, bit) if n > 0 => frame[i.index(n)] ^= 1 << bit,
-        Mutation::SetByte(i, v) if n > 0 => frame[i.index(n)] = *v,
-        Mutation::Truncate(i) => frame.truncate(i.index(frame.len() + 1)),
-        Mutation::Append(tail) => frame.extend_from_slice(tail),
-        Mutation::Insert(i, bytes) => {
-            let at = i.index(frame.len() + 1);
-            frame.splice(at..at, bytes.iter().copied());
-        }
-        Mutation::Remove(i) if !frame.is_empty() => {
-            frame.remove(i.index(frame.len()));
-        }
+        Mutation::Bytes(b) => damage(frame, b),
         Mutation::SetVersion(v) if frame.len() > MAGIC.len() => frame[MAGIC.len()] = *v,
         Mutation::SetHeaderLength(n) if frame.len() >= PREFIX_BYTES => {
             frame[len_at..len_at + 4].copy_from_slice(&n.to_le_bytes());
@@ -300,8 +267,8 @@ pub(crate) fn mutate(frame: &mut Vec<u8>, m: &Mutation) {
 /// Whether `m` alone, applied to a valid tail-less frame, must make it undecodable.
 fn always_breaks(frame: &[u8], m: &Mutation) -> bool {
     match m {
-        Mutation::Truncate(i) => i.index(frame.len() + 1) < frame.len(),
-        Mutation::Append(tail) => !tail.is_empty(),
+        Mutation::Bytes(ByteMutation::Truncate(i)) => i.index(frame.len() + 1) < frame.len(),
+        Mutation::Bytes(ByteMutation::Append(tail)) => !tail.is_empty(),
         Mutation::SetVersion(v) => *v != VERSION,
         Mutation::SetHeaderLength(n) => *n as usize != frame.len() - PREFIX_BYTES,
         Mutation::NudgeHeaderLength(d) => *d != 0,

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 
 use super::snapshot::{self, FORMAT_VERSION, SnapshotError};
 use super::{CommandResult, ErrorBody, IdempotencyRecord, PluginInfo, State};
-use crate::raft::codec_props::{config, mutate, mutation};
 use crate::runtime::Code;
+use crate::test_props::{byte_mutation, config, damage};
 
 fn small_bytes() -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..24)
@@ -108,11 +108,11 @@ proptest! {
 
     /// The checksum covers every byte: whatever changes the bytes is refused.
     #[test]
-    fn any_damage_is_refused(s in state(), ms in vec(mutation(), 1..6)) {
+    fn any_damage_is_refused(s in state(), ms in vec(byte_mutation(), 1..6)) {
         let valid = snapshot::encode(&s, b"meta");
         let mut bytes = valid.clone();
         for m in &ms {
-            mutate(&mut bytes, m);
+            damage(&mut bytes, m);
         }
         let result = snapshot::decode(&bytes);
         if bytes != valid {

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use super::super::codec::{PAYLOAD_FORMAT, RaftPayload, decode_payload, encode_payload};
 use crate::raft::codec_props::{Mutation, config, mutate, mutation, payload, string_claiming};
 use crate::state::Command;
+use crate::test_props::ByteMutation;
 
 proptest! {
     #![proptest_config(config())]
@@ -36,7 +37,7 @@ proptest! {
             mutate(&mut bytes, m);
         }
         let single_truncation =
-            matches!(ms.as_slice(), [Mutation::Truncate(_)]) && bytes.len() < valid_len;
+            matches!(ms.as_slice(), [Mutation::Bytes(ByteMutation::Truncate(_))]) && bytes.len() < valid_len;
         match decode_payload(&bytes) {
             // Whatever decodes re-encodes to the same payload.
             Ok(back) => {
