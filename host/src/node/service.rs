@@ -122,7 +122,8 @@ impl NodeService {
 
     /// A consistent copy of this node's applied state.
     pub fn state(&self) -> crate::state::State {
-        self.inner.sm.applied().state
+        // Not `applied()`: that also clones the membership, a map, per call.
+        self.inner.sm.state_and_last_applied().0
     }
 
     /// The peer addresses of the members: the leader first, then the voters, then the learners.
@@ -270,7 +271,7 @@ impl NodeService {
     /// `max_entry_bytes` (checked on the node the client reached, before any
     /// forwarding; the node's HTTP body cap is a different, local limit).
     fn check_entry_size(&self, cmd: &Command) -> Result<(), ApiError> {
-        let limit_bytes = self.inner.sm.applied().state.settings().max_entry_bytes;
+        let limit_bytes = self.state().settings().max_entry_bytes;
         let size_bytes =
             crate::raft::codec::entry_bytes(cmd).map_err(|e| ApiError::Internal(e.to_string()))?;
         if size_bytes > limit_bytes {
