@@ -204,3 +204,38 @@ async fn repair_can_be_disabled() {
     // Nothing was cut by the refused open: the default config still recovers 1..=N-1.
     assert_recovers_to(&dir, N - 1).await;
 }
+
+#[tokio::test]
+async fn records_after_a_never_written_one_are_wiped_not_replayed_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    write_log(&dir, one_segment()).await;
+
+    // A torn batch: the sector of entry N-1 never reached the disk (zeros, as
+    // preallocated), entry N after it did.
+    let seg = newest_segment(&dir);
+    let spans = record_spans(&seg);
+    let (at, len) = spans[spans.len() - 2];
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[at..at + len].fill(0);
+    fs::write(&seg, &bytes).unwrap();
+
+    // Reopen, then write N-1 again in a new term: same size, so it ends exactly
+    // where the stale record of entry N starts.
+    let mut store = LogStore::open(&dir, one_segment()).unwrap();
+    let entries = all_entries(&mut store).await.unwrap();
+    assert_eq!(Some(N - 2), entries.last().map(|e| e.log_id.index));
+    append_durably(&mut store, vec![entry(2, N - 1)])
+        .await
+        .unwrap();
+    drop(store);
+
+    // The stale entry N (term 1) must not come back after entry N-1 of term 2.
+    let mut store = LogStore::open(&dir, one_segment()).unwrap();
+    let entries = all_entries(&mut store).await.unwrap();
+    assert_eq!(
+        (1..N).collect::<Vec<_>>(),
+        entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>()
+    );
+    assert_eq!(log_id(2, N - 1), entries.last().unwrap().log_id);
+}

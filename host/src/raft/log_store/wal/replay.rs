@@ -74,6 +74,19 @@ pub(crate) fn replay(
                 }
             }
         }
+        // Past the end of the newest segment only zeros may stay: bytes of a
+        // torn batch whose first sector never reached the disk would otherwise
+        // be read as records once new ones are written up to them (a stale vote,
+        // an entry of an old term). The cut is logged; nothing there was
+        // acknowledged (its fsync never finished).
+        if is_last && buf[offset as usize..].iter().any(|&b| b != 0) {
+            tracing::warn!(
+                segment = %path.display(),
+                from = offset,
+                "raft log: zeroing unacknowledged bytes after the last record"
+            );
+            cut_tail(&file, offset, buf.len() as u64)?;
+        }
         let empty = offset == HEADER_BYTES;
         if empty && !is_last {
             return Err(invalid(format!("segment {n} holds no records")));
