@@ -73,7 +73,13 @@ pub(super) fn run(shared: Arc<Shared>) {
                 Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
             });
         }
-        if res.is_err() {
+        if let Err(e) = &res {
+            // Writes queued behind the failed one will never be written either:
+            // tell their waiters now rather than leave them waiting.
+            let queued = std::mem::take(&mut relock(shared.state.lock()).pending.callbacks);
+            for cb in queued {
+                cb.send(Err(io::Error::new(e.kind(), e.to_string())));
+            }
             return;
         }
         prepare_spare(&shared, &mut spare, writes.last());
