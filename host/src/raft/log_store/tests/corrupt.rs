@@ -28,6 +28,24 @@ async fn write_log(dir: &Path, cfg: LogStoreConfig) {
     }
 }
 
+/// Entries 1..=200 in 16 KiB segments: several segment files.
+async fn write_several_segments(dir: &Path) {
+    let mut store = LogStore::open(dir, small_segments()).unwrap();
+    for i in 1..=200 {
+        append_durably(&mut store, vec![entry(1, i)]).await.unwrap();
+    }
+}
+
+/// Opening `dir` must fail as damaged data (`InvalidData`), never cut and go on.
+fn assert_refused(dir: &Path, what: &str) {
+    let err = LogStore::open(dir, small_segments()).expect_err(what);
+    assert_eq!(
+        std::io::ErrorKind::InvalidData,
+        std::io::Error::from(err).kind(),
+        "{what}"
+    );
+}
+
 fn newest_segment(dir: &Path) -> PathBuf {
     segment_files(dir).pop().expect("a segment file")
 }
@@ -131,11 +149,7 @@ async fn garbage_after_the_last_record_is_cut_and_never_read_again() {
 async fn damage_in_an_older_segment_refuses_to_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let mut store = LogStore::open(&dir, small_segments()).unwrap();
-    for i in 1..=200 {
-        append_durably(&mut store, vec![entry(1, i)]).await.unwrap();
-    }
-    drop(store);
+    write_several_segments(&dir).await;
 
     let files = segment_files(&dir);
     assert!(
@@ -151,36 +165,21 @@ async fn damage_in_an_older_segment_refuses_to_open() {
     fs::write(closed, &bytes).unwrap();
 
     // Cutting here would silently drop acknowledged entries; it must fail instead.
-    let err = LogStore::open(&dir, small_segments())
-        .expect_err("open must refuse a damaged closed segment");
-    assert_eq!(
-        std::io::ErrorKind::InvalidData,
-        std::io::Error::from(err).kind()
-    );
+    assert_refused(&dir, "a damaged closed segment");
 }
 
 #[tokio::test]
 async fn a_missing_segment_refuses_to_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let mut store = LogStore::open(&dir, small_segments()).unwrap();
-    for i in 1..=200 {
-        append_durably(&mut store, vec![entry(1, i)]).await.unwrap();
-    }
-    drop(store);
+    write_several_segments(&dir).await;
     let files = segment_files(&dir);
     // In the middle: a gap in the numbers. The first: entries nobody purged are gone.
     for victim in [files[files.len() / 2].clone(), files[0].clone()] {
         let copy = tmp.path().join("copy");
         copy_dir(&dir, &copy);
         fs::remove_file(copy.join(victim.file_name().unwrap())).unwrap();
-        let err = LogStore::open(&copy, small_segments()).expect_err("open must refuse");
-        assert_eq!(
-            std::io::ErrorKind::InvalidData,
-            std::io::Error::from(err).kind(),
-            "without {}",
-            victim.display()
-        );
+        assert_refused(&copy, &format!("without {}", victim.display()));
         fs::remove_dir_all(&copy).unwrap();
     }
 }

@@ -42,24 +42,19 @@ async fn reopen_after_clean_stop_restores_everything() {
     }
 
     let mut store = LogStore::open(&dir, small_segments()).unwrap();
-    assert_eq!(
-        Some(vote(3, LEADER, true)),
-        store.read_vote().await.unwrap()
-    );
-    assert_eq!(Some(log_id(3, 90)), store.read_committed().await.unwrap());
-    let state = store.get_log_state().await.unwrap();
-    assert_eq!(Some(log_id(2, 40)), state.last_purged_log_id);
-    assert_eq!(Some(log_id(3, 95)), state.last_log_id);
-
-    let entries = all_entries(&mut store).await.unwrap();
-    let indexes: Vec<u64> = entries.iter().map(|e| e.log_id.index).collect();
-    assert_eq!((41..=95).collect::<Vec<_>>(), indexes);
+    let entries = assert_holds(
+        &mut store,
+        vote(3, LEADER, true),
+        log_id(3, 90),
+        log_id(2, 40),
+        log_id(3, 95),
+    )
+    .await;
     for e in &entries {
         assert_eq!(
             if e.log_id.index <= 50 { 2 } else { 3 },
             e.log_id.leader_id.term
         );
-        assert_intact(e);
     }
     // Purged entries stay purged, even those still inside a surviving chunk file.
     assert!(store.try_get_log_entries(0..41).await.unwrap().is_empty());
@@ -157,20 +152,14 @@ fn write_format_1(dir: &std::path::Path) {
 
 async fn assert_format_1_content(dir: &std::path::Path) {
     let mut store = LogStore::open(dir, small_segments()).expect("conversion");
-    assert_eq!(
-        Some(vote(3, LEADER, true)),
-        store.read_vote().await.unwrap()
-    );
-    assert_eq!(Some(log_id(3, 55)), store.read_committed().await.unwrap());
-    let state = store.get_log_state().await.unwrap();
-    assert_eq!(Some(log_id(3, 20)), state.last_purged_log_id);
-    assert_eq!(Some(log_id(3, 60)), state.last_log_id);
-    let entries = all_entries(&mut store).await.unwrap();
-    assert_eq!(
-        (21..=60).collect::<Vec<_>>(),
-        entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>()
-    );
-    entries.iter().for_each(assert_intact);
+    assert_holds(
+        &mut store,
+        vote(3, LEADER, true),
+        log_id(3, 55),
+        log_id(3, 20),
+        log_id(3, 60),
+    )
+    .await;
     append_durably(&mut store, vec![entry(4, 61)])
         .await
         .unwrap();

@@ -73,6 +73,29 @@ pub(super) async fn append_durably(store: &mut LogStore, entries: Vec<Entry>) ->
         .map_err(|_| io::Error::other("flush callback dropped"))?
 }
 
+/// Asserts the store's vote, committed id, purge point and last entry, and that
+/// it holds exactly the entries after `purged` up to `last`, intact; returns them.
+pub(super) async fn assert_holds(
+    store: &mut LogStore,
+    want_vote: RaftVote,
+    committed: RaftLogId,
+    purged: RaftLogId,
+    last: RaftLogId,
+) -> Vec<Entry> {
+    assert_eq!(Some(want_vote), store.read_vote().await.unwrap());
+    assert_eq!(Some(committed), store.read_committed().await.unwrap());
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(Some(purged), state.last_purged_log_id);
+    assert_eq!(Some(last), state.last_log_id);
+    let entries = all_entries(store).await.unwrap();
+    assert_eq!(
+        (purged.index + 1..=last.index).collect::<Vec<_>>(),
+        entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>()
+    );
+    entries.iter().for_each(assert_intact);
+    entries
+}
+
 /// Reads every entry the store holds.
 pub(super) async fn all_entries(store: &mut LogStore) -> io::Result<Vec<Entry>> {
     store.try_get_log_entries(..).await
