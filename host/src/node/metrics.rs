@@ -8,6 +8,7 @@
 //! registry, so nothing is registered twice and removed plugins drop out.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use openraft::RaftMetrics;
 use prometheus_client::encoding::text::encode;
@@ -41,6 +42,8 @@ pub(super) struct Sources<'a> {
     pub(super) state_machine: &'a StateMachineStats,
     /// Per-plugin calls, failures and fuel.
     pub(super) calls: &'a CallCounters,
+    /// Writes handed to Raft and in how many messages.
+    pub(super) proposer: &'a super::proposer::ProposerStats,
 }
 
 /// Counters and latencies of client requests this node handled (not forwarded ones).
@@ -258,6 +261,16 @@ pub(super) fn render(
         "cairn_linearizable_reads",
         "Linearizable reads this node confirmed as leader, by path (lease, read_index).",
         counters.linearizable_reads.clone(),
+    );
+    r.register(
+        "cairn_write_batches",
+        "Messages that handed proposed writes to Raft (writes waiting together go as one).",
+        counter(sources.proposer.batches.load(Ordering::Relaxed)),
+    );
+    r.register(
+        "cairn_writes_proposed",
+        "Writes this node handed to Raft as leader.",
+        counter(sources.proposer.writes.load(Ordering::Relaxed)),
     );
     r.register(
         "cairn_http_connections_refused",

@@ -7,6 +7,7 @@ mod disk;
 mod health;
 mod join;
 mod metrics;
+mod proposer;
 mod service;
 mod settings;
 mod tokens;
@@ -306,6 +307,7 @@ pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         query_slots: Arc::new(tokio::sync::Semaphore::new(
             config.query_instances() as usize
         )),
+        proposer: proposer::Proposer::start(raft.clone()),
         query_pool: crate::worker_pool::WorkerPool::start(
             "cairn-query",
             config.query_thread_count(),

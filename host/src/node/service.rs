@@ -51,6 +51,8 @@ pub(super) struct Inner {
     pub(super) counters: super::metrics::Counters,
     /// Query admission: `config.query_instances()` permits of the instance pool.
     pub(super) query_slots: Arc<Semaphore>,
+    /// Hands writes to Raft, those waiting together in one message.
+    pub(super) proposer: super::proposer::Proposer,
     /// The threads queries run on (`config.query_thread_count()`).
     pub(super) query_pool: crate::worker_pool::WorkerPool,
     /// Free space of the data dir's filesystem; refuses writes below the watermark.
@@ -251,17 +253,17 @@ impl NodeService {
                 ..
             }
         );
-        self.check_entry_size(&cmd)?;
+        let size_bytes = self.check_entry_size(&cmd)?;
         self.admit_write()?;
         self.on_leader(deadline, || async {
             let started = std::time::Instant::now();
-            match self.inner.raft.client_write(cmd.clone()).await {
-                Ok(resp) => {
+            match self.inner.proposer.write(cmd.clone(), size_bytes).await {
+                Ok(written) => {
                     self.inner
                         .counters
                         .client_write_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    Ok((resp.log_id.index, resp.data))
+                    Ok(written)
                 }
                 Err(e) => Err(write_refusal(e, resend_safe, self.stopping())),
             }
@@ -272,7 +274,8 @@ impl NodeService {
     /// Refuses a command whose log entry would exceed the cluster's
     /// `max_entry_bytes` (checked on the node the client reached, before any
     /// forwarding; the node's HTTP body cap is a different, local limit).
-    fn check_entry_size(&self, cmd: &Command) -> Result<(), ApiError> {
+    /// Returns the command's encoded size.
+    fn check_entry_size(&self, cmd: &Command) -> Result<u64, ApiError> {
         let limit_bytes = self.state().settings().max_entry_bytes;
         let size_bytes =
             crate::raft::codec::entry_bytes(cmd).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -282,7 +285,7 @@ impl NodeService {
                 limit_bytes,
             });
         }
-        Ok(())
+        Ok(size_bytes)
     }
 
     async fn change_membership(
@@ -611,6 +614,7 @@ impl ClusterService for NodeService {
             &super::metrics::Sources {
                 state_machine: self.inner.sm.stats(),
                 calls: self.inner.runtime.call_counters(),
+                proposer: self.inner.proposer.stats(),
             },
         ))
     }

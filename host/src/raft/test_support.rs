@@ -87,7 +87,7 @@ impl TestEnv {
         tweak(&mut config);
         config.validate().expect("valid test config");
 
-        let log_store = open_log_store(config.data_dir.join("log")).await;
+        let log_store = open_log_store(config.data_dir.join("log"), config.log_segment_bytes).await;
         let sm_dir = config.data_dir.join("snapshots");
         let runtime = self.runtime.clone();
         let sm = tokio::task::spawn_blocking(move || StateMachine::open(&sm_dir, runtime))
@@ -145,14 +145,17 @@ impl Default for TestEnv {
 /// directory lock until openraft's detached tasks drop their last `LogStore` clone (the
 /// drop joins the flush thread, then releases the lock), so a lock conflict is retried
 /// until a deadline rather than failing the test.
-async fn open_log_store(dir: PathBuf) -> LogStore {
+async fn open_log_store(dir: PathBuf, segment_bytes: u64) -> LogStore {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let d = dir.clone();
-        let opened =
-            tokio::task::spawn_blocking(move || LogStore::open(&d, LogStoreConfig::default()))
-                .await
-                .expect("join");
+        let cfg = LogStoreConfig {
+            segment_bytes,
+            ..LogStoreConfig::default()
+        };
+        let opened = tokio::task::spawn_blocking(move || LogStore::open(&d, cfg))
+            .await
+            .expect("join");
         match opened {
             Ok(store) => return store,
             Err(e) if Instant::now() < deadline => {
