@@ -9,9 +9,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures_util::StreamExt;
-use openraft::error::{ClientWriteError, RaftError};
+
+use openraft::error::{ClientWriteError, Fatal, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::raft::types::{Raft, TypeConfig};
@@ -65,7 +67,7 @@ impl Proposer {
     /// (or refused).
     pub(super) async fn write(&self, cmd: Command, bytes: u64) -> Written {
         let (reply, rx) = oneshot::channel();
-        let stopped = || RaftError::Fatal(openraft::error::Fatal::Stopped);
+        let stopped = || RaftError::Fatal(Fatal::Stopped);
         if self.tx.send(Proposal { cmd, bytes, reply }).is_err() {
             return Err(stopped());
         }
@@ -97,26 +99,47 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, stats: Arc<P
             // Results come in order, each once its entry is applied: answer them
             // on their own task so the next batch is not held up.
             Ok(results) => {
+                let raft = raft.clone();
                 tokio::spawn(async move {
                     let mut results = results;
+                    let mut cause = None;
                     for reply in replies {
                         let written = match results.next().await {
                             Some(Ok(Ok(w))) => Ok((w.log_id.index, w.response)),
                             Some(Ok(Err(e))) => Err(RaftError::APIError(e)),
-                            Some(Err(fatal)) => Err(RaftError::Fatal(fatal)),
-                            None => Err(RaftError::Fatal(openraft::error::Fatal::Stopped)),
+                            Some(Err(_)) | None => {
+                                if cause.is_none() {
+                                    cause = Some(stop_cause(&raft).await);
+                                }
+                                Err(RaftError::Fatal(cause.clone().expect("just set")))
+                            }
                         };
                         // A caller that gave up has nothing to hear.
                         let _ = reply.send(written);
                     }
                 });
             }
-            Err(fatal) => {
+            Err(_) => {
+                let cause = stop_cause(&raft).await;
                 for reply in replies {
-                    let _ = reply.send(Err(RaftError::Fatal(fatal.clone())));
+                    let _ = reply.send(Err(RaftError::Fatal(cause.clone())));
                 }
             }
         }
+    }
+}
+
+/// Why the core stopped. The batch API only says "stopped"; what stopped it
+/// (a failed disk, a panic) is in the metrics once the core has exited, and
+/// the client is told that, as `client_write` would.
+async fn stop_cause(raft: &Raft) -> Fatal<TypeConfig> {
+    let stopped = raft
+        .wait(Some(Duration::from_secs(1)))
+        .metrics(|m| m.running_state.is_err(), "the raft core stopped")
+        .await;
+    match stopped {
+        Ok(m) => m.running_state.err().unwrap_or(Fatal::Stopped),
+        Err(_) => Fatal::Stopped,
     }
 }
 
