@@ -25,8 +25,12 @@ pub(super) type Written =
 
 /// Most writes handed over in one message, and most of their encoded bytes
 /// (a batch always takes at least one): bounds one log append.
-const MAX_BATCH: usize = 1024;
+const MAX_BATCH_WRITES: usize = 1024;
 const MAX_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How long a cut-off batch waits for the stopped core to publish why it
+/// stopped (it does so as it exits; past this the answer is just "stopped").
+const STOP_CAUSE_WAIT: Duration = Duration::from_secs(1);
 
 struct Proposal {
     cmd: Command,
@@ -81,7 +85,7 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, stats: Arc<P
         tokio::task::yield_now().await;
         let mut bytes = first.bytes;
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(p) => {
                     bytes += p.bytes;
@@ -134,7 +138,7 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, stats: Arc<P
 /// the client is told that, as `client_write` would.
 async fn stop_cause(raft: &Raft) -> Fatal<TypeConfig> {
     let stopped = raft
-        .wait(Some(Duration::from_secs(1)))
+        .wait(Some(STOP_CAUSE_WAIT))
         .metrics(|m| m.running_state.is_err(), "the raft core stopped")
         .await;
     match stopped {
