@@ -23,7 +23,16 @@ use tokio::sync::watch;
 use super::stats::StateMachineStats;
 use super::types::TypeConfig;
 use crate::runtime::Runtime;
-use crate::state::{Command, CommandResult, State, snapshot};
+use crate::state::{Command, CommandResult, State};
+
+mod backup;
+mod snapshot_file;
+
+pub use backup::{BackupImage, ValidBackup};
+pub use snapshot_file::check_installable;
+use snapshot_file::{
+    SNAPSHOT_FILE, SNAPSHOT_TMP_FILE, decode, decode_installable, encode, write_snapshot_file,
+};
 
 /// What a snapshot carries beyond the state itself.
 type Meta = SnapshotMetaOf<TypeConfig>;
@@ -80,9 +89,6 @@ fn payload_bytes(entry: &EntryOf<TypeConfig>) -> usize {
         EntryPayload::Blank | EntryPayload::Membership(_) => 0,
     }
 }
-
-const SNAPSHOT_FILE: &str = "current.snap";
-const SNAPSHOT_TMP_FILE: &str = "current.snap.tmp";
 
 impl StateMachine {
     /// Opens the state machine, restoring the latest snapshot in `snapshot_dir`
@@ -272,153 +278,6 @@ impl StateMachine {
         let bytes = std::fs::read(self.shared.snapshot_dir.join(SNAPSHOT_FILE))?;
         Ok(Some((meta.clone(), bytes)))
     }
-}
-
-/// Replaces `dir`'s snapshot file with `bytes` atomically: temp file, fsync,
-/// rename, fsync the directory. Blocking.
-fn write_snapshot_file(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let tmp = dir.join(SNAPSHOT_TMP_FILE);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// A backup: the applied state in the snapshot file format, with the index
-/// and hash it was taken at.
-pub struct BackupImage {
-    /// Snapshot-format bytes (versioned, checksummed).
-    pub bytes: Vec<u8>,
-    /// Last log index reflected in the state.
-    pub applied_index: u64,
-    /// Hex state hash of that state.
-    pub state_hash: String,
-}
-
-impl StateMachine {
-    /// Encodes a consistent copy of the applied state as a backup. The copy is
-    /// O(1) under a short read lock; encoding is CPU work proportional to the
-    /// state, so call this on a blocking thread.
-    pub fn backup(&self) -> io::Result<BackupImage> {
-        let applied = self.applied();
-        let meta = Meta {
-            last_log_id: applied.last_applied,
-            last_membership: applied.membership.clone(),
-        };
-        Ok(BackupImage {
-            bytes: encode(&applied, &meta)?,
-            applied_index: applied.state.applied_index(),
-            state_hash: applied.state.hash_hex(),
-        })
-    }
-}
-
-/// A backup that decoded and passed its checksum, ready to seed a new cluster.
-pub struct ValidBackup {
-    state: State,
-}
-
-impl ValidBackup {
-    /// Checks the whole backup (magic, version, checksum, body) without
-    /// touching any disk. Blocking: hashes and decodes all of it.
-    pub fn check(bytes: &[u8]) -> Result<Self, snapshot::SnapshotError> {
-        let (state, _meta) = snapshot::decode(bytes)?;
-        Ok(Self { state })
-    }
-
-    /// Last log index the backed-up state reflects.
-    pub fn applied_index(&self) -> u64 {
-        self.state.applied_index()
-    }
-
-    /// Hex state hash of the backed-up state.
-    pub fn state_hash(&self) -> String {
-        self.state.hash_hex()
-    }
-
-    /// Writes the backup as the snapshot of a new one-node cluster whose only
-    /// voter is `node_id` at `addr`. Blocking.
-    ///
-    /// The snapshot is placed at the backup's applied index `N` under term 0
-    /// (the term a fresh `initialize` writes at), with that one-node
-    /// membership. The log store is empty, so openraft's startup purges the log
-    /// up to `N`, treats the node as initialised, and the node elects itself
-    /// (term 1) and continues the log at `N + 1`. The state itself, including
-    /// its applied index, is written unchanged, so its hash stays the backup's;
-    /// nodes that join receive this snapshot like any other.
-    pub fn seed(
-        self,
-        snapshot_dir: &Path,
-        node_id: u64,
-        node: crate::raft::types::Node,
-    ) -> io::Result<()> {
-        use openraft::vote::RaftLeaderId;
-        std::fs::create_dir_all(snapshot_dir)?;
-        let leader = openraft::alias::LeaderIdOf::<TypeConfig>::new(Default::default(), node_id);
-        let log_id = LogIdOf::<TypeConfig>::new(leader.to_committed(), self.state.applied_index());
-        let membership = openraft::Membership::new(
-            vec![std::collections::BTreeSet::from([node_id])],
-            std::collections::BTreeMap::from([(node_id, node)]),
-        )
-        .map_err(io_err)?;
-        let meta = Meta {
-            last_log_id: Some(log_id),
-            last_membership: StoredMembershipOf::<TypeConfig>::new(Some(log_id), membership),
-        };
-        let applied = Applied {
-            state: self.state,
-            last_applied: meta.last_log_id,
-            membership: meta.last_membership.clone(),
-        };
-        let bytes = encode(&applied, &meta)?;
-        write_snapshot_file(snapshot_dir, &bytes)?;
-        Ok(())
-    }
-}
-
-fn encode(applied: &Applied, meta: &Meta) -> io::Result<Vec<u8>> {
-    let meta = bincode::serde::encode_to_vec(meta, bincode::config::standard()).map_err(io_err)?;
-    Ok(snapshot::encode(&applied.state, &meta))
-}
-
-fn decode(bytes: &[u8]) -> io::Result<(State, Meta)> {
-    let (state, meta) =
-        snapshot::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let (meta, _): (Meta, usize) =
-        crate::bounded_decode::decode_from_slice(&meta).map_err(io_err)?;
-    Ok((state, meta))
-}
-
-/// Decodes snapshot bytes that are to be installed as `meta`.
-fn decode_installable(bytes: &[u8], meta: &Meta) -> io::Result<State> {
-    let (state, embedded) = decode(bytes)?;
-    // The file must describe the position openraft installs it at, or a
-    // restart would resume from a different place than this run.
-    let expected_index = meta.last_log_id.map_or(0, |l| l.index);
-    if embedded.last_log_id != meta.last_log_id || state.applied_index() != expected_index {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "snapshot data is at {:?} (state index {}), but was offered as {:?}",
-                embedded.last_log_id,
-                state.applied_index(),
-                meta.last_log_id
-            ),
-        ));
-    }
-    Ok(state)
-}
-
-/// Checks received snapshot bytes the way [`RaftStateMachine::install_snapshot`]
-/// will, before they are handed to openraft: an install that fails is a storage
-/// error, which stops Raft on this node for good, so a corrupt or inconsistent
-/// upload must be refused while it is still only a bad request. Blocking (a
-/// checksum and a full decode).
-pub fn check_installable(bytes: &[u8], meta: &Meta) -> io::Result<()> {
-    decode_installable(bytes, meta).map(drop)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
