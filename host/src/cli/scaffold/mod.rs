@@ -284,7 +284,7 @@ mod tests {
         assert!(files.contains(&PathBuf::from("tests/my_counter.rs")));
         let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(cargo.contains("name = \"my-counter\""), "{cargo}");
-        assert!(cargo.contains("[profile.release]") && cargo.contains("opt-level = \"s\""));
+        assert!(cargo.contains("[profile.release]") && cargo.contains("opt-level = 3"));
         let build = std::fs::read_to_string(dir.join("build.sh")).unwrap();
         assert!(build.contains("release/my_counter.wasm"), "{build}");
         let toolchain = std::fs::read_to_string(dir.join("rust-toolchain.toml")).unwrap();
