@@ -1,6 +1,6 @@
 //! The client API of one node over openraft and the state machine: proposing
 //! commands, reads (`reads`: linearizable, bounded-staleness, queries),
-//! deploys (`registry`), membership changes.
+//! deploys (`registry`), membership changes and join tokens (`membership`).
 //!
 //! Leader-only calls (writes, read index) made while no leader is known wait
 //! for one within the request's deadline instead of failing, so a request
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
-use openraft::{ChangeMembers, Instant as _, ServerState};
+use openraft::{Instant as _, ServerState};
 use tokio::sync::Semaphore;
 
 use crate::api::error::ApiError;
@@ -26,16 +26,16 @@ use crate::api::service::{
     StateHash,
 };
 use crate::config::Config;
-use crate::raft::join::JoinToken;
 use crate::raft::peer_auth::ClusterSecret;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::types::{Node, NodeId, Raft, TypeConfig};
+use crate::raft::types::{NodeId, Raft, TypeConfig};
 use crate::runtime::Runtime;
 use crate::state::{
     ClusterSettings, Command, CommandResult, IDEMPOTENCY_KEY_REUSED, PluginInfo, Prior,
     SETTINGS_CONFLICT, SettingsError, apply_fingerprint, key_reused,
 };
 
+mod membership;
 mod reads;
 mod registry;
 
@@ -287,22 +287,6 @@ impl NodeService {
         }
         Ok(size_bytes)
     }
-
-    async fn change_membership(
-        &self,
-        change: ChangeMembers<NodeId, Node>,
-        deadline: Deadline,
-    ) -> Result<(), ApiError> {
-        self.on_leader(deadline, || async {
-            self.inner
-                .raft
-                .change_membership(change.clone(), false)
-                .await
-                .map(|_| ())
-                .map_err(|e| write_refusal(e, false, self.stopping()))
-        })
-        .await
-    }
 }
 
 impl ClusterService for NodeService {
@@ -473,77 +457,11 @@ impl ClusterService for NodeService {
         peer_addr: String,
         deadline: Deadline,
     ) -> Result<ClusterStatus, ApiError> {
-        self.admit_write()?;
-        for (what, value) in [("addr", &addr), ("peer_addr", &peer_addr)] {
-            if crate::http_client::url(value, "/").is_err() {
-                return Err(ApiError::bad_request(
-                    "bad-member-addr",
-                    format!("{what} {value:?} is not host:port or an http(s) URL"),
-                ));
-            }
-        }
-        let raft = &self.inner.raft;
-        let added = self
-            .on_leader(deadline, || async {
-                let node = Node::new(addr.clone(), peer_addr.clone());
-                raft.add_learner(id, node, true)
-                    .await
-                    .map_err(|e| write_refusal(e, false, self.stopping()))
-            })
-            .await?;
-        // openraft's "blocking" add only waits until the learner is within
-        // `replication_lag_threshold` entries, which an empty learner already
-        // is. Promote it only once it holds everything up to its own addition
-        // (possibly via a snapshot), so a new voter never weakens the quorum.
-        let target = added.log_id.index;
-        let catch_up = deadline
-            .remaining()
-            .min(self.inner.config.install_snapshot_timeout());
-        raft.wait(Some(catch_up))
-            .metrics(
-                |m| {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(&id))
-                        .and_then(|matched| matched.as_ref())
-                        .is_some_and(|l| l.index >= target)
-                },
-                format!("learner {id} catches up to index {target}"),
-            )
-            .await
-            .map_err(|e| ApiError::Timeout(format!("learner {id} did not catch up: {e}")))?;
-        self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), deadline)
-            .await?;
-        self.cluster_status().await
+        self.add_voter(id, addr, peer_addr, deadline).await
     }
 
     async fn join_token(&self, ttl_secs: Option<u64>) -> Result<JoinTokenResponse, ApiError> {
-        let config = &self.inner.config;
-        let ttl = ttl_secs.unwrap_or(config.join_token_ttl_secs);
-        if ttl == 0 || ttl > config.max_join_token_ttl_secs {
-            return Err(ApiError::bad_request(
-                "bad-ttl",
-                format!(
-                    "ttl_secs must be 1..={} (max_join_token_ttl_secs)",
-                    config.max_join_token_ttl_secs
-                ),
-            ));
-        }
-        // This node can hand out the secret and point at the leader, so it is
-        // named even before its metrics show the membership (right after init).
-        let mut peers = self.member_peer_addrs();
-        if !peers.contains(&config.peer_advertise_addr) {
-            peers.push(config.peer_advertise_addr.clone());
-        }
-        let expires = now_ms() / 1000 + ttl;
-        let token = JoinToken::issue(&self.inner.secret, peers.clone(), expires)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        tracing::info!(token = %token.id, expires_unix_secs = expires, "issued a join token");
-        Ok(JoinTokenResponse {
-            token: token.encode(),
-            expires_at_unix_secs: expires,
-            peers,
-        })
+        self.issue_join_token(ttl_secs)
     }
 
     async fn remove_member(
@@ -551,32 +469,7 @@ impl ClusterService for NodeService {
         id: NodeId,
         deadline: Deadline,
     ) -> Result<ClusterStatus, ApiError> {
-        self.admit_write()?;
-        let raft = &self.inner.raft;
-        let m = raft.metrics().borrow_watched().clone();
-        let is_voter = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == id);
-        let known = m
-            .membership_config
-            .membership()
-            .nodes()
-            .any(|(n, _)| *n == id);
-        if !known {
-            return Err(ApiError::bad_request(
-                "unknown-member",
-                format!("node {id} is not a member"),
-            ));
-        }
-        if is_voter {
-            let voters = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
-            self.change_membership(voters, deadline).await?;
-        }
-        let nodes = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
-        self.change_membership(nodes, deadline).await?;
-        self.cluster_status().await
+        self.remove_from_membership(id, deadline).await
     }
 
     async fn leader_moved(&self, leader_addr: String) {
