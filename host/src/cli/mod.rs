@@ -8,22 +8,22 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::Limited;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::api::auth::{CreatedToken, RevokedToken, TokenList};
-use crate::api::error::ErrorEnvelope;
 use crate::api::service::{
     ClusterStatus, DeployResponse, JoinTokenResponse, PluginList, RemoveResponse, StateHash,
 };
 use crate::api::{
     APPLIED_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER, LOG_INDEX_HEADER, SAMPLE_QUERIES_HEADER,
-    STATE_HASH_HEADER,
 };
 use crate::http_client::{self, HttpClient};
 
 mod args;
+mod backup;
+mod format;
+use format::{describe_failure, format_deployed, format_plugins, format_status, format_tokens};
 pub mod events;
 pub mod scaffold;
 pub use args::{
@@ -34,9 +34,6 @@ pub use args::{
 const CLI_REQUEST_TIMEOUT_MS: u64 = 60_000;
 /// Largest response the CLI reads.
 const CLI_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
-
-/// Deadline for downloading a whole backup (a large state takes a while).
-const CLI_BACKUP_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 
 /// `/v1/plugins/{name}` with the optional per-plugin limits as query parameters.
 fn deploy_path(name: &str, fuel_per_call: Option<u64>, memory_limit_bytes: Option<u64>) -> String {
@@ -205,39 +202,6 @@ fn upload_spinner(name: &str, size: usize) -> indicatif::ProgressBar {
         indicatif::HumanBytes(size as u64)
     ));
     bar.enable_steady_tick(Duration::from_millis(SPINNER_TICK_MS));
-    bar
-}
-
-/// What `cairn backup` saved.
-struct SavedBackup {
-    applied_index: u64,
-    state_hash: String,
-    size_bytes: u64,
-}
-
-/// `FILE.tmp` next to FILE (same filesystem, so the rename is atomic).
-fn temp_path(file: &std::path::Path) -> std::path::PathBuf {
-    let mut name = file.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    file.with_file_name(name)
-}
-
-/// A byte progress bar (a spinner with a byte count when the size is unknown).
-fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
-    let (bar, template) = match total {
-        Some(n) => (
-            indicatif::ProgressBar::new(n),
-            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        ),
-        None => (
-            indicatif::ProgressBar::new_spinner(),
-            "{msg} {spinner} {bytes} {bytes_per_sec}",
-        ),
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_string());
     bar
 }
 
@@ -577,118 +541,6 @@ impl Client {
         }
     }
 
-    /// `cairn backup FILE`: streams `GET /v1/backup` into a temp file next to
-    /// FILE (with a progress bar when stdout is a terminal), fsyncs it, and
-    /// renames it into place, so FILE is either absent or complete.
-    async fn backup(&self, file: &std::path::Path) -> anyhow::Result<()> {
-        let timeout = Duration::from_millis(CLI_BACKUP_TIMEOUT_MS);
-        let saved = tokio::time::timeout(timeout, self.download_backup(file))
-            .await
-            .map_err(|_| anyhow::anyhow!("backup not finished within {timeout:?}"))??;
-        let summary = serde_json::json!({
-            "file": file.display().to_string(),
-            "applied_index": saved.applied_index,
-            "state_hash": saved.state_hash,
-            "size_bytes": saved.size_bytes,
-        });
-        self.print(summary.to_string().as_bytes(), || {
-            format!(
-                "backup written to {} ({} bytes): applied index {}, state hash {}",
-                file.display(),
-                saved.size_bytes,
-                saved.applied_index,
-                saved.state_hash
-            )
-        })
-    }
-
-    async fn download_backup(&self, file: &std::path::Path) -> anyhow::Result<SavedBackup> {
-        use http_body_util::BodyExt;
-        use std::io::IsTerminal;
-        use tokio::io::AsyncWriteExt;
-
-        let uri = http_client::url(&self.base, "/v1/backup")?;
-        let mut req = http_client::request(Method::GET, uri, None, Bytes::new());
-        if let Some(token) = &self.token {
-            http_client::set_bearer(&mut req, token)?;
-        }
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .with_context(|| format!("requesting a backup from {}", self.base))?;
-        let status = resp.status();
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let (index, hash, length) = (
-            header(APPLIED_INDEX_HEADER),
-            header(STATE_HASH_HEADER),
-            header(http::header::CONTENT_LENGTH.as_str()),
-        );
-        let mut body = resp.into_body();
-        if !status.is_success() {
-            let bytes = Limited::new(body, CLI_MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            bail!("{}", describe_failure(status, &bytes));
-        }
-        let applied_index: u64 = index
-            .and_then(|v| v.parse().ok())
-            .context("the server sent no cairn-applied-index header")?;
-        let state_hash = hash.context("the server sent no cairn-state-hash header")?;
-        let bar = if std::io::stdout().is_terminal() {
-            let total = length.and_then(|v| v.parse().ok());
-            progress_bar(total, "backup")
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        let tmp = temp_path(file);
-        let mut out = tokio::fs::File::create(&tmp)
-            .await
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        let written = async {
-            let mut size = 0u64;
-            while let Some(frame) = body.frame().await {
-                let frame = frame.context("reading the backup")?;
-                if let Ok(data) = frame.into_data() {
-                    out.write_all(&data).await?;
-                    size += data.len() as u64;
-                    bar.set_position(size);
-                }
-            }
-            out.sync_all().await?;
-            anyhow::Ok(size)
-        }
-        .await;
-        bar.finish_and_clear();
-        let size_bytes = match written {
-            Ok(size) => size,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e.context(format!("writing {}", tmp.display())));
-            }
-        };
-        drop(out);
-        tokio::fs::rename(&tmp, file)
-            .await
-            .with_context(|| format!("renaming {} to {}", tmp.display(), file.display()))?;
-        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // The rename is durable once the directory is synced.
-            tokio::fs::File::open(dir).await?.sync_all().await?;
-        }
-        Ok(SavedBackup {
-            applied_index,
-            state_hash,
-            size_bytes,
-        })
-    }
-
     fn print(&self, raw: &[u8], human: impl FnOnce() -> String) -> anyhow::Result<()> {
         if self.json {
             println!("{}", String::from_utf8_lossy(raw));
@@ -718,86 +570,6 @@ impl Client {
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> anyhow::Result<T> {
     serde_json::from_slice(body).context("unexpected response from the node")
-}
-
-/// One line from an error response: the node's `code: message` when it sent one.
-fn describe_failure(status: StatusCode, body: &[u8]) -> String {
-    match ErrorEnvelope::parse(body) {
-        Some(e) => format!("{}: {}", e.code, e.message),
-        None => {
-            let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
-            format!("HTTP {status}: {}", text.trim())
-        }
-    }
-}
-
-fn format_status(s: &ClusterStatus) -> String {
-    let opt = |v: Option<u64>| v.map_or("-".to_string(), |n| n.to_string());
-    let mut out = format!(
-        "node {} ({}), term {}, leader {}\napplied {}, committed {}\nmembers:",
-        s.id,
-        s.state,
-        s.term,
-        opt(s.leader_id),
-        opt(s.last_applied),
-        opt(s.committed)
-    );
-    for m in &s.members {
-        let role = serde_json::to_value(m.role)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "\n  {:<4} {:<8} {} (peer {})",
-            m.id, role, m.addr, m.peer_addr
-        ));
-    }
-    out
-}
-
-fn format_deployed(d: &DeployResponse) -> String {
-    let what = if d.changed { "deployed" } else { "unchanged:" };
-    format!(
-        "{what} {} v{} (sha256 {}) at log index {}",
-        d.name, d.version, d.sha256, d.log_index
-    )
-}
-
-fn format_tokens(list: &TokenList) -> String {
-    let mut out = format!(
-        "{:<10} {:<9} {:<24} {:>11}  NAME",
-        "ID", "ROLE", "PLUGINS", "CREATED AT"
-    );
-    for t in &list.tokens {
-        let plugins = t.plugins.as_ref().map_or("*".to_string(), |p| p.join(","));
-        out.push_str(&format!(
-            "\n{:<10} {:<9} {:<24} {:>11}  {}",
-            t.id,
-            t.role,
-            plugins,
-            t.created_index,
-            t.name.as_deref().unwrap_or("")
-        ));
-    }
-    out
-}
-
-fn format_plugins(list: &PluginList) -> String {
-    if list.plugins.is_empty() {
-        return "no plugins deployed".to_string();
-    }
-    let mut out = format!(
-        "{:<20} {:>7} {:<14} {:>10} {:>12}",
-        "NAME", "VERSION", "SHA256", "BYTES", "DEPLOYED AT"
-    );
-    for p in &list.plugins {
-        let sha: String = p.sha256.chars().take(12).collect();
-        out.push_str(&format!(
-            "\n{:<20} {:>7} {:<14} {:>10} {:>12}",
-            p.name, p.version, sha, p.size_bytes, p.deployed_at_index
-        ));
-    }
-    out
 }
 
 #[cfg(test)]
