@@ -7,6 +7,7 @@ mod bounded_decode;
 pub mod cli;
 pub mod config;
 pub mod http_client;
+mod http_serve;
 pub mod node;
 pub mod plugins;
 pub mod raft;

@@ -14,7 +14,6 @@
 //! With `--tls-cert` the port serves TLS like the client port; the MAC is
 //! checked either way.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -25,16 +24,13 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
+use crate::http_serve::{self, shutdown_signalled};
 use crate::raft::join::{
     JOIN_MAX_BODY_BYTES, JOIN_TOKEN_EXPIRES_HEADER, JOIN_TOKEN_ID_HEADER, JoinRequest,
     NotLeaderReply, SecretReply,
@@ -522,11 +518,6 @@ where
     }
 }
 
-/// Resolves when `shutdown` turns `true` or its sender is dropped.
-async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 /// Serves `server` on `listener` until `shutdown` turns `true`, then lets the
 /// requests in flight finish (bounded by `shutdown_grace`).
 pub async fn serve<H, J>(
@@ -597,46 +588,19 @@ async fn connection<H, J>(
     H: RaftRpcHandler,
     J: JoinHandler,
 {
-    match server.tls.clone() {
-        None => http(stream, remote, server, shutdown).await,
-        Some(acceptor) => {
-            let timeout = server.limits.header_read_timeout;
-            match crate::tls::accept(&acceptor, stream, timeout).await {
-                Ok(tls) => http(tls, remote, server, shutdown).await,
-                Err(e) => tracing::debug!(%remote, error = %e, "peer tls handshake failed"),
-            }
-        }
-    }
-}
-
-async fn http<S, H, J>(
-    stream: S,
-    remote: SocketAddr,
-    server: Arc<PeerServer<H, J>>,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: RaftRpcHandler,
-    J: JoinHandler,
-{
-    let header_read_timeout = server.limits.header_read_timeout;
-    let service = service_fn(move |req| {
+    let (tls, header_read_timeout) = (server.tls.clone(), server.limits.header_read_timeout);
+    let handle = move |req| {
         let server = server.clone();
-        async move { Ok::<_, Infallible>(server.handle(req, Some(remote)).await) }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = shutdown_signalled(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
-        }
+        async move { server.handle(req, Some(remote)).await }
     };
-    if let Err(e) = result {
-        tracing::debug!(%remote, error = %e, "peer connection ended with an error");
-    }
+    http_serve::serve_connection(
+        stream,
+        remote,
+        tls,
+        header_read_timeout,
+        shutdown,
+        "peer port",
+        handle,
+    )
+    .await;
 }

@@ -2,17 +2,12 @@
 //! cap (a connection over it gets a `503` and is closed), TLS, hyper's HTTP/1
 //! per connection, and graceful shutdown.
 
-use std::convert::Infallible;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -20,6 +15,7 @@ use tokio::task::JoinSet;
 use super::Api;
 use crate::api::error::{ApiError, ErrorEnvelope};
 use crate::api::service::ClusterService;
+use crate::http_serve::{self, shutdown_signalled};
 
 /// Client connections of one server, for `/metrics`.
 #[derive(Debug, Default)]
@@ -61,11 +57,6 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Resolves when `shutdown` turns `true` or its sender is dropped.
-async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// The whole answer to a connection over `max_connections`: written straight
@@ -151,6 +142,7 @@ where
     Ok(())
 }
 
+/// One client connection, holding its slot until it closes.
 async fn serve_connection<S>(
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
@@ -160,45 +152,19 @@ async fn serve_connection<S>(
 ) where
     S: ClusterService,
 {
-    match api.tls.clone() {
-        None => serve_http(stream, peer, api, shutdown).await,
-        Some(acceptor) => {
-            match crate::tls::accept(&acceptor, stream, api.limits.header_read_timeout).await {
-                Ok(tls) => serve_http(tls, peer, api, shutdown).await,
-                Err(e) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
-            }
-        }
-    }
-}
-
-async fn serve_http<I, S>(
-    stream: I,
-    peer: std::net::SocketAddr,
-    api: Arc<Api<S>>,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: ClusterService,
-{
-    let header_read_timeout = api.limits.header_read_timeout;
-    let service = service_fn(move |req| {
+    let (tls, header_read_timeout) = (api.tls.clone(), api.limits.header_read_timeout);
+    let handle = move |req| {
         let api = api.clone();
-        async move { Ok::<_, Infallible>(api.handle(req).await) }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = shutdown_signalled(&mut shutdown) => {
-            // Finish the request in flight (if any), then close instead of keeping alive.
-            conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
-        }
+        async move { api.handle(req).await }
     };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
+    http_serve::serve_connection(
+        stream,
+        peer,
+        tls,
+        header_read_timeout,
+        shutdown,
+        "client port",
+        handle,
+    )
+    .await;
 }
