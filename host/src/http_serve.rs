@@ -1,10 +1,14 @@
-//! Serving one accepted connection, for the client port and the peer port
-//! alike: the TLS handshake when the port has a certificate, then HTTP/1 with
-//! a header deadline until the other side closes or shutdown is signalled.
+//! Serving a port, the client port and the peer port alike: the accept loop
+//! with its connection cap and graceful shutdown, and each connection: the TLS
+//! handshake when the port has a certificate, then HTTP/1 with a header
+//! deadline until the other side closes or shutdown is signalled.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -13,9 +17,136 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+
+/// Pause after a failed `accept` (usually EMFILE) before the next one, so the
+/// loop does not spin on the error.
+const ACCEPT_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connections of one port, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    open: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl ConnectionStats {
+    /// Connections being served now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused because the port's cap was reached.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a connection as open until it drops, however its task ends.
+struct Open(Arc<ConnectionStats>);
+
+impl Open {
+    fn new(stats: Arc<ConnectionStats>) -> Self {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What an accept loop is told about its port.
+pub(crate) struct Port {
+    /// Names the port in logs ("client port", "peer port").
+    pub name: &'static str,
+    /// Whether it serves TLS (for the log).
+    pub tls: bool,
+    /// Connections served at once; one more is refused.
+    pub max_connections: u64,
+    /// How long open connections get to finish after shutdown.
+    pub shutdown_grace: Duration,
+    /// Where open and refused connections are counted.
+    pub stats: Arc<ConnectionStats>,
+}
+
+/// Accepts connections on `listener` until `shutdown` turns `true`: each one
+/// under the cap is served by the future `accepted` makes for it (given the
+/// shutdown signal to watch), each one
+/// over it is counted and handed to `refused` (which answers and closes it).
+/// Then stops accepting, calls `closing`, lets the connections finish within
+/// the grace period and closes the rest.
+pub(crate) async fn accept_loop<A, F, R>(
+    listener: TcpListener,
+    port: Port,
+    mut shutdown: watch::Receiver<bool>,
+    mut accepted: A,
+    mut refused: R,
+    closing: impl FnOnce(),
+) -> io::Result<()>
+where
+    A: FnMut(TcpStream, SocketAddr, watch::Receiver<bool>) -> F,
+    F: Future<Output = ()> + Send + 'static,
+    R: FnMut(TcpStream, SocketAddr),
+{
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, tls = port.tls, "{}: listening", port.name);
+    let cap = usize::try_from(port.max_connections)
+        .unwrap_or(usize::MAX)
+        .min(Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(cap));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted_conn = listener.accept() => match accepted_conn {
+                Ok((stream, remote)) => match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let _ = stream.set_nodelay(true);
+                        let open = Open::new(port.stats.clone());
+                        let serve = accepted(stream, remote, shutdown.clone());
+                        connections.spawn(async move {
+                            serve.await;
+                            drop((open, permit));
+                        });
+                    }
+                    Err(_) => {
+                        port.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%remote, "{}: refused a connection, the cap is reached", port.name);
+                        refused(stream, remote);
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "{}: accept failed", port.name);
+                    tokio::time::sleep(ACCEPT_RETRY_BACKOFF).await;
+                }
+            },
+            _ = shutdown_signalled(&mut shutdown) => break,
+            // Reap finished connections so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    closing();
+    tracing::info!(addr = %local, open = connections.len(), "{}: shutting down", port.name);
+    let drained = tokio::time::timeout(port.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "{}: closing connections that outlived the shutdown grace period",
+            port.name
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
 
 /// Resolves when `shutdown` turns `true` or its sender is dropped.
 pub(crate) async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {

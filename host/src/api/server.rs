@@ -39,7 +39,8 @@ use crate::http_client::HttpClient;
 
 mod accept;
 
-pub use accept::{ConnectionStats, serve};
+pub use crate::http_serve::ConnectionStats;
+pub use accept::serve;
 
 /// The limits the HTTP layer enforces, taken from [`Config`].
 #[derive(Clone, Debug)]

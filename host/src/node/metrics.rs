@@ -417,12 +417,12 @@ fn render_peers(reg: &mut Registry, peers: &PeerRpcStats) {
     reg.register(
         "cairn_peer_connections_open",
         "Connections open on the peer port.",
-        gauge(peers.connections_open()),
+        gauge(peers.connections().open()),
     );
     reg.register(
         "cairn_peer_connections_refused",
         "Peer-port connections closed at once because peer_max_connections were open.",
-        counter(peers.connections_refused()),
+        counter(peers.connections().refused()),
     );
     reg.register(
         "cairn_peer_append_splits",

@@ -25,12 +25,11 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
-use crate::http_serve::{self, shutdown_signalled};
+use crate::http_serve::{self, Port};
 use crate::raft::join::{
     JOIN_MAX_BODY_BYTES, JOIN_TOKEN_EXPIRES_HEADER, JOIN_TOKEN_ID_HEADER, JoinRequest,
     NotLeaderReply, SecretReply,
@@ -523,59 +522,30 @@ where
 pub async fn serve<H, J>(
     listener: TcpListener,
     server: Arc<PeerServer<H, J>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> io::Result<()>
 where
     H: RaftRpcHandler,
     J: JoinHandler,
 {
-    let local = listener.local_addr()?;
-    tracing::info!(addr = %local, tls = server.tls.is_some(), "peer listener listening");
-    let cap = usize::try_from(server.limits.max_connections)
-        .unwrap_or(usize::MAX)
-        .min(Semaphore::MAX_PERMITS);
-    let slots = Arc::new(Semaphore::new(cap));
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, remote)) => match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let _ = stream.set_nodelay(true);
-                        let (server, shutdown) = (server.clone(), shutdown.clone());
-                        connections.spawn(async move {
-                            let stats = server.stats.clone();
-                            let _open = stats.connection_opened();
-                            connection(stream, remote, server, shutdown).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        // Peers open a handful of connections each; closing at once
-                        // makes the sender back off and retry.
-                        server.stats.connection_refused();
-                        tracing::debug!(%remote, "refused a peer connection: peer_max_connections are open");
-                        drop(stream);
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "peer accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = shutdown_signalled(&mut shutdown) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    let drained = tokio::time::timeout(server.limits.shutdown_grace, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        connections.shutdown().await;
-    }
-    Ok(())
+    let port = Port {
+        name: "peer port",
+        tls: server.tls.is_some(),
+        max_connections: server.limits.max_connections,
+        shutdown_grace: server.limits.shutdown_grace,
+        stats: server.stats.connections().clone(),
+    };
+    http_serve::accept_loop(
+        listener,
+        port,
+        shutdown,
+        |stream, remote, shutdown| connection(stream, remote, server.clone(), shutdown),
+        // Peers open a handful of connections each; closing at once makes the
+        // sender back off and retry.
+        |stream, _| drop(stream),
+        || {},
+    )
+    .await
 }
 
 /// One connection: the TLS handshake (if any), then HTTP/1 until it closes or shutdown.

@@ -10,10 +10,11 @@
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::http_serve::ConnectionStats;
 use crate::raft::types::NodeId;
 
 /// Least time between two log lines about the same kind of peer RPC failure
@@ -39,10 +40,9 @@ pub struct PeerRpcStats {
     errors: Mutex<BTreeMap<(NodeId, &'static str), u64>>,
     /// Sender: append-entries batches cut to fit `max_append_bytes`.
     appends_split: AtomicU64,
-    /// Receiver: peer connections open now.
-    connections_open: AtomicU64,
-    /// Receiver: peer connections closed at once because `peer_max_connections` were open.
-    connections_refused: AtomicU64,
+    /// Receiver: peer connections open, and those closed at once because
+    /// `peer_max_connections` were open.
+    connections: Arc<ConnectionStats>,
     gates: Mutex<HashMap<String, Gate>>,
 }
 
@@ -55,19 +55,9 @@ impl Default for PeerRpcStats {
             refused: Mutex::default(),
             errors: Mutex::default(),
             appends_split: AtomicU64::default(),
-            connections_open: AtomicU64::default(),
-            connections_refused: AtomicU64::default(),
+            connections: Arc::default(),
             gates: Mutex::default(),
         }
-    }
-}
-
-/// Keeps the open peer connections gauge right however a connection ends.
-pub struct OpenConnection<'a>(&'a AtomicU64);
-
-impl Drop for OpenConnection<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -156,25 +146,9 @@ impl PeerRpcStats {
         lock(&self.errors).iter().map(|(k, v)| (*k, *v)).collect()
     }
 
-    /// Counts a peer connection as open until the returned guard drops.
-    pub fn connection_opened(&self) -> OpenConnection<'_> {
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
-        OpenConnection(&self.connections_open)
-    }
-
-    /// Counts a peer connection refused for lack of a slot.
-    pub fn connection_refused(&self) {
-        self.connections_refused.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Peer connections open now.
-    pub fn connections_open(&self) -> u64 {
-        self.connections_open.load(Ordering::Relaxed)
-    }
-
-    /// Peer connections refused so far.
-    pub fn connections_refused(&self) -> u64 {
-        self.connections_refused.load(Ordering::Relaxed)
+    /// Peer connections: open now and refused so far (counted by the accept loop).
+    pub fn connections(&self) -> &Arc<ConnectionStats> {
+        &self.connections
     }
 
     /// Append-entries batches split so far.

@@ -358,3 +358,31 @@ async fn the_secret_goes_only_to_a_valid_unexpired_join_token() {
     assert_eq!(send(&node, &bare).await.status(), StatusCode::UNAUTHORIZED);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_connection_over_the_cap_is_closed_and_counted() {
+    use tokio::io::AsyncReadExt;
+    let node = start_node(1, |c| c.peer_max_connections = 1).await;
+    let stats = node.peer.stats().connections().clone();
+    let _held = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+    let opened = async {
+        while stats.open() < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), opened)
+        .await
+        .expect("the first connection is served");
+
+    // The second is closed at once, without an answer, and counted.
+    let mut second = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .expect("closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a refused peer connection gets no bytes");
+    assert_eq!(stats.refused(), 1);
+    assert_eq!(stats.open(), 1);
+    node.stop().await;
+}
