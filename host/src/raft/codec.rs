@@ -89,15 +89,19 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Encodes `header` followed by raw `tail` bytes.
 pub fn encode_with_tail<T: Serialize>(header: &T, tail: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let body = bincode::serde::encode_to_vec(header, bincode::config::standard())
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
-    let len = u32::try_from(body.len())
-        .map_err(|_| CodecError::Encode(format!("header of {} bytes", body.len())))?;
-    let mut out = Vec::with_capacity(PREFIX_BYTES + body.len() + tail.len());
+    // Sized first, then encoded in place: an append-entries body built by
+    // growing a Vec and copied into the frame cost reallocations and a copy
+    // per RPC.
+    let body_len = encoded_len(header)?;
+    let len = u32::try_from(body_len)
+        .map_err(|_| CodecError::Encode(format!("header of {body_len} bytes")))?;
+    let mut out = Vec::with_capacity(PREFIX_BYTES + len as usize + tail.len());
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&body);
+    bincode::serde::encode_into_std_write(header, &mut out, bincode::config::standard())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    debug_assert_eq!(out.len(), PREFIX_BYTES + len as usize);
     out.extend_from_slice(tail);
     Ok(out)
 }

@@ -163,7 +163,11 @@ impl Decode for StoreMeta {
 
 /// Encodes one entry payload into its versioned envelope.
 pub(super) fn encode_payload(payload: &RaftPayload) -> io::Result<Vec<u8>> {
-    let mut buf = vec![PAYLOAD_FORMAT];
+    // Sized first: growing from one byte reallocated several times per entry.
+    let size = crate::raft::codec::encoded_len(payload)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("log payload: {e}")))?;
+    let mut buf = Vec::with_capacity(1 + size as usize);
+    buf.push(PAYLOAD_FORMAT);
     bincode::serde::encode_into_std_write(payload, &mut buf, bincode::config::standard()).map_err(
         |e| {
             io::Error::new(

@@ -113,6 +113,9 @@ pub(crate) fn check_header(bytes: &[u8], number: u64) -> Result<(), String> {
 /// Appends the framed `record` to `out` and returns its length, frame included.
 pub(crate) fn encode(record: &Record<'_>, out: &mut Vec<u8>) -> u64 {
     let start = out.len();
+    // Reserve once: growing from empty reallocates several times per entry on
+    // the write path (visible in the 64-client profile).
+    out.reserve(FRAME_BYTES as usize + body_bytes_hint(record));
     out.extend_from_slice(&[0; FRAME_BYTES as usize]);
     match record {
         Record::Entry { id, payload } => {
@@ -154,6 +157,16 @@ pub(crate) fn encode(record: &Record<'_>, out: &mut Vec<u8>) -> u64 {
     crc.update(&out[start + FRAME_BYTES as usize..]);
     out[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
     (out.len() - start) as u64
+}
+
+/// Bytes `record`'s body takes (exact for an entry, an upper bound otherwise).
+fn body_bytes_hint(record: &Record<'_>) -> usize {
+    const KIND: usize = 1;
+    const ID: usize = 24;
+    match record {
+        Record::Entry { payload, .. } => KIND + ID + payload.len(),
+        _ => KIND + 4 * (1 + ID),
+    }
 }
 
 /// Reads the record at the start of `buf` (the rest of a segment).
