@@ -1,9 +1,13 @@
 //! Upgrades you can trust: a 0.2.0 component's `migrate` runs inside the
 //! upgrade's log entry on every node; a failing `migrate` rejects the upgrade
 //! (the old version keeps running, data untouched); 0.1.0 components keep
-//! working; a dry run reports what an upgrade would do and commits nothing.
+//! working; a dry run reports what an upgrade would do and commits nothing;
+//! the events a `migrate` emits are the upgrade entry's.
+
+use std::time::Duration;
 
 use bytes::Bytes;
+use cairn_host::cli::events::{EventStream, Start};
 use http::Method;
 use serde_json::{Value, json};
 
@@ -111,6 +115,28 @@ async fn migrate_transforms_data_and_a_failing_migrate_rejects_the_upgrade() -> 
             "node {}",
             n.id
         );
+    }
+    // What migrate emitted belongs to the upgrade's entry, on every node.
+    let index = up["log_index"]
+        .as_u64()
+        .expect("a deploy answers its index");
+    let client = cairn_host::http_client::new_client();
+    for n in cluster.running() {
+        let token = crate::harness::token_for(n.addr());
+        let start = Start::FromIndex(index);
+        let mut stream =
+            EventStream::connect(&client, n.addr(), token.as_deref(), "a", &start).await?;
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await??
+            .expect("the stream holds the migrate's event");
+        assert_eq!(
+            (event.id.as_str(), event.topic.as_str()),
+            (format!("{index}-0").as_str(), "migrated"),
+            "node {}",
+            n.id
+        );
+        let payload: Value = serde_json::from_str(&event.data)?;
+        assert_eq!(payload, json!({"from": 1, "count": 5}), "node {}", n.id);
     }
     let out = leader
         .apply("a", &json!({"increment": {"by": 1}}))

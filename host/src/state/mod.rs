@@ -409,13 +409,7 @@ impl State {
         Ok(match outcome.result {
             Ok(out) => {
                 self.commit_writes(name, base, outcome.writes);
-                if !out.events.is_empty() {
-                    let s = &self.settings;
-                    let (count, bytes) = (s.event_retention_count, s.event_retention_bytes);
-                    let log = self.events.entry(name.to_string()).or_default();
-                    log.append(index, &out.events);
-                    log.trim(count, bytes);
-                }
+                self.record_events(name, index, &out.events);
                 CommandResult::Applied(out)
             }
             Err(e) => CommandResult::Failed(e.to_body()),
@@ -441,6 +435,21 @@ impl State {
         }
         let kv = self.kv.get_mut(name).expect("inserted above");
         crate::runtime::commit(kv, writes);
+    }
+
+    /// Appends the events a successful call at log `index` emitted to plugin
+    /// `name`'s event log, then applies the retention in force.
+    pub(crate) fn record_events(&mut self, name: &str, index: u64, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let (count, bytes) = (
+            self.settings.event_retention_count,
+            self.settings.event_retention_bytes,
+        );
+        let log = self.events.entry(name.to_string()).or_default();
+        log.append(index, events);
+        log.trim(count, bytes);
     }
 
     /// Runs a plugin's `query` against the current state; never mutates.

@@ -134,13 +134,7 @@ impl State {
             Ok(out) => {
                 self.commit_writes(name, base, outcome.writes);
                 // Events a migrate emits belong to its entry, like an apply's.
-                if !out.events.is_empty() {
-                    let s = &self.settings;
-                    let (count, bytes) = (s.event_retention_count, s.event_retention_bytes);
-                    let log = self.events.entry(name.to_string()).or_default();
-                    log.append(index, &out.events);
-                    log.trim(count, bytes);
-                }
+                self.record_events(name, index, &out.events);
                 Ok(Ok(()))
             }
             Err(e) => {
