@@ -27,6 +27,24 @@ pub(super) fn refusal(e: ErrorBody) -> ApiError {
     }
 }
 
+/// The limits a deploy asks for, the cluster's defaults where it names none,
+/// refused if they exceed the cluster's maximums.
+fn deploy_limits(
+    settings: &ClusterSettings,
+    options: &DeployOptions,
+) -> Result<(u64, u64), ApiError> {
+    let fuel_per_call = options
+        .fuel_per_call
+        .unwrap_or(settings.default_fuel_per_call);
+    let memory_limit_bytes = options
+        .memory_limit_bytes
+        .unwrap_or(settings.default_memory_limit_bytes);
+    settings
+        .check_plugin_limits(fuel_per_call, memory_limit_bytes)
+        .map_err(refusal)?;
+    Ok((fuel_per_call, memory_limit_bytes))
+}
+
 /// The answer naming `info`, the version in force.
 fn deploy_response(info: PluginInfo, changed: bool) -> DeployResponse {
     DeployResponse {
@@ -95,15 +113,7 @@ impl NodeService {
         validate_plugin_name(&name).map_err(|e| ApiError::bad_request(e.code, e.message))?;
         let state = self.state();
         let settings = state.settings().clone();
-        let fuel_per_call = options
-            .fuel_per_call
-            .unwrap_or(settings.default_fuel_per_call);
-        let memory_limit_bytes = options
-            .memory_limit_bytes
-            .unwrap_or(settings.default_memory_limit_bytes);
-        settings
-            .check_plugin_limits(fuel_per_call, memory_limit_bytes)
-            .map_err(refusal)?;
+        let (fuel_per_call, memory_limit_bytes) = deploy_limits(&settings, &options)?;
         self.validate_code(&wasm, &settings).await?;
         let Ok(slot) = self.inner.query_slots.clone().try_acquire_owned() else {
             return Err(ApiError::Overloaded {
@@ -148,15 +158,7 @@ impl NodeService {
         self.linearize(deadline).await?;
         let state = self.state();
         let settings = state.settings().clone();
-        let fuel_per_call = options
-            .fuel_per_call
-            .unwrap_or(settings.default_fuel_per_call);
-        let memory_limit_bytes = options
-            .memory_limit_bytes
-            .unwrap_or(settings.default_memory_limit_bytes);
-        settings
-            .check_plugin_limits(fuel_per_call, memory_limit_bytes)
-            .map_err(refusal)?;
+        let (fuel_per_call, memory_limit_bytes) = deploy_limits(&settings, &options)?;
         let sha = {
             let wasm = wasm.clone();
             tokio::task::spawn_blocking(move || sha256_hex(&wasm))
