@@ -38,6 +38,7 @@ mod polyglot_python;
 mod query_admission;
 mod query_time;
 mod scaffold;
+mod sched_policy;
 mod settings;
 mod single_node;
 mod snapshot_rejoin;

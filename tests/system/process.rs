@@ -308,6 +308,11 @@ impl ProcNode {
         self.child.is_some()
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The file the process's stderr (its log) is appended to.
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.join("stderr.log")

@@ -250,6 +250,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// How the kernel is asked to schedule a node's threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SchedPolicy {
+    /// `SCHED_BATCH`: the threads are CPU work that hands itself along; a
+    /// thread woken by another does not preempt the one running (README,
+    /// Benchmarks: fewer context switches, more writes per CPU second).
+    #[default]
+    Batch,
+    /// The kernel's default policy (`SCHED_OTHER`).
+    Normal,
+}
+
 /// `cairn serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -311,6 +323,11 @@ pub struct ServeArgs {
     /// async workers wake each other less (README, Benchmarks).
     #[arg(long, default_value_t = 0)]
     pub worker_threads: usize,
+    /// Scheduling policy of every thread of the node (Linux; ignored
+    /// elsewhere). `batch` trades wake-up preemption for fewer context
+    /// switches; `normal` is the kernel's default.
+    #[arg(long, value_enum, default_value_t = SchedPolicy::Batch)]
+    pub sched_policy: SchedPolicy,
     /// How much shorter than the minimum election timeout the leader's read
     /// lease is: the bound on clock drift between members (see README).
     #[arg(long, default_value_t = Config::default().read_lease_margin_ms)]

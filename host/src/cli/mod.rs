@@ -27,7 +27,7 @@ use format::{describe_failure, format_deployed, format_plugins, format_status, f
 pub mod events;
 pub mod scaffold;
 pub use args::{
-    Cli, Commands, LogFormat, MembersCommand, PluginsCommand, ServeArgs, TokensCommand,
+    Cli, Commands, LogFormat, MembersCommand, PluginsCommand, SchedPolicy, ServeArgs, TokensCommand,
 };
 
 /// Deadline for one CLI request; long enough for a deploy that compiles a component.
