@@ -29,9 +29,9 @@ fn async_worker_threads(asked: usize) -> usize {
 /// WAL flusher, apply thread, on every node). Under the default policy each
 /// hand-off's wake-up preempts whatever runs, so a busy machine spends its
 /// time switching: with `SCHED_BATCH` a 3-node, 64-client put benchmark on 2
-/// cores did 21,900 instead of 19,600 writes/s at 68 instead of 77 µs of CPU
-/// per write, one client's p50 unchanged (README, Benchmarks). No privilege
-/// is needed to choose it.
+/// cores went from 19.2–20.1k to 21.0–21.8k writes/s and from 76–79 to 68–71
+/// µs of CPU per write, one client's p50 unchanged (README, Benchmarks). No
+/// privilege is needed to choose it.
 #[cfg(target_os = "linux")]
 fn use_batch_scheduling() {
     let param = libc::sched_param { sched_priority: 0 };
