@@ -327,23 +327,26 @@ fn refusal<T>(addr: &str, reply: &Reply) -> Result<Step<T>, JoinError> {
     }
 }
 
-/// Asks each address in turn, for up to `policy.attempts` rounds.
-async fn ask_around<T, F, Fut>(
+/// Sends `call` to each address in turn, for up to `policy.attempts` rounds,
+/// and lets `answer` read each reply; an address that cannot be reached is
+/// passed over for the next.
+async fn ask_around<T>(
+    call: &Call<'_>,
     addrs: &[String],
     policy: JoinPolicy,
-    mut ask: F,
-) -> Result<T, JoinError>
-where
-    F: FnMut(String) -> Fut,
-    Fut: Future<Output = Result<Step<T>, JoinError>>,
-{
+    mut answer: impl FnMut(&str, Reply) -> Result<Step<T>, JoinError>,
+) -> Result<T, JoinError> {
     let mut last = String::from("no member address to ask (the token names none; give --join)");
     for attempt in 1..=policy.attempts {
         let mut queue: Vec<String> = addrs.to_vec();
         let mut redirects = 0;
         while !queue.is_empty() {
             let addr = queue.remove(0);
-            match ask(addr).await? {
+            let step = match call.send(&addr).await {
+                Ok(reply) => answer(&addr, reply?)?,
+                Err(e) => Step::Next(e.to_string()),
+            };
+            match step {
                 Step::Done(v) => return Ok(v),
                 // A member named the leader: ask it next, a bounded number of times.
                 Step::Redirect(leader) if redirects <= addrs.len() => {
@@ -391,30 +394,23 @@ pub async fn fetch_secret(
         extra: &extra,
         timeout: policy.request_timeout,
     };
-    ask_around(addrs, policy, |addr| {
-        let call = &call;
-        async move {
-            let reply = match call.send(&addr).await {
-                Ok(reply) => reply?,
-                Err(e) => return Ok(Step::Next(e.to_string())),
-            };
-            if reply.status != StatusCode::OK {
-                return refusal(&addr, &reply);
-            }
-            let bad = |reason: String| JoinError::BadReply {
-                addr: addr.clone(),
-                reason,
-            };
-            let parsed: SecretReply =
-                serde_json::from_slice(&reply.body).map_err(|e| bad(e.to_string()))?;
-            let mut wrapped = [0u8; SECRET_BYTES];
-            hex::decode_to_slice(&parsed.wrapped_secret, &mut wrapped)
-                .map_err(|e| bad(e.to_string()))?;
-            // The pad is the same operation: XOR again with the key over our nonce.
-            let secret = token.key.wrap_secret(&reply.nonce, &wrapped);
-            tracing::info!(member = %addr, "received the cluster secret");
-            Ok(Step::Done(ClusterSecret::from_bytes(secret)))
+    ask_around(&call, addrs, policy, |addr, reply| {
+        if reply.status != StatusCode::OK {
+            return refusal(addr, &reply);
         }
+        let bad = |reason: String| JoinError::BadReply {
+            addr: addr.to_string(),
+            reason,
+        };
+        let parsed: SecretReply =
+            serde_json::from_slice(&reply.body).map_err(|e| bad(e.to_string()))?;
+        let mut wrapped = [0u8; SECRET_BYTES];
+        hex::decode_to_slice(&parsed.wrapped_secret, &mut wrapped)
+            .map_err(|e| bad(e.to_string()))?;
+        // The pad is the same operation: XOR again with the key over our nonce.
+        let secret = token.key.wrap_secret(&reply.nonce, &wrapped);
+        tracing::info!(member = %addr, "received the cluster secret");
+        Ok(Step::Done(ClusterSecret::from_bytes(secret)))
     })
     .await
 }
@@ -440,27 +436,20 @@ pub async fn request_membership(
         extra: &[],
         timeout: policy.request_timeout,
     };
-    ask_around(addrs, policy, |addr| {
-        let call = &call;
-        async move {
-            let reply = match call.send(&addr).await {
-                Ok(reply) => reply?,
-                Err(e) => return Ok(Step::Next(e.to_string())),
-            };
-            if reply.status.is_success() {
-                tracing::info!(member = %addr, "joined the cluster");
-                return Ok(Step::Done(()));
-            }
-            if reply.status == StatusCode::CONFLICT
-                && let Ok(NotLeaderReply {
-                    leader_peer_addr: Some(leader),
-                }) = serde_json::from_slice(&reply.body)
-                && leader != addr
-            {
-                return Ok(Step::Redirect(leader));
-            }
-            refusal(&addr, &reply)
+    ask_around(&call, addrs, policy, |addr, reply| {
+        if reply.status.is_success() {
+            tracing::info!(member = %addr, "joined the cluster");
+            return Ok(Step::Done(()));
         }
+        if reply.status == StatusCode::CONFLICT
+            && let Ok(NotLeaderReply {
+                leader_peer_addr: Some(leader),
+            }) = serde_json::from_slice(&reply.body)
+            && leader != addr
+        {
+            return Ok(Step::Redirect(leader));
+        }
+        refusal(addr, &reply)
     })
     .await
 }
